@@ -1,0 +1,571 @@
+//! Configuration layering and validation shared by both services.
+//!
+//! Values come from, lowest to highest precedence: built-in defaults, a TOML
+//! file named by `CONFIG_FILE`, environment variables, command-line flags.
+//! Every key has one name: the environment variable (`KAFKA_TOPIC`); in the
+//! TOML file the same name is written in lower case (`kafka_topic = "test"`).
+//!
+//! Layering is figment's job; typing is ours. Figment hands over every value
+//! as text ([`RawValue`]), and the services' `validate()` functions parse each
+//! key with [`ConfigSource`], so that every bad value produces the same kind of
+//! one-line error: the key, where it came from, what is wrong, what is allowed.
+//! Secrets are never echoed back in those errors.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{de, Deserialize, Deserializer};
+
+/// Name of the environment variable that points at the optional TOML file.
+pub const CONFIG_FILE_ENV: &str = "CONFIG_FILE";
+
+/// A configuration error: one line naming the key, its problem and what is allowed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A key has a value that cannot be used.
+    #[error("invalid configuration: {key}{shown} (from {origin}): {problem}; allowed: {allowed}")]
+    Invalid {
+        /// The key (environment variable name).
+        key: String,
+        /// `="value"`, or empty for secrets and absent values.
+        shown: String,
+        /// Where the value came from (default, file, environment, flag).
+        origin: String,
+        /// What is wrong with it.
+        problem: String,
+        /// What would be accepted.
+        allowed: String,
+    },
+    /// A required key is not set anywhere.
+    #[error("invalid configuration: {key} is required but not set; {hint}")]
+    Missing {
+        /// The key (environment variable name).
+        key: String,
+        /// How to set it.
+        hint: String,
+    },
+    /// The configuration file cannot be read or parsed.
+    #[error("invalid configuration: {CONFIG_FILE_ENV}={path:?}: {problem}")]
+    File {
+        /// The file named by `CONFIG_FILE`.
+        path: PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
+    /// Two keys contradict each other.
+    #[error("invalid configuration: {keys}: {problem}")]
+    Conflict {
+        /// The keys involved.
+        keys: String,
+        /// Why they cannot be combined.
+        problem: String,
+    },
+}
+
+/// A secret value (password, token). Prints as `[redacted]` in `Debug` and `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it (a SASL handshake).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A configuration value as text, whatever type the layer gave it.
+///
+/// The environment gives strings (figment may have guessed a number or a bool
+/// from them); a TOML file gives typed values. Keeping every value as text
+/// until `validate()` means a password `12345` stays a string and a wrong
+/// type is reported by our validation with the key's own name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawValue(pub String);
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = RawValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean or list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<RawValue, E> {
+                Ok(RawValue(v))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_string()))
+            }
+            fn visit_char<E: de::Error>(self, v: char) -> Result<RawValue, E> {
+                Ok(RawValue(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawValue, E> {
+                Ok(RawValue(String::new()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(RawValue(v)) = seq.next_element::<RawValue>()? {
+                    parts.push(v);
+                }
+                Ok(RawValue(parts.join(",")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Where a value came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The TOML file.
+    File(PathBuf),
+    /// An environment variable.
+    Env,
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::File(p) => write!(f, "file {}", p.display()),
+            Self::Env => f.write_str("environment"),
+            Self::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// The layered configuration of one process, before validation.
+///
+/// Keys are the environment-variable names (`KAFKA_TOPIC`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigSource {
+    values: BTreeMap<String, (String, Origin)>,
+}
+
+impl ConfigSource {
+    /// Layers the TOML file named by `CONFIG_FILE` (if set), the environment,
+    /// and `flags` (command-line values as `(KEY, "--flag", value)`).
+    ///
+    /// `keys` lists every key the service knows; `KEY_FILE` variants of
+    /// secrets are accepted too. Defaults are not layered here: each
+    /// `validate()` passes its default next to the key, so `--help`, the
+    /// README and the code read the same table.
+    pub fn load(keys: &[&str], flags: &[(&str, &str, String)]) -> Result<Self, ConfigError> {
+        let file = std::env::var_os(CONFIG_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        Self::layer(keys, file.as_deref(), Env::raw(), flags)
+    }
+
+    /// Layers an explicit file, an environment provider and flags with
+    /// figment. Used by [`ConfigSource::load`] and by tests.
+    pub fn layer(
+        keys: &[&str],
+        file: Option<&Path>,
+        env: Env,
+        flags: &[(&str, &str, String)],
+    ) -> Result<Self, ConfigError> {
+        let known: Vec<String> = keys
+            .iter()
+            .flat_map(|k| [k.to_ascii_lowercase(), format!("{}_file", k.to_ascii_lowercase())])
+            .collect();
+        let mut figment = Figment::new();
+
+        if let Some(path) = file {
+            let file_err = |problem: String| ConfigError::File {
+                path: path.to_owned(),
+                problem,
+            };
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_err(format!("cannot read it: {e}")))?;
+            // Parse the file alone first, so a typo in it is reported against
+            // the file rather than silently ignored.
+            let table: BTreeMap<String, RawValue> = Figment::from(Toml::string(&text))
+                .extract()
+                .map_err(|e| file_err(format!("not a flat TOML table of `key = value` lines: {}", e.kind)))?;
+            if let Some(unknown) = table.keys().find(|k| !known.contains(&k.to_ascii_lowercase())) {
+                return Err(file_err(format!(
+                    "unknown key `{unknown}`; known keys (lower case): {}",
+                    keys.iter().map(|k| k.to_ascii_lowercase()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+
+        let only: Vec<&str> = known.iter().map(String::as_str).collect();
+        figment = figment.merge(env.only(&only));
+
+        let flag_map: BTreeMap<String, String> = flags
+            .iter()
+            .map(|(key, _, v)| (key.to_ascii_lowercase(), v.clone()))
+            .collect();
+        figment = figment.merge(Serialized::globals(flag_map));
+
+        let merged: BTreeMap<String, RawValue> = figment.extract().map_err(|e| ConfigError::Invalid {
+            key: e.path.join(".").to_ascii_uppercase(),
+            shown: String::new(),
+            origin: e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default(),
+            problem: "not a single value".to_owned(),
+            allowed: "a string, number, boolean or list of strings".to_owned(),
+        })?;
+
+        let values = merged
+            .into_iter()
+            .map(|(key, RawValue(v))| {
+                let upper = key.to_ascii_uppercase();
+                let origin = if let Some((_, flag, _)) = flags.iter().find(|(k, _, _)| *k == upper) {
+                    Origin::Flag((*flag).to_owned())
+                } else {
+                    match figment.find_metadata(&key).and_then(|m| m.source.as_ref()) {
+                        Some(figment::Source::File(p)) => Origin::File(p.clone()),
+                        _ => Origin::Env,
+                    }
+                };
+                (upper, (v, origin))
+            })
+            .collect();
+        Ok(Self { values })
+    }
+
+    /// Builds a source from explicit pairs (tests, embedding).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self {
+            values: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), (v.to_owned(), Origin::Env)))
+                .collect(),
+        }
+    }
+
+    /// The raw value of `key`, if set in any layer. An empty string counts as
+    /// set (`KAFKA_SASL_MECHANISM=` means "none" in the prototype).
+    pub fn raw(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(|(v, _)| v.as_str())
+    }
+
+    fn origin(&self, key: &str) -> Origin {
+        self.values
+            .get(key)
+            .map(|(_, o)| o.clone())
+            .unwrap_or(Origin::Default)
+    }
+
+    /// Builds the error for `key`, showing its value unless `secret`.
+    pub fn invalid(&self, key: &str, problem: impl Into<String>, allowed: impl Into<String>) -> ConfigError {
+        let shown = match self.raw(key) {
+            Some(v) if !is_secret_key(key) => format!("={v:?}"),
+            _ => String::new(),
+        };
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            shown,
+            origin: self.origin(key).to_string(),
+            problem: problem.into(),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// A string value with a default; empty strings are kept.
+    pub fn string(&self, key: &str, default: &str) -> String {
+        self.raw(key).unwrap_or(default).trim().to_owned()
+    }
+
+    /// A non-empty string, or a "required" error.
+    pub fn required(&self, key: &str, hint: &str) -> Result<String, ConfigError> {
+        match self.raw(key).map(str::trim) {
+            Some(v) if !v.is_empty() => Ok(v.to_owned()),
+            _ => Err(ConfigError::Missing {
+                key: key.to_owned(),
+                hint: hint.to_owned(),
+            }),
+        }
+    }
+
+    /// An optional non-empty string (empty counts as unset).
+    pub fn optional(&self, key: &str) -> Option<String> {
+        self.raw(key)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    }
+
+    /// A number within `range`, or the default when unset or empty.
+    pub fn number<T>(&self, key: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let allowed = || format!("a whole number from {} to {}", range.start(), range.end());
+        let value = match self.raw(key).map(str::trim) {
+            None | Some("") => default,
+            Some(v) => v
+                .replace('_', "")
+                .parse::<T>()
+                .map_err(|_| self.invalid(key, "not a whole number in range", allowed()))?,
+        };
+        if !range.contains(&value) {
+            return Err(self.invalid(key, "out of range", allowed()));
+        }
+        Ok(value)
+    }
+
+    /// A duration given in milliseconds.
+    pub fn millis(&self, key: &str, default_ms: u64, range_ms: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
+        self.number(key, default_ms, range_ms).map(Duration::from_millis)
+    }
+
+    /// A boolean: true/false, 1/0, t/f, yes/no, on/off, any case (the
+    /// prototype read `DEBUG` as `true`, `1` or `t`, anything else false; we
+    /// accept its false spellings too but reject typos instead of guessing).
+    pub fn boolean(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.raw(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                "" => Ok(default),
+                "true" | "1" | "t" | "yes" | "y" | "on" => Ok(true),
+                "false" | "0" | "f" | "no" | "n" | "off" => Ok(false),
+                _ => Err(self.invalid(key, "not a boolean", "true, false, 1, 0, yes, no, on, off")),
+            },
+        }
+    }
+
+    /// One of a fixed set of words, matched case-insensitively.
+    pub fn choice<T: Copy>(&self, key: &str, default: T, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let Some(v) = self.raw(key).map(str::trim).filter(|v| !v.is_empty()) else {
+            return Ok(default);
+        };
+        choices
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(v))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.invalid(key, "unknown value", names.join(", "))
+            })
+    }
+
+    /// A socket address `IP:PORT`.
+    pub fn socket_addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+        let v = self.string(key, default);
+        v.parse()
+            .map_err(|_| self.invalid(key, "not an IP:PORT socket address", "for example 0.0.0.0:8080 or 127.0.0.1:9000"))
+    }
+
+    /// A secret from `KEY` or from the file named by `KEY_FILE` (as Kubernetes
+    /// mounts Secrets). Setting both is an error; a trailing newline in the
+    /// file is dropped.
+    pub fn secret(&self, key: &str) -> Result<Option<Secret>, ConfigError> {
+        let file_key = format!("{key}_FILE");
+        match (self.optional(key), self.optional(&file_key)) {
+            (Some(_), Some(_)) => Err(ConfigError::Conflict {
+                keys: format!("{key} and {file_key}"),
+                problem: "both are set; set only one of them".to_owned(),
+            }),
+            (Some(v), None) => Ok(Some(Secret(v))),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.invalid(&file_key, format!("cannot read the file: {}", e.kind()), "a readable file holding the secret")
+                })?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                let text = text.strip_suffix('\r').unwrap_or(text);
+                Ok(Some(Secret(text.to_owned())))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Keys whose values are never echoed back.
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    (k.contains("PASSWORD") || k.contains("SECRET") || k.contains("TOKEN")) && !k.ends_with("_FILE")
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default, for Loki and friends).
+    Json,
+    /// Human-readable lines with colours.
+    Pretty,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `LOG_FORMAT`; `None` means JSON unless stdout is a terminal.
+    pub format: Option<LogFormat>,
+    /// `RUST_LOG` filter directives, if set.
+    pub filter: Option<String>,
+    /// `DEBUG`: raise the default level to debug.
+    pub debug: bool,
+}
+
+impl LogConfig {
+    /// Reads `LOG_FORMAT`, `RUST_LOG` and `DEBUG`.
+    pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
+        let format = match src.optional("LOG_FORMAT") {
+            None => None,
+            Some(_) => Some(src.choice(
+                "LOG_FORMAT",
+                LogFormat::Json,
+                &[("json", LogFormat::Json), ("pretty", LogFormat::Pretty), ("text", LogFormat::Pretty)],
+            )?),
+        };
+        let filter = src.optional("RUST_LOG");
+        if let Some(f) = &filter {
+            tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
+                src.invalid("RUST_LOG", format!("not a valid filter ({e})"), "tracing directives such as info or consumer=debug,rskafka=warn")
+            })?;
+        }
+        Ok(Self {
+            format,
+            filter,
+            debug: src.boolean("DEBUG", false)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    const KEYS: &[&str] = &["KAFKA_TOPIC", "KAFKA_CLIENT_ID", "PRODUCER_MESSAGES", "KAFKA_PASSWORD"];
+
+    fn env_source(flags: &[(&str, &str, String)]) -> ConfigSource {
+        ConfigSource::load(KEYS, flags).expect("layer")
+    }
+
+    #[test]
+    fn layers_file_then_env_then_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "kafka_topic = \"from-file\"\nproducer_messages = 7\nkafka_client_id = \"file-id\"\n")?;
+            jail.set_env(CONFIG_FILE_ENV, "c.toml");
+            jail.set_env("KAFKA_CLIENT_ID", "env-id");
+            jail.set_env("PRODUCER_MESSAGES", "9");
+            let src = env_source(&[("PRODUCER_MESSAGES", "--messages", "11".into())]);
+            assert_eq!(src.raw("KAFKA_TOPIC"), Some("from-file"));
+            assert!(src.invalid("KAFKA_TOPIC", "x", "y").to_string().contains("(from file"), "origin");
+            assert!(src.invalid("PRODUCER_MESSAGES", "x", "y").to_string().contains("(from flag --messages)"));
+            assert_eq!(src.raw("KAFKA_CLIENT_ID"), Some("env-id"));
+            assert_eq!(src.number("PRODUCER_MESSAGES", 20u64, 1..=10).ok(), None);
+            assert_eq!(src.number("PRODUCER_MESSAGES", 20u64, 1..=100), Ok(11));
+            assert_eq!(src.string("MISSING_KEY", "dflt"), "dflt");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn numeric_looking_secrets_stay_text() {
+        Jail::expect_with(|jail| {
+            jail.set_env("KAFKA_PASSWORD", "12345");
+            let src = env_source(&[]);
+            assert_eq!(src.secret("KAFKA_PASSWORD").expect("secret").map(|s| s.expose().to_owned()), Some("12345".to_owned()));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_from_file_and_conflict() {
+        Jail::expect_with(|jail| {
+            jail.create_file("pw", "s3cret\n")?;
+            jail.set_env("KAFKA_PASSWORD_FILE", "pw");
+            let src = env_source(&[]);
+            let s = src.secret("KAFKA_PASSWORD").expect("ok").expect("some");
+            assert_eq!(s.expose(), "s3cret");
+            assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+            jail.set_env("KAFKA_PASSWORD", "x");
+            let err = env_source(&[]).secret("KAFKA_PASSWORD").expect_err("conflict");
+            assert!(err.to_string().contains("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_key_value_and_allowed_but_never_secrets() {
+        let src = ConfigSource::from_pairs([("PRODUCER_MESSAGES", "lots"), ("KAFKA_PASSWORD", "hunter2"), ("DEBUG", "maybe")]);
+        let e = src.number("PRODUCER_MESSAGES", 1u64, 1..=5).expect_err("bad").to_string();
+        assert_eq!(
+            e,
+            "invalid configuration: PRODUCER_MESSAGES=\"lots\" (from environment): not a whole number in range; allowed: a whole number from 1 to 5"
+        );
+        let e = src.invalid("KAFKA_PASSWORD", "too short", "anything").to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = src.boolean("DEBUG", false).expect_err("bad").to_string();
+        assert!(e.contains("DEBUG=\"maybe\"") && e.contains("true, false"), "{e}");
+    }
+
+    #[test]
+    fn prototype_debug_spellings() {
+        for (v, want) in [("False", false), ("True", true), ("t", true), ("1", true), ("0", false), ("", false)] {
+            let src = ConfigSource::from_pairs([("DEBUG", v)]);
+            assert_eq!(src.boolean("DEBUG", false), Ok(want), "{v}");
+        }
+    }
+
+    #[test]
+    fn unreadable_or_malformed_file_is_one_error() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "kafka_topic = [\n")?;
+            jail.create_file("typo.toml", "kafka_topik = \"x\"\n")?;
+            let e = ConfigSource::layer(KEYS, Some(Path::new("bad.toml")), Env::raw(), &[]).expect_err("bad");
+            assert!(e.to_string().contains("CONFIG_FILE"), "{e}");
+            let e = ConfigSource::layer(KEYS, Some(Path::new("nope.toml")), Env::raw(), &[]).expect_err("missing");
+            assert!(e.to_string().contains("cannot read"), "{e}");
+            let e = ConfigSource::layer(KEYS, Some(Path::new("typo.toml")), Env::raw(), &[]).expect_err("typo");
+            assert!(e.to_string().contains("unknown key `kafka_topik`"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn choices_are_case_insensitive_and_list_allowed() {
+        let src = ConfigSource::from_pairs([("LOG_FORMAT", "PRETTY"), ("X", "nope")]);
+        assert_eq!(LogConfig::from_source(&src).expect("ok").format, Some(LogFormat::Pretty));
+        let e = src.choice("X", 1, &[("a", 1), ("b", 2)]).expect_err("bad").to_string();
+        assert!(e.ends_with("allowed: a, b"), "{e}");
+    }
+}

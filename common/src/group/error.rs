@@ -1,0 +1,353 @@
+//! Errors of the classic consumer-group protocol.
+//!
+//! Every [`GroupError`] renders as one line that names the group, the request
+//! that failed and the Kafka error (as Java spells it, e.g.
+//! `FENCED_INSTANCE_ID (82)`), followed by what it means for an operator.
+//! Which Kafka error becomes which [`GroupError`] is decided in
+//! [`crate::group::state::classify`].
+
+use std::fmt;
+
+use kafka_protocol::ResponseError;
+
+use crate::group::protocol::ProtocolError;
+
+/// The group-related requests a classic consumer sends to its coordinator.
+///
+/// Error codes mean different things depending on the request they answer
+/// (e.g. `REBALANCE_IN_PROGRESS` is routine for a heartbeat but fails a
+/// commit), so classification is always per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GroupApi {
+    /// `FindCoordinator` (key type group).
+    FindCoordinator,
+    /// `JoinGroup`.
+    JoinGroup,
+    /// `SyncGroup`.
+    SyncGroup,
+    /// `Heartbeat`.
+    Heartbeat,
+    /// `OffsetCommit`.
+    OffsetCommit,
+    /// `OffsetFetch`.
+    OffsetFetch,
+    /// `LeaveGroup`.
+    LeaveGroup,
+}
+
+impl fmt::Display for GroupApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FindCoordinator => "FindCoordinator",
+            Self::JoinGroup => "JoinGroup",
+            Self::SyncGroup => "SyncGroup",
+            Self::Heartbeat => "Heartbeat",
+            Self::OffsetCommit => "OffsetCommit",
+            Self::OffsetFetch => "OffsetFetch",
+            Self::LeaveGroup => "LeaveGroup",
+        })
+    }
+}
+
+/// A Kafka error code, displayed the way Kafka's documentation and Java logs
+/// spell it: `NOT_COORDINATOR (16)`.
+///
+/// A newtype rather than [`ResponseError`] so that codes this version of
+/// `kafka-protocol` does not know still display (as `UNKNOWN_ERROR_CODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KafkaCode(pub i16);
+
+impl KafkaCode {
+    /// The code as `kafka-protocol`'s error enum; `None` for `0` (no error).
+    pub fn response_error(self) -> Option<ResponseError> {
+        ResponseError::try_from_code(self.0)
+    }
+
+    /// The Java constant name, e.g. `GROUP_AUTHORIZATION_FAILED`; `NONE` for 0.
+    pub fn name(self) -> String {
+        match self.response_error() {
+            None => "NONE".to_owned(),
+            Some(ResponseError::Unknown(_)) => "UNKNOWN_ERROR_CODE".to_owned(),
+            // `ResponseError`'s Debug is the CamelCase variant name, which maps
+            // one-to-one onto Java's SCREAMING_SNAKE constant names.
+            Some(known) => screaming_snake(&format!("{known:?}")),
+        }
+    }
+}
+
+impl From<ResponseError> for KafkaCode {
+    fn from(error: ResponseError) -> Self {
+        Self(error.code())
+    }
+}
+
+impl fmt::Display for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.0)
+    }
+}
+
+/// `FencedInstanceId` → `FENCED_INSTANCE_ID`.
+fn screaming_snake(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 8);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Why the consumer cannot (or must not) carry on with the group, or why a
+/// single group request failed for good.
+///
+/// Which of these stop the consumer ([`Action::Fatal`]) and which only fail
+/// one request ([`Action::Fail`]) is decided by
+/// [`classify`](crate::group::state::classify), not by the variant.
+///
+/// [`Action::Fatal`]: crate::group::state::Action::Fatal
+/// [`Action::Fail`]: crate::group::state::Action::Fail
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// Another consumer registered with the same `group.instance.id`.
+    #[error(
+        "consumer group '{group}': {api} failed with FENCED_INSTANCE_ID (82): another consumer \
+         with the same group.instance.id has joined; this instance has been fenced"
+    )]
+    FencedInstanceId {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+    },
+
+    /// The principal may not use the group (missing READ ACL on the group).
+    #[error(
+        "consumer group '{group}': {api} failed with GROUP_AUTHORIZATION_FAILED (30): this \
+         principal is not authorized to use the group (needs READ on the group)"
+    )]
+    GroupAuthorizationFailed {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+    },
+
+    /// The group already has the broker's `group.max.size` members.
+    #[error(
+        "consumer group '{group}': JoinGroup failed with GROUP_MAX_SIZE_REACHED (81): the group \
+         already has the broker's group.max.size members"
+    )]
+    GroupMaxSizeReached {
+        /// The group id.
+        group: String,
+    },
+
+    /// The group's members disagree on the protocol type or name.
+    #[error("consumer group '{group}': {api} failed with INCONSISTENT_GROUP_PROTOCOL (23): {detail}")]
+    InconsistentGroupProtocol {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+        /// What was inconsistent.
+        detail: String,
+    },
+
+    /// `session.timeout.ms` is outside the broker's allowed range.
+    #[error(
+        "consumer group '{group}': JoinGroup failed with INVALID_SESSION_TIMEOUT (26): \
+         session.timeout.ms is outside the broker's \
+         group.min.session.timeout.ms..group.max.session.timeout.ms"
+    )]
+    InvalidSessionTimeout {
+        /// The group id.
+        group: String,
+    },
+
+    /// The group id is empty or otherwise rejected by the broker.
+    #[error("consumer group '{group}': {api} failed with INVALID_GROUP_ID (24): the group id is invalid")]
+    InvalidGroupId {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+    },
+
+    /// The broker does not support the request version we sent.
+    #[error(
+        "consumer group '{group}': {api} failed with UNSUPPORTED_VERSION (35): the broker does \
+         not support this request version (static membership needs Kafka 2.3 or later)"
+    )]
+    UnsupportedVersion {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+    },
+
+    /// The commit can never succeed: the member left the group or its
+    /// generation is stale, so its partitions may already belong to another
+    /// member (Java's `CommitFailedException`).
+    #[error(
+        "consumer group '{group}': offset commit failed with {code}: this member is no longer \
+         part of the group's current generation and its partitions may have been reassigned"
+    )]
+    CommitFailed {
+        /// The group id.
+        group: String,
+        /// The Kafka error that failed the commit.
+        code: KafkaCode,
+    },
+
+    /// The request cannot complete while the group is rebalancing.
+    #[error(
+        "consumer group '{group}': {api} failed with {code}: the group is rebalancing; finish \
+         the rebalance and retry"
+    )]
+    RebalanceInProgress {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+        /// The Kafka error (`REBALANCE_IN_PROGRESS`, or a stale-generation
+        /// error Java reports as a rebalance in progress).
+        code: KafkaCode,
+    },
+
+    /// The principal may not read a topic it commits or fetches offsets for.
+    #[error(
+        "consumer group '{group}': {api} failed with TOPIC_AUTHORIZATION_FAILED (29): this \
+         principal is not authorized for one of the topics"
+    )]
+    TopicAuthorizationFailed {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+    },
+
+    /// The broker refused the commit itself (metadata too large, bad size).
+    #[error("consumer group '{group}': offset commit rejected with {code}")]
+    OffsetCommitRejected {
+        /// The group id.
+        group: String,
+        /// `OFFSET_METADATA_TOO_LARGE` or `INVALID_COMMIT_OFFSET_SIZE`.
+        code: KafkaCode,
+    },
+
+    /// OffsetFetch named a topic or partition the broker does not know.
+    #[error("consumer group '{group}': OffsetFetch failed with {code}: a topic or partition does not exist")]
+    UnknownTopicOrPartition {
+        /// The group id.
+        group: String,
+        /// The Kafka error.
+        code: KafkaCode,
+    },
+
+    /// An error Java's classic consumer does not expect for this request.
+    #[error("consumer group '{group}': {api} failed with unexpected error {code}")]
+    Unexpected {
+        /// The group id.
+        group: String,
+        /// The request that was answered with the error.
+        api: GroupApi,
+        /// The Kafka error.
+        code: KafkaCode,
+    },
+
+    /// The coordinator sent an embedded consumer-protocol payload we cannot decode.
+    #[error("consumer group '{group}': {api} carried an undecodable payload: {source}")]
+    Protocol {
+        /// The group id.
+        group: String,
+        /// The response that carried the payload.
+        api: GroupApi,
+        /// What was wrong with it.
+        #[source]
+        source: ProtocolError,
+    },
+}
+
+impl GroupError {
+    /// The group this error is about.
+    pub fn group(&self) -> &str {
+        match self {
+            Self::FencedInstanceId { group, .. }
+            | Self::GroupAuthorizationFailed { group, .. }
+            | Self::GroupMaxSizeReached { group }
+            | Self::InconsistentGroupProtocol { group, .. }
+            | Self::InvalidSessionTimeout { group }
+            | Self::InvalidGroupId { group, .. }
+            | Self::UnsupportedVersion { group, .. }
+            | Self::CommitFailed { group, .. }
+            | Self::RebalanceInProgress { group, .. }
+            | Self::TopicAuthorizationFailed { group, .. }
+            | Self::OffsetCommitRejected { group, .. }
+            | Self::UnknownTopicOrPartition { group, .. }
+            | Self::Unexpected { group, .. }
+            | Self::Protocol { group, .. } => group,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_code_displays_java_names() {
+        assert_eq!(KafkaCode(16).to_string(), "NOT_COORDINATOR (16)");
+        assert_eq!(KafkaCode(82).to_string(), "FENCED_INSTANCE_ID (82)");
+        assert_eq!(KafkaCode(3).to_string(), "UNKNOWN_TOPIC_OR_PARTITION (3)");
+        assert_eq!(KafkaCode(-1).to_string(), "UNKNOWN_SERVER_ERROR (-1)");
+        assert_eq!(KafkaCode(0).to_string(), "NONE (0)");
+        assert_eq!(KafkaCode(9999).to_string(), "UNKNOWN_ERROR_CODE (9999)");
+        assert_eq!(KafkaCode::from(ResponseError::MemberIdRequired), KafkaCode(79));
+    }
+
+    #[test]
+    fn messages_are_one_line_and_name_group_and_error() {
+        let errors = [
+            GroupError::FencedInstanceId { group: "g1".into(), api: GroupApi::Heartbeat },
+            GroupError::GroupAuthorizationFailed { group: "g1".into(), api: GroupApi::JoinGroup },
+            GroupError::GroupMaxSizeReached { group: "g1".into() },
+            GroupError::InconsistentGroupProtocol {
+                group: "g1".into(),
+                api: GroupApi::JoinGroup,
+                detail: "protocol type 'connect' is not 'consumer'".into(),
+            },
+            GroupError::InvalidSessionTimeout { group: "g1".into() },
+            GroupError::InvalidGroupId { group: "g1".into(), api: GroupApi::JoinGroup },
+            GroupError::UnsupportedVersion { group: "g1".into(), api: GroupApi::JoinGroup },
+            GroupError::CommitFailed { group: "g1".into(), code: KafkaCode(25) },
+            GroupError::RebalanceInProgress {
+                group: "g1".into(),
+                api: GroupApi::OffsetCommit,
+                code: KafkaCode(27),
+            },
+            GroupError::TopicAuthorizationFailed { group: "g1".into(), api: GroupApi::OffsetCommit },
+            GroupError::OffsetCommitRejected { group: "g1".into(), code: KafkaCode(12) },
+            GroupError::UnknownTopicOrPartition { group: "g1".into(), code: KafkaCode(3) },
+            GroupError::Unexpected { group: "g1".into(), api: GroupApi::SyncGroup, code: KafkaCode(-1) },
+            GroupError::Protocol {
+                group: "g1".into(),
+                api: GroupApi::SyncGroup,
+                source: ProtocolError::MissingVersion {
+                    kind: crate::group::protocol::PayloadKind::Assignment,
+                    len: 1,
+                },
+            },
+        ];
+        for e in errors {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(msg.contains("'g1'"), "{msg}");
+            assert_eq!(e.group(), "g1");
+        }
+        let msg = GroupError::CommitFailed { group: "orders".into(), code: KafkaCode(22) }.to_string();
+        assert!(msg.contains("ILLEGAL_GENERATION (22)"), "{msg}");
+    }
+}

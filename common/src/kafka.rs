@@ -1,0 +1,608 @@
+//! How we talk to Kafka: bootstrap list, client id, security protocol, TLS
+//! and SASL — defined once here, used both for rskafka's client and for our
+//! own group-coordinator connection ([`crate::group`]).
+
+use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use rskafka::{
+    client::{Client, ClientBuilder, Credentials, SaslConfig},
+    BackoffConfig,
+};
+use rustls::{
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime},
+    DigitallySignedStruct, RootCertStore,
+};
+
+use crate::config::{ConfigError, ConfigSource, Secret};
+
+/// `KAFKA_SECURITY_PROTOCOL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    Plaintext,
+    /// TLS, no SASL.
+    Ssl,
+    /// SASL over plain TCP.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Whether connections are wrapped in TLS.
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    /// Whether connections authenticate with SASL.
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        })
+    }
+}
+
+/// `KAFKA_SASL_MECHANISM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    /// RFC 4616 PLAIN.
+    Plain,
+    /// SCRAM with SHA-256.
+    ScramSha256,
+    /// SCRAM with SHA-512.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The mechanism's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl fmt::Display for SaslMechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// SASL mechanism and credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaslSettings {
+    /// The mechanism.
+    pub mechanism: SaslMechanism,
+    /// `KAFKA_USERNAME`.
+    pub username: String,
+    /// `KAFKA_PASSWORD` or the file named by `KAFKA_PASSWORD_FILE`.
+    pub password: Secret,
+}
+
+/// TLS settings, used when the security protocol is SSL or SASL_SSL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsSettings {
+    /// `KAFKA_SSL_CA_FILE`: PEM bundle of CAs to trust.
+    pub ca_file: Option<PathBuf>,
+    /// `KAFKA_SSL_WEBPKI_ROOTS`: also trust the bundled public web PKI roots.
+    pub webpki_roots: bool,
+    /// `KAFKA_SSL_CERT_FILE`: client certificate chain (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    /// `KAFKA_SSL_KEY_FILE`: client private key (PEM) for mutual TLS.
+    pub key_file: Option<PathBuf>,
+    /// `KAFKA_SSL_VERIFY_HOSTNAME`: check the broker's name against its certificate.
+    pub verify_hostname: bool,
+}
+
+/// Everything needed to connect to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// `host:port` of one or more brokers.
+    pub bootstrap: Vec<String>,
+    /// `KAFKA_CLIENT_ID`, sent with every request (shows in broker logs and quotas).
+    pub client_id: String,
+    /// `KAFKA_SECURITY_PROTOCOL`.
+    pub security_protocol: SecurityProtocol,
+    /// Present when the protocol uses SASL.
+    pub sasl: Option<SaslSettings>,
+    /// Used when the protocol uses TLS.
+    pub tls: TlsSettings,
+    /// `KAFKA_BACKOFF_INITIAL_MS`: first retry delay after a transient error.
+    pub backoff_initial: Duration,
+    /// `KAFKA_BACKOFF_MAX_MS`: longest retry delay.
+    pub backoff_max: Duration,
+    /// `KAFKA_REQUEST_TIMEOUT_MS`: how long to wait for one broker response.
+    pub request_timeout: Duration,
+}
+
+/// Keys read by [`KafkaSettings::from_source`], for `ConfigSource::load`.
+pub const KAFKA_KEYS: &[&str] = &[
+    "KAFKA_BOOTSTRAP_SERVER",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_CLIENT_ID",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_USERNAME",
+    "KAFKA_PASSWORD",
+    "KAFKA_SSL_CA_FILE",
+    "KAFKA_SSL_WEBPKI_ROOTS",
+    "KAFKA_SSL_CERT_FILE",
+    "KAFKA_SSL_KEY_FILE",
+    "KAFKA_SSL_VERIFY_HOSTNAME",
+    "KAFKA_BACKOFF_INITIAL_MS",
+    "KAFKA_BACKOFF_MAX_MS",
+    "KAFKA_REQUEST_TIMEOUT_MS",
+];
+
+/// Default bootstrap address (the prototype's).
+pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
+
+impl KafkaSettings {
+    /// Reads and validates the Kafka keys. `default_client_id` is the
+    /// service's name.
+    pub fn from_source(src: &ConfigSource, default_client_id: &str) -> Result<Self, ConfigError> {
+        let bootstrap = bootstrap_list(src)?;
+        let client_id = src.string("KAFKA_CLIENT_ID", default_client_id);
+        if client_id.is_empty() || !client_id.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(src.invalid("KAFKA_CLIENT_ID", "empty or contains spaces or non-ASCII characters", "printable ASCII without spaces"));
+        }
+        let security_protocol = src.choice(
+            "KAFKA_SECURITY_PROTOCOL",
+            SecurityProtocol::Plaintext,
+            &[
+                ("PLAINTEXT", SecurityProtocol::Plaintext),
+                ("SSL", SecurityProtocol::Ssl),
+                ("SASL_PLAINTEXT", SecurityProtocol::SaslPlaintext),
+                ("SASL_SSL", SecurityProtocol::SaslSsl),
+            ],
+        )?;
+        let mechanism = match src.optional("KAFKA_SASL_MECHANISM") {
+            None => None,
+            Some(_) => Some(src.choice(
+                "KAFKA_SASL_MECHANISM",
+                SaslMechanism::Plain,
+                &[
+                    ("PLAIN", SaslMechanism::Plain),
+                    ("SCRAM-SHA-256", SaslMechanism::ScramSha256),
+                    ("SCRAM-SHA-512", SaslMechanism::ScramSha512),
+                ],
+            )?),
+        };
+        let password = src.secret("KAFKA_PASSWORD")?;
+        let sasl = if security_protocol.uses_sasl() {
+            let mechanism = mechanism.ok_or_else(|| {
+                src.invalid(
+                    "KAFKA_SASL_MECHANISM",
+                    format!("must be set when KAFKA_SECURITY_PROTOCOL is {security_protocol}"),
+                    "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+                )
+            })?;
+            let username = src.required("KAFKA_USERNAME", &format!("SASL ({mechanism}) needs a user name"))?;
+            let password = password.ok_or_else(|| ConfigError::Missing {
+                key: "KAFKA_PASSWORD".to_owned(),
+                hint: format!("SASL ({mechanism}) needs a password: set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE"),
+            })?;
+            Some(SaslSettings {
+                mechanism,
+                username,
+                password,
+            })
+        } else {
+            // The prototype's ConfigMaps set a mechanism next to PLAINTEXT;
+            // that stays valid and is simply unused.
+            None
+        };
+
+        let path = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
+            match src.optional(key) {
+                None => Ok(None),
+                Some(p) => {
+                    let p = PathBuf::from(p);
+                    if p.is_file() {
+                        Ok(Some(p))
+                    } else {
+                        Err(src.invalid(key, "no such file", "the path of a readable PEM file"))
+                    }
+                }
+            }
+        };
+        let tls = TlsSettings {
+            ca_file: path("KAFKA_SSL_CA_FILE")?,
+            webpki_roots: src.boolean("KAFKA_SSL_WEBPKI_ROOTS", false)?,
+            cert_file: path("KAFKA_SSL_CERT_FILE")?,
+            key_file: path("KAFKA_SSL_KEY_FILE")?,
+            verify_hostname: src.boolean("KAFKA_SSL_VERIFY_HOSTNAME", true)?,
+        };
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return Err(ConfigError::Conflict {
+                keys: "KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE".to_owned(),
+                problem: "mutual TLS needs both the certificate and its key; set both or neither".to_owned(),
+            });
+        }
+        if security_protocol.uses_tls() && tls.ca_file.is_none() && !tls.webpki_roots {
+            return Err(ConfigError::Conflict {
+                keys: "KAFKA_SSL_CA_FILE and KAFKA_SSL_WEBPKI_ROOTS".to_owned(),
+                problem: format!(
+                    "{security_protocol} needs a CA to verify the broker (a scratch image has no system CA store); set KAFKA_SSL_CA_FILE to a PEM file, or KAFKA_SSL_WEBPKI_ROOTS=true for a broker with a public certificate"
+                ),
+            });
+        }
+
+        let backoff_initial = src.millis("KAFKA_BACKOFF_INITIAL_MS", 100, 1..=60_000)?;
+        let backoff_max = src.millis("KAFKA_BACKOFF_MAX_MS", 5_000, 1..=600_000)?;
+        if backoff_max < backoff_initial {
+            return Err(ConfigError::Conflict {
+                keys: "KAFKA_BACKOFF_INITIAL_MS and KAFKA_BACKOFF_MAX_MS".to_owned(),
+                problem: "the maximum backoff is shorter than the initial one".to_owned(),
+            });
+        }
+        Ok(Self {
+            bootstrap,
+            client_id,
+            security_protocol,
+            sasl,
+            tls,
+            backoff_initial,
+            backoff_max,
+            request_timeout: src.millis("KAFKA_REQUEST_TIMEOUT_MS", 30_000, 100..=600_000)?,
+        })
+    }
+
+    /// Settings for a local PLAINTEXT broker (tests, demos).
+    pub fn plaintext(bootstrap: impl Into<String>, client_id: impl Into<String>) -> Self {
+        Self {
+            bootstrap: vec![bootstrap.into()],
+            client_id: client_id.into(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            tls: TlsSettings {
+                verify_hostname: true,
+                ..TlsSettings::default()
+            },
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// rskafka's backoff, bounded by `deadline` so no call retries forever.
+    pub fn backoff(&self, deadline: Option<Duration>) -> BackoffConfig {
+        BackoffConfig {
+            init_backoff: self.backoff_initial,
+            max_backoff: self.backoff_max,
+            base: 2.0,
+            deadline,
+        }
+    }
+
+    /// rskafka's SASL configuration, when SASL is on.
+    pub fn rskafka_sasl(&self) -> Option<SaslConfig> {
+        self.sasl.as_ref().map(|s| {
+            let creds = Credentials::new(s.username.clone(), s.password.expose().to_owned());
+            match s.mechanism {
+                SaslMechanism::Plain => SaslConfig::Plain(creds),
+                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
+                SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(creds),
+            }
+        })
+    }
+
+    /// The rustls configuration, when TLS is on. Built once per process and
+    /// shared by rskafka and the group connection.
+    pub fn rustls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, KafkaError> {
+        if !self.security_protocol.uses_tls() {
+            return Ok(None);
+        }
+        tls_client_config(&self.tls).map(Some)
+    }
+
+    /// Connects rskafka's client, retrying transient errors until `deadline`.
+    pub async fn connect(&self, deadline: Duration) -> Result<Client, KafkaError> {
+        let mut builder = ClientBuilder::new(self.bootstrap.clone())
+            .client_id(self.client_id.as_str())
+            .backoff_config(self.backoff(Some(deadline)));
+        if let Some(tls) = self.rustls_config()? {
+            builder = builder.tls_config(tls);
+        }
+        if let Some(sasl) = self.rskafka_sasl() {
+            builder = builder.sasl_config(sasl);
+        }
+        // rskafka's own deadline covers retries; the outer timeout also
+        // covers a single attempt that hangs (e.g. TLS to a plaintext port).
+        match tokio::time::timeout(deadline + Duration::from_secs(1), builder.build()).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(KafkaError::Connect {
+                bootstrap: self.bootstrap.join(","),
+                source: Box::new(e),
+            }),
+            Err(_) => Err(KafkaError::ConnectTimeout {
+                bootstrap: self.bootstrap.join(","),
+                after: deadline,
+            }),
+        }
+    }
+}
+
+fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
+    // The prototype used KAFKA_BOOTSTRAP_SERVER (one address); the plural is
+    // the usual spelling elsewhere. Both may hold a comma-separated list.
+    let key = if src.optional("KAFKA_BOOTSTRAP_SERVER").is_some() {
+        "KAFKA_BOOTSTRAP_SERVER"
+    } else {
+        "KAFKA_BOOTSTRAP_SERVERS"
+    };
+    let raw = src.optional(key).unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
+    let mut out = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        // Accept the scheme prefixes other clients use.
+        let addr = part
+            .strip_prefix("PLAINTEXT://")
+            .or_else(|| part.strip_prefix("SSL://"))
+            .or_else(|| part.strip_prefix("SASL_PLAINTEXT://"))
+            .or_else(|| part.strip_prefix("SASL_SSL://"))
+            .unwrap_or(part);
+        let ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(src.invalid(key, format!("`{part}` is not host:port"), "comma-separated host:port pairs, e.g. kafka:9092,kafka-2:9092"));
+        }
+        out.push(addr.to_owned());
+    }
+    if out.is_empty() {
+        return Err(src.invalid(key, "no broker address", "comma-separated host:port pairs, e.g. kafka:9092"));
+    }
+    Ok(out)
+}
+
+/// Errors while setting up or using a Kafka connection.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A TLS file could not be read or holds nothing usable.
+    #[error("TLS setup: {what} {path}: {problem}")]
+    TlsFile {
+        /// Which file (CA, certificate, key).
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
+    /// rustls rejected the configuration.
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The client could not reach the cluster.
+    #[error("cannot connect to Kafka at {bootstrap}: {source}")]
+    Connect {
+        /// The bootstrap list.
+        bootstrap: String,
+        /// rskafka's error.
+        source: Box<rskafka::client::error::Error>,
+    },
+    /// No answer within the deadline.
+    #[error("cannot connect to Kafka at {bootstrap}: no usable answer within {after:?}")]
+    ConnectTimeout {
+        /// The bootstrap list.
+        bootstrap: String,
+        /// The deadline.
+        after: Duration,
+    },
+}
+
+/// Builds a rustls client configuration from PEM files.
+pub fn tls_client_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, KafkaError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    if tls.webpki_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if let Some(path) = &tls.ca_file {
+        let certs = read_certs(path, "CA file")?;
+        let (added, _ignored) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(KafkaError::TlsFile {
+                what: "CA file",
+                path: path.display().to_string(),
+                problem: "no usable certificate in it".to_owned(),
+            });
+        }
+    }
+    let roots = Arc::new(roots);
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = if tls.verify_hostname {
+        builder.with_root_certificates(roots)
+    } else {
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoHostnameVerifier { inner }))
+    };
+    let config = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = read_certs(cert, "client certificate")?;
+            let key = read_key(key)?;
+            builder.with_client_auth_cert(chain, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn read_certs(path: &std::path::Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, KafkaError> {
+    let err = |problem: String| KafkaError::TlsFile {
+        what,
+        path: path.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(format!("not PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".to_owned()));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, KafkaError> {
+    // Never include the key's bytes in an error.
+    let err = |problem: String| KafkaError::TlsFile {
+        what: "client key",
+        path: path.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.kind().to_string()))?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|_| err("not a PEM private key".to_owned()))?
+        .ok_or_else(|| err("no unencrypted PKCS#8, PKCS#1 or SEC1 private key in it".to_owned()))
+}
+
+/// Verifies the chain but not the name: for brokers whose certificates do not
+/// carry the address clients use. Only when `KAFKA_SSL_VERIFY_HOSTNAME=false`.
+#[derive(Debug)]
+struct NoHostnameVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for NoHostnameVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
+            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
+                Ok(ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<KafkaSettings, ConfigError> {
+        KafkaSettings::from_source(&ConfigSource::from_pairs(pairs.iter().copied()), "test")
+    }
+
+    #[test]
+    fn prototype_configmaps_are_accepted() {
+        // kafka-producer/deploy/configmap.yaml plus the Job's overrides.
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVER", "kafka.default.svc.cluster.local:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", ""),
+            ("KAFKA_USERNAME", "admin"),
+            ("KAFKA_PASSWORD", "admin"),
+        ])
+        .expect("valid");
+        assert_eq!(s.bootstrap, vec!["kafka.default.svc.cluster.local:9092"]);
+        assert_eq!(s.sasl, None);
+
+        let s = settings(&[
+            ("KAFKA_BOOTSTRAP_SERVER", "kafka:9092"),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_USERNAME", "admin"),
+            ("KAFKA_PASSWORD", "admin"),
+        ])
+        .expect("valid");
+        let sasl = s.sasl.clone().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+        assert_eq!(sasl.username, "admin");
+        assert!(matches!(s.rskafka_sasl(), Some(SaslConfig::ScramSha512(_))));
+    }
+
+    #[test]
+    fn bootstrap_lists_and_plural_key() {
+        let s = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "a:1, PLAINTEXT://b:2 ,")]).expect("valid");
+        assert_eq!(s.bootstrap, vec!["a:1", "b:2"]);
+        assert_eq!(settings(&[]).expect("default").bootstrap, vec![DEFAULT_BOOTSTRAP]);
+        let e = settings(&[("KAFKA_BOOTSTRAP_SERVER", "kafka")]).expect_err("no port").to_string();
+        assert!(e.contains("KAFKA_BOOTSTRAP_SERVER=\"kafka\"") && e.contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn sasl_needs_mechanism_user_and_password() {
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")]).expect_err("x").to_string();
+        assert!(e.contains("KAFKA_SASL_MECHANISM") && e.contains("SCRAM-SHA-512"), "{e}");
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"), ("KAFKA_SASL_MECHANISM", "PLAIN")])
+            .expect_err("x")
+            .to_string();
+        assert!(e.contains("KAFKA_USERNAME is required"), "{e}");
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"), ("KAFKA_SASL_MECHANISM", "GSSAPI")])
+            .expect_err("x")
+            .to_string();
+        assert!(e.contains("GSSAPI") && e.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"), "{e}");
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "TLS")]).expect_err("x").to_string();
+        assert!(e.contains("PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"), "{e}");
+    }
+
+    #[test]
+    fn tls_needs_a_ca() {
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SSL")]).expect_err("x").to_string();
+        assert!(e.contains("KAFKA_SSL_CA_FILE"), "{e}");
+        let s = settings(&[("KAFKA_SECURITY_PROTOCOL", "SSL"), ("KAFKA_SSL_WEBPKI_ROOTS", "true")]).expect("ok");
+        assert!(s.rustls_config().expect("tls").is_some());
+        let e = settings(&[("KAFKA_SSL_CA_FILE", "/nonexistent/ca.pem")]).expect_err("x").to_string();
+        assert!(e.contains("no such file"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_in_debug_output() {
+        let s = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_USERNAME", "u"),
+            ("KAFKA_PASSWORD", "hunter2"),
+        ])
+        .expect("ok");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

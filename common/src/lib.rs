@@ -1,0 +1,21 @@
+//! Shared foundation of the `producer` and `consumer` services.
+//!
+//! - [`config`]: layered configuration (defaults < TOML file < environment <
+//!   flags), one-line validation errors, [`config::Secret`].
+//! - [`kafka`]: connection settings (bootstrap, TLS, SASL) defined once, used
+//!   by rskafka's client and by the group connection.
+//! - [`http`]: the `/healthz`, `/readyz`, `/metrics` sidecar and a probe client.
+//! - [`telemetry`]: JSON or pretty logs.
+//! - [`metrics`]: the Prometheus recorder and every metric name.
+//! - [`shutdown`]: SIGTERM/SIGINT → one cancellation token.
+//! - [`group`]: the Kafka classic consumer-group protocol.
+//! - [`exit`]: process exit codes shared by both binaries.
+
+pub mod config;
+pub mod exit;
+pub mod group;
+pub mod http;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,103 @@
+//! The Prometheus recorder and every metric name, described once.
+//!
+//! Names follow Prometheus conventions: base units, `_total` for counters,
+//! `_seconds`/`_bytes` suffixes. Labels stay small (topic, partition, kind),
+//! never offsets or keys. Histograms use explicit buckets chosen for what
+//! they measure; no summaries.
+
+use std::sync::OnceLock;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Records handed to the broker and acknowledged (`topic`).
+pub const PRODUCER_RECORDS_SENT: &str = "kafka_producer_records_sent_total";
+/// Value+key+header bytes of acknowledged records (`topic`).
+pub const PRODUCER_BYTES_SENT: &str = "kafka_producer_bytes_sent_total";
+/// Errors while producing (`topic`, `kind`).
+pub const PRODUCER_ERRORS: &str = "kafka_producer_errors_total";
+/// Time from handing a record to the batcher until the broker acknowledged it.
+pub const PRODUCER_ACK_LATENCY: &str = "kafka_producer_ack_latency_seconds";
+/// Records not yet acknowledged (`topic`).
+pub const PRODUCER_RECORDS_PENDING: &str = "kafka_producer_records_pending";
+
+/// Process start time, unix seconds (also `/readyz` start-up measurements).
+pub const BUILD_INFO: &str = "kafka_service_build_info";
+
+/// Buckets for acknowledgement and commit latencies: 0.5 ms … 30 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets for end-to-end latency (producer `sent_at` → consumer handled): 1 ms … 5 min.
+pub const E2E_LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Errors installing the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Another recorder was installed first.
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Install(String),
+}
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+///
+/// Calling it again (tests run several services in one process) returns the
+/// same handle.
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_latency_seconds".to_owned()), LATENCY_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(crate::metrics::CONSUMER_E2E_LATENCY.to_owned()), E2E_LATENCY_BUCKETS))
+        .map_err(|e| MetricsError::Install(e.to_string()))?;
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    // Whoever wins the race installs; the loser's recorder is dropped.
+    match HANDLE.set(handle.clone()) {
+        Ok(()) => {
+            metrics::set_global_recorder(recorder).map_err(|e| MetricsError::Install(e.to_string()))?;
+            describe();
+            spawn_upkeep(handle.clone());
+            Ok(handle)
+        }
+        Err(_) => HANDLE.get().cloned().ok_or_else(|| MetricsError::Install("recorder race".to_owned())),
+    }
+}
+
+/// Histograms are drained into buckets on render; upkeep keeps memory flat
+/// when nothing scrapes for a long time.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+}
+
+/// Consumer metric names live here too so `describe()` covers every metric.
+pub const CONSUMER_E2E_LATENCY: &str = "kafka_consumer_e2e_latency_seconds";
+
+fn describe() {
+    describe_counter!(PRODUCER_RECORDS_SENT, Unit::Count, "Records acknowledged by the broker.");
+    describe_counter!(PRODUCER_BYTES_SENT, Unit::Bytes, "Key, value and header bytes of acknowledged records.");
+    describe_counter!(PRODUCER_ERRORS, Unit::Count, "Produce errors by kind (retried or final).");
+    describe_histogram!(PRODUCER_ACK_LATENCY, Unit::Seconds, "Time from enqueueing a record until the broker acknowledged it (acks=all).");
+    describe_gauge!(PRODUCER_RECORDS_PENDING, Unit::Count, "Records sent but not yet acknowledged.");
+    describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; labels carry the service name and version.");
+    describe_histogram!(CONSUMER_E2E_LATENCY, Unit::Seconds, "Time from the producer's sent_at to the consumer handling the record.");
+}
+
+/// Records the `kafka_service_build_info` gauge for `service`.
+pub fn record_build_info(service: &'static str) {
+    metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+}

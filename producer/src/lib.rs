@@ -1,0 +1,15 @@
+//! The producer Job as a library: `main.rs` only parses, initialises and
+//! maps the outcome to an exit code, so tests run [`run`] in-process.
+//!
+//! - [`config`]: flags, environment and file → validated [`Config`].
+//! - [`payload`]: demo records, key templates, JSON-lines input.
+//! - [`partitioner`]: Java-compatible murmur2 key partitioning.
+//! - [`run`](mod@run): the send loop and its [`Summary`].
+
+pub mod config;
+pub mod partitioner;
+pub mod payload;
+pub mod run;
+
+pub use config::Config;
+pub use run::{run, ProducerError, Summary};

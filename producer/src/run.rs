@@ -1,0 +1,592 @@
+//! The producer Job: connect, make sure the topic exists, send every record
+//! through a per-partition batcher, wait for every acknowledgement, report.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use chrono::Utc;
+use common::{
+    http::{self, Health},
+    kafka::KafkaError,
+    metrics as m,
+};
+use futures::{stream::FuturesUnordered, StreamExt};
+use hdrhistogram::Histogram;
+use rskafka::{
+    client::{
+        error::{Error as ClientError, ProtocolError},
+        partition::UnknownTopicHandling,
+        producer::{aggregator::RecordAggregator, BatchProducer, BatchProducerBuilder, Error as ProduceError},
+        Client,
+    },
+    record::Record,
+};
+use tokio::{net::TcpListener, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{Config, Source},
+    partitioner::Partitioner,
+    payload::{self, InputRecord, KeyTemplate},
+};
+
+/// How long in-flight records may still be acknowledged after SIGTERM.
+const DRAIN_ON_SIGNAL: Duration = Duration::from_secs(10);
+
+/// Errors that end a run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProducerError {
+    /// The connection could not be set up.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The topic does not exist and `--create-topic` was not given.
+    #[error("topic {topic:?} does not exist on {bootstrap}; create it, or pass --create-topic (PRODUCER_CREATE_TOPIC=true)")]
+    TopicMissing {
+        /// The topic.
+        topic: String,
+        /// Where we looked.
+        bootstrap: String,
+    },
+    /// Cluster metadata or topic creation failed.
+    #[error("{what} for topic {topic:?} failed: {source}")]
+    Metadata {
+        /// What we tried.
+        what: &'static str,
+        /// The topic.
+        topic: String,
+        /// rskafka's error.
+        source: Box<ClientError>,
+    },
+    /// `--input` could not be used.
+    #[error(transparent)]
+    Input(#[from] payload::InputError),
+    /// Not every record was acknowledged.
+    #[error("not all records acknowledged: {acked} acknowledged, {not_acked} not acknowledged ({reason})")]
+    Incomplete {
+        /// Acknowledged.
+        acked: u64,
+        /// Not acknowledged.
+        not_acked: u64,
+        /// Deadline, signal, or the last error.
+        reason: String,
+        /// What was measured up to then.
+        summary: Box<Summary>,
+    },
+    /// The HTTP sidecar failed.
+    #[error("HTTP sidecar failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// What a run achieved.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Topic written.
+    pub topic: String,
+    /// Run id of the demo records.
+    pub run_id: String,
+    /// Records to send.
+    pub records: u64,
+    /// Records acknowledged.
+    pub acked: u64,
+    /// Records given up on.
+    pub failed: u64,
+    /// Sends repeated after an error (each may have caused a duplicate).
+    pub retries: u64,
+    /// Key+value+header bytes acknowledged.
+    pub bytes: u64,
+    /// From the first send to the last acknowledgement.
+    pub elapsed: Duration,
+    /// Acknowledgement latency, 50th percentile.
+    pub ack_p50: Duration,
+    /// 99th percentile.
+    pub ack_p99: Duration,
+    /// Maximum.
+    pub ack_max: Duration,
+    /// Acknowledged records per partition.
+    pub per_partition: BTreeMap<i32, u64>,
+}
+
+impl Summary {
+    /// Records per second over `elapsed`.
+    pub fn records_per_sec(&self) -> f64 {
+        per_sec(self.acked as f64, self.elapsed)
+    }
+
+    /// Megabytes (10^6) per second over `elapsed`.
+    pub fn mb_per_sec(&self) -> f64 {
+        per_sec(self.bytes as f64 / 1e6, self.elapsed)
+    }
+
+    /// Logs the summary as one line.
+    pub fn log(&self) {
+        info!(
+            topic = %self.topic,
+            run_id = %self.run_id,
+            records = self.records,
+            acked = self.acked,
+            not_acked = self.records.saturating_sub(self.acked),
+            retries = self.retries,
+            bytes = self.bytes,
+            seconds = format_args!("{:.3}", self.elapsed.as_secs_f64()),
+            records_per_sec = format_args!("{:.0}", self.records_per_sec()),
+            mb_per_sec = format_args!("{:.2}", self.mb_per_sec()),
+            ack_p50_ms = format_args!("{:.2}", ms(self.ack_p50)),
+            ack_p99_ms = format_args!("{:.2}", ms(self.ack_p99)),
+            ack_max_ms = format_args!("{:.2}", ms(self.ack_max)),
+            "summary"
+        );
+    }
+}
+
+fn per_sec(x: f64, d: Duration) -> f64 {
+    if d.is_zero() {
+        0.0
+    } else {
+        x / d.as_secs_f64()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Runs the Job: serves the sidecar on `listener`, sends, waits, reports.
+/// Cancelling `shutdown` stops sending; records in flight get
+/// [`DRAIN_ON_SIGNAL`] to be acknowledged.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<Summary, ProducerError> {
+    let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
+    m::record_build_info("producer");
+    let health = Health::new(Duration::from_secs(30));
+    health.beat();
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, http::router(health.clone(), metrics), server_stop.clone()));
+
+    let result = produce_all(&config, &health, &shutdown).await;
+
+    match &result {
+        Ok(s) => health.set_not_ready(format!("finished: {} of {} records acknowledged", s.acked, s.records)),
+        Err(e) => health.set_not_ready(format!("failed: {e}")),
+    }
+    if !config.metrics_grace.is_zero() && !shutdown.is_cancelled() {
+        info!(seconds = config.metrics_grace.as_secs(), "serving /metrics for the grace period before exiting");
+        tokio::select! {
+            () = tokio::time::sleep(config.metrics_grace) => {}
+            () = shutdown.cancelled() => {}
+        }
+    }
+    server_stop.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "HTTP sidecar stopped with an error"),
+        Err(e) => warn!(error = %e, "HTTP sidecar task failed"),
+    }
+    result
+}
+
+/// A record waiting to be sent (again).
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    partition: i32,
+    record: Record,
+    attempts: u32,
+    not_before: Instant,
+}
+
+type Outcome = (Pending, Instant, Result<(), ProduceError>);
+
+async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationToken) -> Result<Summary, ProducerError> {
+    let started = Instant::now();
+    let deadline = started + config.timeout;
+
+    let input = match &config.source {
+        Source::Input { path, key_field } => Some(read_input(path, key_field.as_deref()).await?),
+        Source::Demo { .. } => None,
+    };
+    let total = match (&config.source, &input) {
+        (_, Some(recs)) => recs.len() as u64,
+        (Source::Demo { count, .. }, None) => *count,
+        (Source::Input { .. }, None) => 0,
+    };
+    let mut summary = Summary {
+        topic: config.topic.clone(),
+        run_id: config.run_id.clone(),
+        records: total,
+        ..Summary::default()
+    };
+    let incomplete = |summary: &Summary, reason: String| ProducerError::Incomplete {
+        acked: summary.acked,
+        not_acked: summary.records.saturating_sub(summary.acked),
+        reason,
+        summary: Box::new(summary.clone()),
+    };
+
+    info!(
+        topic = %config.topic,
+        bootstrap = %config.kafka.bootstrap.join(","),
+        security_protocol = %config.kafka.security_protocol,
+        records = total,
+        run_id = %config.run_id,
+        "connecting"
+    );
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let client = tokio::select! {
+        c = config.kafka.connect(remaining) => c?,
+        () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while connecting".to_owned())),
+    };
+    health.beat();
+    let partitions = tokio::select! {
+        p = ensure_topic(&client, config, deadline) => p?,
+        () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
+    };
+    let producers = tokio::select! {
+        p = partition_producers(&client, config, &partitions, deadline) => p?,
+        () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
+    };
+    health.set_ready();
+    info!(topic = %config.topic, partitions = partitions.len(), "metadata known; sending");
+
+    let topic = config.topic.clone();
+    let sent_counter = metrics::counter!(m::PRODUCER_RECORDS_SENT, "topic" => topic.clone());
+    let bytes_counter = metrics::counter!(m::PRODUCER_BYTES_SENT, "topic" => topic.clone());
+    let pending_gauge = metrics::gauge!(m::PRODUCER_RECORDS_PENDING, "topic" => topic.clone());
+    let ack_hist = metrics::histogram!(m::PRODUCER_ACK_LATENCY, "topic" => topic.clone());
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+
+    let mut partitioner = Partitioner::new(partitions.len() as i32);
+    let partition_ids: Vec<i32> = partitions.clone();
+    let key_template: Option<&KeyTemplate> = match &config.source {
+        Source::Demo { key, .. } => key.as_ref(),
+        Source::Input { .. } => None,
+    };
+    let record_size = match &config.source {
+        Source::Demo { record_size, .. } => *record_size,
+        Source::Input { .. } => 0,
+    };
+    let mut input_iter = input.map(Vec::into_iter);
+
+    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+    let mut retry_queue: VecDeque<Pending> = VecDeque::new();
+    let mut next_seq: u64 = 0;
+    let mut stop_reason: Option<String> = None;
+    let mut send_deadline = deadline;
+    let mut last_error: Option<String> = None;
+    let mut progress = tokio::time::interval_at(Instant::now() + config.progress_every, config.progress_every);
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
+    let send_started = Instant::now();
+
+    loop {
+        // Fill the pipeline up to the in-flight limit, honouring the rate.
+        let mut rate_wait: Option<Instant> = None;
+        while stop_reason.is_none() && in_flight.len() < config.max_in_flight {
+            let now = Instant::now();
+            let pending = if retry_queue.front().is_some_and(|p| p.not_before <= now) {
+                retry_queue.pop_front()
+            } else if next_seq < total {
+                if let Some(rate) = config.rate {
+                    let due = send_started + Duration::from_secs_f64(next_seq as f64 / rate);
+                    if due > now {
+                        rate_wait = Some(due);
+                        break;
+                    }
+                }
+                let seq = next_seq;
+                next_seq += 1;
+                let (key, value, headers) = match input_iter.as_mut().and_then(Iterator::next) {
+                    Some(InputRecord { key, value }) => (key, value, BTreeMap::new()),
+                    None => {
+                        let value = payload::demo_value(&config.run_id, seq, Utc::now(), record_size);
+                        let key = key_template.map(|t| t.render(seq, &config.run_id));
+                        (key, value, BTreeMap::new())
+                    }
+                };
+                let partition_idx = partitioner.choose(key.as_deref());
+                let partition = partition_ids.get(partition_idx as usize).copied().unwrap_or(partition_idx);
+                Some(Pending {
+                    seq,
+                    partition,
+                    record: Record {
+                        key,
+                        value: Some(value),
+                        headers,
+                        timestamp: Utc::now(),
+                    },
+                    attempts: 0,
+                    not_before: now,
+                })
+            } else {
+                None
+            };
+            let Some(pending) = pending else { break };
+            let Some(producer) = producers.get(&pending.partition).cloned() else {
+                // Cannot happen: partitions come from the same metadata.
+                summary.failed += 1;
+                continue;
+            };
+            in_flight.push(Box::pin(send(producer, pending)));
+        }
+        pending_gauge.set(in_flight.len() as f64 + retry_queue.len() as f64);
+
+        if in_flight.is_empty() && retry_queue.is_empty() && (next_seq >= total || stop_reason.is_some()) {
+            break;
+        }
+        let next_retry = retry_queue.iter().map(|p| p.not_before).min();
+        let wake = [rate_wait, next_retry].into_iter().flatten().min();
+
+        tokio::select! {
+            Some((pending, sent_at, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                match result {
+                    Ok(()) => {
+                        let latency = sent_at.elapsed();
+                        let bytes = pending.record.approximate_size() as u64;
+                        summary.acked += 1;
+                        summary.bytes += bytes;
+                        *summary.per_partition.entry(pending.partition).or_default() += 1;
+                        sent_counter.increment(1);
+                        bytes_counter.increment(bytes);
+                        ack_hist.record(latency.as_secs_f64());
+                        let _ = latencies.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
+                    }
+                    Err(e) => {
+                        let kind = error_kind(&e);
+                        metrics::counter!(m::PRODUCER_ERRORS, "topic" => topic.clone(), "kind" => kind).increment(1);
+                        let message = e.to_string();
+                        if is_retriable(&e) && stop_reason.is_none() && Instant::now() < deadline {
+                            let attempts = pending.attempts + 1;
+                            let backoff = backoff_for(config, attempts);
+                            debug!(seq = pending.seq, partition = pending.partition, attempts, error = %message, "send failed; will retry");
+                            summary.retries += 1;
+                            retry_queue.push_back(Pending { attempts, not_before: Instant::now() + backoff, ..pending });
+                        } else {
+                            warn!(seq = pending.seq, partition = pending.partition, kind, error = %message, "record not acknowledged");
+                            summary.failed += 1;
+                        }
+                        last_error = Some(message);
+                    }
+                }
+            }
+            () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } else { std::future::pending::<()>().await } }, if wake.is_some() => {}
+            _ = progress.tick() => {
+                info!(
+                    topic = %topic,
+                    sent = next_seq,
+                    acked = summary.acked,
+                    in_flight = in_flight.len(),
+                    retrying = retry_queue.len(),
+                    records_per_sec = format_args!("{:.0}", per_sec(summary.acked as f64, send_started.elapsed())),
+                    "progress"
+                );
+            }
+            _ = beat.tick() => health.beat(),
+            () = tokio::time::sleep_until(send_deadline) => {
+                let reason = if stop_reason.is_some() {
+                    format!("drain after shutdown request took longer than {DRAIN_ON_SIGNAL:?}")
+                } else {
+                    format!("timeout of {}s reached", config.timeout.as_secs())
+                };
+                stop_reason = Some(reason);
+                break;
+            }
+            () = shutdown.cancelled(), if stop_reason.is_none() => {
+                info!(in_flight = in_flight.len(), "shutdown requested: no new records; waiting for acknowledgements in flight");
+                stop_reason = Some("shutdown requested".to_owned());
+                retry_queue.clear();
+                send_deadline = send_deadline.min(Instant::now() + DRAIN_ON_SIGNAL);
+            }
+        }
+        health.beat();
+    }
+    pending_gauge.set(0.0);
+
+    summary.elapsed = send_started.elapsed();
+    summary.ack_p50 = Duration::from_micros(latencies.value_at_quantile(0.5));
+    summary.ack_p99 = Duration::from_micros(latencies.value_at_quantile(0.99));
+    summary.ack_max = Duration::from_micros(latencies.max());
+
+    if summary.acked == summary.records {
+        Ok(summary)
+    } else {
+        let reason = match (stop_reason, last_error) {
+            (Some(r), Some(e)) => format!("{r}; last error: {e}"),
+            (Some(r), None) => r,
+            (None, Some(e)) => format!("last error: {e}"),
+            (None, None) => "unknown".to_owned(),
+        };
+        Err(incomplete(&summary, reason))
+    }
+}
+
+async fn send(producer: Arc<BatchProducer<RecordAggregator>>, pending: Pending) -> Outcome {
+    let sent_at = Instant::now();
+    // The batcher takes the record; keep ours for a retry.
+    let result = producer.produce(pending.record.clone()).await.map(|_offset| ());
+    (pending, sent_at, result)
+}
+
+/// Exponential backoff with full jitter between the configured bounds.
+fn backoff_for(config: &Config, attempts: u32) -> Duration {
+    let base = config.kafka.backoff_initial.as_secs_f64() * 2f64.powi(attempts.min(20) as i32);
+    let capped = base.min(config.kafka.backoff_max.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.5 + rand::random::<f64>() * 0.5))
+}
+
+/// A small, fixed set of labels for `kafka_producer_errors_total`.
+fn error_kind(e: &ProduceError) -> &'static str {
+    match e {
+        ProduceError::TooLarge => "too_large",
+        ProduceError::Aggregator(_) => "aggregator",
+        ProduceError::FlushError(_) => "flush",
+        ProduceError::Client(c) => match c.as_ref() {
+            ClientError::Connection(_) => "connection",
+            ClientError::Request(_) => "request",
+            ClientError::ServerError { .. } => "broker",
+            ClientError::RetryFailed(_) => "retries_exhausted",
+            ClientError::Timeout => "timeout",
+            _ => "other",
+        },
+    }
+}
+
+/// Errors worth sending the record again for. Records that the broker
+/// rejects for what they are (too large, corrupt, not authorised) are not.
+fn is_retriable(e: &ProduceError) -> bool {
+    match e {
+        ProduceError::TooLarge | ProduceError::Aggregator(_) => false,
+        ProduceError::FlushError(_) => true,
+        ProduceError::Client(c) => match c.as_ref() {
+            ClientError::ServerError { protocol_error, .. } => !matches!(
+                protocol_error,
+                ProtocolError::MessageTooLarge
+                    | ProtocolError::RecordListTooLarge
+                    | ProtocolError::CorruptMessage
+                    | ProtocolError::InvalidRecord
+                    | ProtocolError::TopicAuthorizationFailed
+                    | ProtocolError::ClusterAuthorizationFailed
+                    | ProtocolError::UnsupportedForMessageFormat
+                    | ProtocolError::UnsupportedCompressionType
+            ),
+            _ => true,
+        },
+    }
+}
+
+async fn read_input(path: &std::path::Path, key_field: Option<&str>) -> Result<Vec<InputRecord>, ProducerError> {
+    let path = path.to_owned();
+    let key_field = key_field.map(str::to_owned);
+    let shown = path.display().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        if path.as_os_str() == "-" {
+            payload::read_input(std::io::stdin().lock(), "-", key_field.as_deref())
+        } else {
+            let file = std::fs::File::open(&path).map_err(|source| payload::InputError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            payload::read_input(std::io::BufReader::new(file), &path.display().to_string(), key_field.as_deref())
+        }
+    })
+    .await;
+    match result {
+        Ok(r) => Ok(r?),
+        Err(e) => Err(payload::InputError::Read {
+            path: shown,
+            source: std::io::Error::other(e.to_string()),
+        }
+        .into()),
+    }
+}
+
+/// Returns the topic's partition ids, creating the topic when asked to.
+async fn ensure_topic(client: &Client, config: &Config, deadline: Instant) -> Result<Vec<i32>, ProducerError> {
+    let metadata_err = |what, e: ClientError| ProducerError::Metadata {
+        what,
+        topic: config.topic.clone(),
+        source: Box::new(e),
+    };
+    let find = || async {
+        let topics = client.list_topics().await.map_err(|e| metadata_err("listing topics", e))?;
+        Ok::<_, ProducerError>(
+            topics
+                .into_iter()
+                .find(|t| t.name == config.topic)
+                .map(|t| t.partitions.into_iter().collect::<Vec<i32>>()),
+        )
+    };
+    if let Some(p) = find().await?.filter(|p| !p.is_empty()) {
+        return Ok(p);
+    }
+    let Some(create) = config.create_topic else {
+        return Err(ProducerError::TopicMissing {
+            topic: config.topic.clone(),
+            bootstrap: config.kafka.bootstrap.join(","),
+        });
+    };
+    info!(topic = %config.topic, partitions = create.partitions, replication_factor = create.replication_factor, "creating topic");
+    let controller = client.controller_client().map_err(|e| metadata_err("finding the controller", e))?;
+    match controller
+        .create_topic(config.topic.as_str(), create.partitions, create.replication_factor, 10_000)
+        .await
+    {
+        Ok(()) => {}
+        // Another producer (or a previous attempt) created it first.
+        Err(ClientError::ServerError {
+            protocol_error: ProtocolError::TopicAlreadyExists,
+            ..
+        }) => {}
+        Err(e) => return Err(metadata_err("creating the topic", e)),
+    }
+    // Metadata propagates asynchronously; wait until every partition shows.
+    let mut delay = config.kafka.backoff_initial;
+    loop {
+        if let Some(p) = find().await? {
+            if p.len() as i32 >= create.partitions {
+                return Ok(p);
+            }
+        }
+        if Instant::now() + delay > deadline {
+            return Err(ProducerError::Incomplete {
+                acked: 0,
+                not_acked: 0,
+                reason: format!("topic {:?} was created but its metadata did not appear before the timeout", config.topic),
+                summary: Box::default(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(config.kafka.backoff_max);
+    }
+}
+
+async fn partition_producers(
+    client: &Client,
+    config: &Config,
+    partitions: &[i32],
+    deadline: Instant,
+) -> Result<BTreeMap<i32, Arc<BatchProducer<RecordAggregator>>>, ProducerError> {
+    let mut out = BTreeMap::new();
+    for &p in partitions {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let pc = tokio::time::timeout(remaining, client.partition_client(config.topic.as_str(), p, UnknownTopicHandling::Retry))
+            .await
+            .map_err(|_| ProducerError::Metadata {
+                what: "finding the partition leader",
+                topic: config.topic.clone(),
+                source: Box::new(ClientError::Timeout),
+            })?
+            .map_err(|e| ProducerError::Metadata {
+                what: "finding the partition leader",
+                topic: config.topic.clone(),
+                source: Box::new(e),
+            })?;
+        let producer = BatchProducerBuilder::new(Arc::new(pc))
+            .with_linger(config.linger)
+            .with_compression(config.compression)
+            .build(RecordAggregator::new(config.max_batch_bytes));
+        out.insert(p, Arc::new(producer));
+    }
+    Ok(out)
+}
