@@ -48,7 +48,7 @@ LOG_LEVEL=${KAFKA_LOCAL_LOG_LEVEL:-WARN}
 
 USER_NAME=demo
 USER_PASSWORD=demo-secret
-ADMIN_NAME=admin
+ADMIN_NAME="admin"
 ADMIN_PASSWORD=admin-secret
 
 TLS="$DIR/tls"
@@ -403,9 +403,18 @@ cmd_start() {
           "-Dlog4j2.configurationFile=$DIR/log4j2.properties"
           "-Dkafka.logs.dir=$DIR/logs")
     # setsid: own session, so the broker survives the caller's terminal/job
-    # control; nohup+setsid exec in place, so $! is the java pid.
-    setsid nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG" \
-        >"$OUT_FILE" 2>&1 </dev/null &
+    # control; nohup+setsid exec in place, so $! is the java pid. Inherited
+    # descriptors other than stdio are closed: the lock (fd 9) must not be
+    # held by the broker, nor a CI runner's pipes.
+    (
+        exec 9>&-
+        for fd in "/proc/$BASHPID/fd/"*; do
+            fd=${fd##*/}
+            if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-"; fi
+        done
+        exec setsid nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG" \
+            >"$OUT_FILE" 2>&1 </dev/null
+    ) &
     pid=$!
     echo "$pid" >"$PID_FILE"
 
@@ -428,7 +437,7 @@ cmd_start() {
     fi
 
     write_env
-    info "started (pid $pid) in $(( ($(now_ms) - t0) )) ms; state dir $DIR"
+    info "started (pid $pid) in $(( $(now_ms) - t0 )) ms; state dir $DIR"
     print_addresses
 }
 

@@ -84,8 +84,32 @@ fn spawn_upkeep(handle: PrometheusHandle) {
     }
 }
 
-/// Consumer metric names live here too so `describe()` covers every metric.
+/// Time from the producer's `sent_at` to the consumer handling the record (`topic`).
 pub const CONSUMER_E2E_LATENCY: &str = "kafka_consumer_e2e_latency_seconds";
+/// Records handled (`topic`, `partition`).
+pub const CONSUMER_RECORDS: &str = "kafka_consumer_records_consumed_total";
+/// Key+value+header bytes handled (`topic`, `partition`).
+pub const CONSUMER_BYTES: &str = "kafka_consumer_bytes_consumed_total";
+/// High watermark minus committed offset, as kafka_exporter names it (`consumergroup`, `topic`, `partition`).
+pub const CONSUMER_LAG: &str = "kafka_consumergroup_lag";
+/// Last committed offset (`topic`, `partition`).
+pub const CONSUMER_COMMITTED_OFFSET: &str = "kafka_consumer_committed_offset";
+/// Unix time of the last successful commit.
+pub const CONSUMER_LAST_COMMIT: &str = "kafka_consumer_last_commit_timestamp_seconds";
+/// Rebalances this member took part in.
+pub const CONSUMER_REBALANCES: &str = "kafka_consumer_rebalances_total";
+/// OffsetCommit round trip.
+pub const CONSUMER_COMMIT_LATENCY: &str = "kafka_consumer_commit_latency_seconds";
+/// Errors by kind: handler, fetch, commit, group (`kind`).
+pub const CONSUMER_ERRORS: &str = "kafka_consumer_errors_total";
+/// Partitions currently assigned to this member.
+pub const CONSUMER_ASSIGNED_PARTITIONS: &str = "kafka_consumer_assigned_partitions";
+/// Demo records (from the producer) handled (`topic`).
+pub const DEMO_RECORDS: &str = "kafka_consumer_demo_records_total";
+/// Demo records this member had already handled (`topic`).
+pub const DEMO_DUPLICATES: &str = "kafka_consumer_demo_duplicates_total";
+/// Demo sequence numbers below the highest seen that this member has not seen (`topic`).
+pub const DEMO_GAPS: &str = "kafka_consumer_demo_gaps";
 
 fn describe() {
     describe_counter!(PRODUCER_RECORDS_SENT, Unit::Count, "Records acknowledged by the broker.");
@@ -95,6 +119,18 @@ fn describe() {
     describe_gauge!(PRODUCER_RECORDS_PENDING, Unit::Count, "Records sent but not yet acknowledged.");
     describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; labels carry the service name and version.");
     describe_histogram!(CONSUMER_E2E_LATENCY, Unit::Seconds, "Time from the producer's sent_at to the consumer handling the record.");
+    describe_counter!(CONSUMER_RECORDS, Unit::Count, "Records handled.");
+    describe_counter!(CONSUMER_BYTES, Unit::Bytes, "Key, value and header bytes of handled records.");
+    describe_gauge!(CONSUMER_LAG, Unit::Count, "High watermark minus the group's committed offset.");
+    describe_gauge!(CONSUMER_COMMITTED_OFFSET, Unit::Count, "Last offset committed by this member.");
+    describe_gauge!(CONSUMER_LAST_COMMIT, Unit::Seconds, "Unix time of the last successful offset commit.");
+    describe_counter!(CONSUMER_REBALANCES, Unit::Count, "Group rebalances this member took part in.");
+    describe_histogram!(CONSUMER_COMMIT_LATENCY, Unit::Seconds, "OffsetCommit round-trip time.");
+    describe_counter!(CONSUMER_ERRORS, Unit::Count, "Errors by kind (fetch, commit, group, handler).");
+    describe_gauge!(CONSUMER_ASSIGNED_PARTITIONS, Unit::Count, "Partitions assigned to this member.");
+    describe_counter!(DEMO_RECORDS, Unit::Count, "Demo records from the producer handled.");
+    describe_counter!(DEMO_DUPLICATES, Unit::Count, "Demo records handled again (redelivered).");
+    describe_gauge!(DEMO_GAPS, Unit::Count, "Demo sequence numbers below the highest seen that this member has not seen.");
 }
 
 /// Records the `kafka_service_build_info` gauge for `service`.

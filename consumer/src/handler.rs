@@ -1,0 +1,250 @@
+//! Handling one record: one JSON log line, and, when the value is the
+//! producer's demo record, per-run verification (duplicates, gaps,
+//! end-to-end latency).
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Mutex,
+};
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use metrics::{counter, gauge, histogram};
+use rskafka::record::RecordAndOffset;
+use serde::Deserialize;
+
+use common::metrics as m;
+
+/// Demo runs remembered at once; older runs are forgotten (bounded memory).
+const MAX_RUNS: usize = 16;
+/// Highest seq tracked per run (1 bit each: 16 Mi records = 2 MiB).
+const MAX_SEQ: u64 = 1 << 24;
+
+/// The fields of the producer's demo record we verify.
+#[derive(Debug, Deserialize)]
+struct Demo<'a> {
+    run_id: &'a str,
+    seq: u64,
+    sent_at: &'a str,
+}
+
+/// What the handler concluded about one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not a demo record.
+    Plain,
+    /// A demo record seen for the first time.
+    Fresh,
+    /// A demo record this member already handled (redelivery).
+    Duplicate,
+}
+
+/// Verification state of one demo run.
+#[derive(Debug, Default)]
+struct RunState {
+    seen: Vec<u64>,
+    distinct: u64,
+    highest: Option<u64>,
+}
+
+impl RunState {
+    /// Marks `seq`; true when it was new.
+    fn mark(&mut self, seq: u64) -> bool {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        if self.seen.len() <= word {
+            self.seen.resize(word + 1, 0);
+        }
+        let Some(w) = self.seen.get_mut(word) else { return false };
+        let fresh = *w & (1 << bit) == 0;
+        *w |= 1 << bit;
+        if fresh {
+            self.distinct += 1;
+            self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
+        }
+        fresh
+    }
+
+    /// Sequence numbers below the highest seen that this member has not seen.
+    fn gaps(&self) -> u64 {
+        self.highest.map_or(0, |h| (h + 1).saturating_sub(self.distinct))
+    }
+}
+
+/// Handles records; shared by all partition workers of a member.
+#[derive(Debug)]
+pub struct Handler {
+    group: String,
+    value_max: usize,
+    runs: Mutex<(VecDeque<String>, BTreeMap<String, RunState>)>,
+}
+
+impl Handler {
+    /// A handler that cuts logged values at `value_max` bytes.
+    pub fn new(group: impl Into<String>, value_max: usize) -> Self {
+        Self {
+            group: group.into(),
+            value_max,
+            runs: Mutex::new((VecDeque::new(), BTreeMap::new())),
+        }
+    }
+
+    /// Logs the record and verifies it when it is a demo record.
+    pub fn handle(&self, topic: &str, partition: i32, r: &RecordAndOffset) -> Verdict {
+        let record = &r.record;
+        let (value, value_encoding, value_truncated) = match &record.value {
+            None => (String::new(), "null", false),
+            Some(v) => render(v, self.value_max),
+        };
+        let key = record.key.as_deref().map(|k| render(k, 256).0);
+        let headers: BTreeMap<&str, String> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), render(v, 256).0))
+            .collect();
+        let headers = serde_json::to_string(&headers).unwrap_or_default();
+        tracing::info!(
+            target: "consumer::record",
+            topic,
+            partition,
+            offset = r.offset,
+            key = key.as_deref(),
+            timestamp = %record.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            headers = %headers,
+            value_len = record.value.as_ref().map_or(0, Vec::len),
+            value_encoding,
+            value_truncated,
+            value = %value,
+            "record"
+        );
+
+        let Some(bytes) = record.value.as_deref() else {
+            return Verdict::Plain;
+        };
+        let Ok(demo) = serde_json::from_slice::<Demo<'_>>(bytes) else {
+            return Verdict::Plain;
+        };
+        if let Ok(sent_at) = DateTime::parse_from_rfc3339(demo.sent_at) {
+            let latency = Utc::now().signed_duration_since(sent_at.with_timezone(&Utc));
+            if let Ok(l) = latency.to_std() {
+                histogram!(m::CONSUMER_E2E_LATENCY, "topic" => topic.to_owned()).record(l.as_secs_f64());
+            }
+        }
+        counter!(m::DEMO_RECORDS, "topic" => topic.to_owned()).increment(1);
+        if demo.seq >= MAX_SEQ {
+            return Verdict::Fresh;
+        }
+        let Ok(mut guard) = self.runs.lock() else {
+            return Verdict::Fresh;
+        };
+        let (order, runs) = &mut *guard;
+        if !runs.contains_key(demo.run_id) {
+            if order.len() >= MAX_RUNS {
+                if let Some(old) = order.pop_front() {
+                    runs.remove(&old);
+                }
+            }
+            order.push_back(demo.run_id.to_owned());
+            runs.insert(demo.run_id.to_owned(), RunState::default());
+        }
+        let Some(run) = runs.get_mut(demo.run_id) else {
+            return Verdict::Fresh;
+        };
+        let fresh = run.mark(demo.seq);
+        let gaps: u64 = runs.values().map(RunState::gaps).sum();
+        gauge!(m::DEMO_GAPS, "topic" => topic.to_owned()).set(gaps as f64);
+        if fresh {
+            Verdict::Fresh
+        } else {
+            counter!(m::DEMO_DUPLICATES, "topic" => topic.to_owned()).increment(1);
+            tracing::warn!(group = %self.group, topic, partition, offset = r.offset, run_id = demo.run_id, seq = demo.seq, "duplicate demo record");
+            Verdict::Duplicate
+        }
+    }
+
+    /// `(distinct, duplicates-free highest seq + 1 − distinct)` of a run, for tests and logs.
+    pub fn run_stats(&self, run_id: &str) -> Option<(u64, u64)> {
+        let guard = self.runs.lock().ok()?;
+        guard.1.get(run_id).map(|r| (r.distinct, r.gaps()))
+    }
+}
+
+/// UTF-8 text as is, anything else base64; cut at `max` bytes (on a char
+/// boundary for text). Returns (text, encoding, truncated).
+fn render(bytes: &[u8], max: usize) -> (String, &'static str, bool) {
+    let cut = bytes.len() > max;
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            let mut end = s.len().min(max);
+            while end > 0 && !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            (s.get(..end).unwrap_or_default().to_owned(), "utf8", cut)
+        }
+        Err(_) => {
+            let shown = bytes.get(..bytes.len().min(max)).unwrap_or_default();
+            (base64::engine::general_purpose::STANDARD.encode(shown), "base64", cut)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rskafka::record::Record;
+
+    fn rec(offset: i64, value: Option<&[u8]>) -> RecordAndOffset {
+        RecordAndOffset {
+            record: Record {
+                key: Some(b"k".to_vec()),
+                value: value.map(<[u8]>::to_vec),
+                headers: [("h".to_owned(), vec![0xff, 0x00])].into_iter().collect(),
+                timestamp: Utc::now(),
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn renders_text_binary_and_cuts_on_char_boundaries() {
+        assert_eq!(render(b"hello", 10), ("hello".to_owned(), "utf8", false));
+        assert_eq!(render("héllo".as_bytes(), 2), ("h".to_owned(), "utf8", true));
+        assert_eq!(render(&[0xff, 0xfe, 0x00], 10), ("//4A".to_owned(), "base64", false));
+        assert_eq!(render(&[0xff; 10], 3).2, true);
+    }
+
+    #[test]
+    fn demo_records_are_verified_per_run() {
+        let h = Handler::new("g", 64);
+        let demo = |seq: u64| format!(r#"{{"run_id":"r1","seq":{seq},"sent_at":"{}","payload":""}}"#, Utc::now().to_rfc3339());
+        for seq in [0u64, 1, 3] {
+            assert_eq!(h.handle("t", 0, &rec(seq as i64, Some(demo(seq).as_bytes()))), Verdict::Fresh);
+        }
+        assert_eq!(h.handle("t", 0, &rec(9, Some(demo(1).as_bytes()))), Verdict::Duplicate);
+        assert_eq!(h.run_stats("r1"), Some((3, 1)), "seq 2 missing");
+        assert_eq!(h.handle("t", 0, &rec(10, Some(demo(2).as_bytes()))), Verdict::Fresh);
+        assert_eq!(h.run_stats("r1"), Some((4, 0)));
+    }
+
+    #[test]
+    fn odd_records_are_handled_not_rejected() {
+        let h = Handler::new("g", 16);
+        assert_eq!(h.handle("t", 0, &rec(0, None)), Verdict::Plain);
+        assert_eq!(h.handle("t", 0, &rec(1, Some(&[0, 159, 146, 150]))), Verdict::Plain);
+        assert_eq!(h.handle("t", 0, &rec(2, Some(b"{\"run_id\": 5"))), Verdict::Plain);
+        assert_eq!(h.handle("t", 0, &rec(3, Some(&vec![b'x'; 1 << 20]))), Verdict::Plain);
+        // A demo-looking record with an absurd seq is counted, not tracked.
+        let v = format!(r#"{{"run_id":"r","seq":{},"sent_at":"x"}}"#, u64::MAX);
+        assert_eq!(h.handle("t", 0, &rec(4, Some(v.as_bytes()))), Verdict::Fresh);
+    }
+
+    #[test]
+    fn runs_are_bounded() {
+        let h = Handler::new("g", 16);
+        for i in 0..(MAX_RUNS + 5) {
+            let v = format!(r#"{{"run_id":"run{i}","seq":0,"sent_at":"x"}}"#);
+            h.handle("t", 0, &rec(0, Some(v.as_bytes())));
+        }
+        assert!(h.run_stats("run0").is_none());
+        assert!(h.run_stats(&format!("run{}", MAX_RUNS + 4)).is_some());
+    }
+}

@@ -1,0 +1,333 @@
+//! One assigned partition: a fetch task reads batches with rskafka into a
+//! small bounded channel (backpressure: at most `buffer_batches` batches
+//! wait), a handler task handles them in order and publishes how far it got.
+//!
+//! Only the handler's position is ever committed, so a record is committed
+//! only after it was handled (at-least-once).
+
+use std::{
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use common::metrics as m;
+use rskafka::{
+    client::{
+        error::{Error as ClientError, ProtocolError},
+        partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
+        Client,
+    },
+    record::RecordAndOffset,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{config::OffsetReset, handler::Handler};
+
+/// Shared, lock-free view of one partition's progress.
+#[derive(Debug)]
+pub struct Progress {
+    /// Next offset to consume, i.e. last handled + 1 (what we commit). -1 until known.
+    pub position: AtomicI64,
+    /// Highest high watermark seen in fetch responses. -1 until known.
+    pub high_watermark: AtomicI64,
+    /// Last offset committed to the group. -1 = none yet.
+    pub committed: AtomicI64,
+    /// Milliseconds since `origin` of the last handled record (or of the start).
+    last_progress_ms: AtomicU64,
+    origin: Instant,
+    /// The most recent fetch error, for readiness.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Progress {
+    /// Fresh progress for a partition starting at `position` (-1 = unknown).
+    pub fn new(position: i64, committed: i64) -> Self {
+        Self {
+            position: AtomicI64::new(position),
+            high_watermark: AtomicI64::new(-1),
+            committed: AtomicI64::new(committed),
+            last_progress_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+            last_error: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_progress_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last handled record (or since the start).
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_progress_ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+
+    /// Records between our position and the high watermark.
+    pub fn lag(&self) -> Option<i64> {
+        let hw = self.high_watermark.load(Ordering::Relaxed);
+        let pos = self.position.load(Ordering::Relaxed);
+        (hw >= 0 && pos >= 0).then(|| (hw - pos).max(0))
+    }
+
+    /// High watermark minus committed offset (kafka_exporter's lag).
+    pub fn committed_lag(&self) -> Option<i64> {
+        let hw = self.high_watermark.load(Ordering::Relaxed);
+        let c = self.committed.load(Ordering::Relaxed);
+        (hw >= 0 && c >= 0).then(|| (hw - c).max(0))
+    }
+}
+
+/// Settings a partition worker needs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Bytes per fetch.
+    pub fetch_max_bytes: i32,
+    /// Broker-side wait.
+    pub fetch_max_wait: Duration,
+    /// Batches buffered ahead of the handler.
+    pub buffer_batches: usize,
+    /// Start policy without a commit.
+    pub reset: OffsetReset,
+    /// Backoff bounds after errors.
+    pub backoff_initial: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+}
+
+/// A running partition worker.
+#[derive(Debug)]
+pub struct Worker {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Its progress.
+    pub progress: Arc<Progress>,
+    stop: CancellationToken,
+    fetch: tokio::task::JoinHandle<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts fetching `topic`/`partition` at `committed` (or per the reset
+    /// policy when -1), handling records with `handler`.
+    pub fn start(
+        client: Arc<Client>,
+        topic: String,
+        partition: i32,
+        committed: i64,
+        handler: Arc<Handler>,
+        settings: WorkerSettings,
+        parent: &CancellationToken,
+    ) -> Self {
+        let stop = parent.child_token();
+        let progress = Arc::new(Progress::new(if committed >= 0 { committed } else { -1 }, committed));
+        progress.touch();
+        let (tx, rx) = mpsc::channel::<Vec<RecordAndOffset>>(settings.buffer_batches.max(1));
+        let fetch = tokio::spawn(fetch_loop(
+            client,
+            topic.clone(),
+            partition,
+            Arc::clone(&progress),
+            settings,
+            tx,
+            stop.clone(),
+        ));
+        let handle = tokio::spawn(handle_loop(topic.clone(), partition, Arc::clone(&progress), handler, rx, stop.clone()));
+        Self {
+            topic,
+            partition,
+            progress,
+            stop,
+            fetch,
+            handle,
+        }
+    }
+
+    /// Stops fetching, lets the handler finish the record it is on, and
+    /// waits up to `within`. Returns the position to commit (-1 if none).
+    pub async fn stop(self, within: Duration) -> i64 {
+        self.stop.cancel();
+        let fetch = self.fetch;
+        let handle = self.handle;
+        let _ = tokio::time::timeout(within, async {
+            let _ = handle.await;
+            let _ = fetch.await;
+        })
+        .await;
+        self.progress.position.load(Ordering::Acquire)
+    }
+}
+
+async fn fetch_loop(
+    client: Arc<Client>,
+    topic: String,
+    partition: i32,
+    progress: Arc<Progress>,
+    settings: WorkerSettings,
+    tx: mpsc::Sender<Vec<RecordAndOffset>>,
+    stop: CancellationToken,
+) {
+    let mut backoff = settings.backoff_initial;
+    let pc = loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return,
+            r = client.partition_client(topic.as_str(), partition, UnknownTopicHandling::Retry) => r,
+        };
+        match attempt {
+            Ok(pc) => break pc,
+            Err(e) => {
+                note_error(&progress, &topic, partition, "fetch", &e);
+                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                    return;
+                }
+            }
+        }
+    };
+    let mut next = progress.position.load(Ordering::Acquire);
+    if next < 0 {
+        match reset_offset(&pc, settings.reset, &stop, &progress, &settings).await {
+            Some(o) => {
+                info!(topic = %topic, partition, offset = o, policy = ?settings.reset, "no committed offset; starting per auto.offset.reset");
+                next = o;
+                progress.position.store(o, Ordering::Release);
+            }
+            None => return,
+        }
+    }
+    backoff = settings.backoff_initial;
+    let max_wait_ms = i32::try_from(settings.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
+    loop {
+        let fetched = tokio::select! {
+            () = stop.cancelled() => return,
+            r = pc.fetch_records(next, 1..settings.fetch_max_bytes, max_wait_ms) => r,
+        };
+        match fetched {
+            Ok((records, high_watermark)) => {
+                backoff = settings.backoff_initial;
+                progress.high_watermark.fetch_max(high_watermark, Ordering::Relaxed);
+                if let Ok(mut e) = progress.last_error.lock() {
+                    *e = None;
+                }
+                // A compressed batch may start before the offset we asked for.
+                let records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= next).collect();
+                let Some(last) = records.last().map(|r| r.offset) else {
+                    continue;
+                };
+                next = last + 1;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    sent = tx.send(records) => if sent.is_err() { return },
+                }
+            }
+            Err(ClientError::ServerError {
+                protocol_error: ProtocolError::OffsetOutOfRange,
+                ..
+            }) => {
+                warn!(topic = %topic, partition, offset = next, policy = ?settings.reset, "offset out of range (retention or deleted records); resetting");
+                metrics::counter!(m::CONSUMER_ERRORS, "kind" => "offset_out_of_range").increment(1);
+                match reset_offset(&pc, settings.reset, &stop, &progress, &settings).await {
+                    Some(o) => {
+                        next = o;
+                        progress.position.store(o, Ordering::Release);
+                    }
+                    None => return,
+                }
+            }
+            Err(e) => {
+                note_error(&progress, &topic, partition, "fetch", &e);
+                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn reset_offset(
+    pc: &PartitionClient,
+    reset: OffsetReset,
+    stop: &CancellationToken,
+    progress: &Progress,
+    settings: &WorkerSettings,
+) -> Option<i64> {
+    let at = match reset {
+        OffsetReset::Earliest => OffsetAt::Earliest,
+        OffsetReset::Latest => OffsetAt::Latest,
+    };
+    let mut backoff = settings.backoff_initial;
+    loop {
+        let r = tokio::select! {
+            () = stop.cancelled() => return None,
+            r = pc.get_offset(at) => r,
+        };
+        match r {
+            Ok(o) => return Some(o),
+            Err(e) => {
+                note_error(progress, pc.topic(), pc.partition(), "list_offsets", &e);
+                if sleep_or_stop(stop, &mut backoff, settings.backoff_max).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn note_error(progress: &Progress, topic: &str, partition: i32, kind: &'static str, e: &ClientError) {
+    warn!(topic, partition, kind, error = %e, "fetch failed; retrying with backoff");
+    metrics::counter!(m::CONSUMER_ERRORS, "kind" => kind).increment(1);
+    if let Ok(mut last) = progress.last_error.lock() {
+        *last = Some(format!("{kind}: {e}"));
+    }
+}
+
+/// Sleeps the current backoff (then doubles it); true when stopped instead.
+async fn sleep_or_stop(stop: &CancellationToken, backoff: &mut Duration, max: Duration) -> bool {
+    let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    *backoff = (*backoff * 2).min(max);
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(jittered) => false,
+    }
+}
+
+async fn handle_loop(
+    topic: String,
+    partition: i32,
+    progress: Arc<Progress>,
+    handler: Arc<Handler>,
+    mut rx: mpsc::Receiver<Vec<RecordAndOffset>>,
+    stop: CancellationToken,
+) {
+    let part = partition.to_string();
+    let records = metrics::counter!(m::CONSUMER_RECORDS, "topic" => topic.clone(), "partition" => part.clone());
+    let bytes = metrics::counter!(m::CONSUMER_BYTES, "topic" => topic.clone(), "partition" => part);
+    loop {
+        let batch = tokio::select! {
+            // Stop takes priority: buffered batches are left for the next
+            // owner of the partition, who fetches them from the commit.
+            biased;
+            () = stop.cancelled() => return,
+            b = rx.recv() => match b { Some(b) => b, None => return },
+        };
+        for r in &batch {
+            if stop.is_cancelled() {
+                return;
+            }
+            handler.handle(&topic, partition, r);
+            records.increment(1);
+            bytes.increment(r.record.approximate_size() as u64);
+            progress.position.store(r.offset + 1, Ordering::Release);
+            progress.touch();
+        }
+        debug!(topic = %topic, partition, n = batch.len(), "batch handled");
+        // Handling is synchronous; let other partitions' tasks run.
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the producer and consumer as static musl binaries and checks that
+# they are statically linked. The Dockerfiles run this same script, so what
+# `make build-static` proves is what the images contain.
+#
+# Usage: scripts/build-static.sh [OUT_DIR]   (default: target/static)
+set -euo pipefail
+
+TARGET=x86_64-unknown-linux-musl
+OUT_DIR=${1:-target/static}
+cd "$(dirname "$0")/.."
+
+if ! command -v musl-gcc >/dev/null 2>&1; then
+    echo "build-static: musl-gcc not found; install musl-tools (apt-get install -y musl-tools)" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$TARGET"; then
+    echo "build-static: adding rust target $TARGET" >&2
+    rustup target add "$TARGET"
+fi
+
+# Crates with C code (ring, zstd, lz4) must be compiled for musl too.
+export CC_x86_64_unknown_linux_musl=musl-gcc
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER:-musl-gcc}
+
+# cargo-auditable embeds the dependency list in the binary when available.
+BUILD=(cargo build)
+if cargo auditable --version >/dev/null 2>&1; then
+    BUILD=(cargo auditable build)
+fi
+"${BUILD[@]}" --locked --release --target "$TARGET" -p producer -p consumer
+
+mkdir -p "$OUT_DIR"
+for bin in producer consumer; do
+    src="target/$TARGET/release/$bin"
+    cp "$src" "$OUT_DIR/$bin"
+    desc=$(file -b "$OUT_DIR/$bin")
+    case "$desc" in
+        *"statically linked"* | *"static-pie linked"*) ;;
+        *)
+            echo "build-static: $bin is not statically linked: $desc" >&2
+            exit 1
+            ;;
+    esac
+    printf '%s\t%s bytes\t%s\n' "$OUT_DIR/$bin" "$(stat -c %s "$OUT_DIR/$bin")" "$desc"
+done

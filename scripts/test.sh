@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make test`: start the real broker, run every test tier and the linters,
+# and stop the broker again even when something fails. A broker that does
+# not come up is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started_here=0
+cleanup() {
+    if [[ $started_here == 1 ]]; then
+        scripts/kafka-local.sh stop || true
+    fi
+}
+trap cleanup EXIT
+
+if scripts/kafka-local.sh status >/dev/null 2>&1; then
+    echo "test: using the broker that is already running"
+else
+    started_here=1
+    scripts/kafka-local.sh start
+fi
+
+export KAFKA_TEST_BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
+# Integration tests start several in-process services; a few test threads
+# keep a 2-core machine responsive and the broker's group rebalances timely.
+cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --doc
+make --no-print-directory lint
