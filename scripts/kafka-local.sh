@@ -29,6 +29,7 @@
 #
 # Internal subcommands used by scripts/kafka-tool.sh: classpath, tool-jvm-args.
 set -euo pipefail
+shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 POM="$SCRIPT_DIR/kafka/pom.xml"
@@ -82,7 +83,7 @@ classpath() {
     if [[ -s $cp_file ]]; then
         # ~/.m2 may have been cleaned since: check the jars are still there.
         local -a jars
-        IFS=: read -r -a jars <"$cp_file"
+        IFS=: read -r -a jars <"$cp_file" || true  # no trailing newline
         for jar in "${jars[@]}"; do [[ -f $jar ]] || { ok=0; break; }; done
         if ((ok)); then cat "$cp_file"; return; fi
     fi
@@ -111,6 +112,7 @@ write_tools_log4j() {
     [[ -s $DIR/tools-log4j2.properties ]] && return
     cat >"$DIR/tools-log4j2.properties.tmp" <<'EOF'
 status = warn
+shutdownHook = disable
 appender.stderr.type = Console
 appender.stderr.name = STDERR
 appender.stderr.target = SYSTEM_ERR
@@ -196,7 +198,7 @@ gen_tls() {
         cd "$t"
         umask 077
         serial() { echo "0x$(openssl rand -hex 15)"; }
-        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ca-key.pem 2>/dev/null
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ca-key.pem
         openssl req -x509 -new -key ca-key.pem -sha256 -days 3650 -set_serial "$(serial)" \
             -subj "/CN=kafka-local CA" \
             -addext "basicConstraints=critical,CA:TRUE" \
@@ -205,7 +207,7 @@ gen_tls() {
             -out ca.pem
         # name, subject, extensions
         leaf() {
-            openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1-key.pem" 2>/dev/null
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1-key.pem"
             openssl req -new -key "$1-key.pem" -subj "$2" -out "$1.csr"
             printf '%s\n' "$3" >"$1.ext"
             openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -sha256 -days 825 \
@@ -215,13 +217,13 @@ gen_tls() {
             rm -f "$1.csr" "$1.ext"
         }
         leaf broker "/CN=localhost" "basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
+keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=DNS:localhost,IP:127.0.0.1
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid"
         leaf client "/CN=$USER_NAME" "basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
+keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth
 subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid"
@@ -275,8 +277,6 @@ listener.name.ssl.ssl.client.auth=requested
 
 # small single node
 num.partitions=1
-default.replication.factor=1
-min.insync.replicas=1
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=3
 transaction.state.log.replication.factor=1
@@ -297,6 +297,7 @@ EOF
 
     cat >"$DIR/log4j2.properties" <<EOF
 status = warn
+shutdownHook = disable
 appender.file.type = File
 appender.file.name = FILE
 appender.file.fileName = $SERVER_LOG
@@ -418,21 +419,40 @@ cmd_start() {
     pid=$!
     echo "$pid" >"$PID_FILE"
 
-    # Wait: listener ports accept, then a real metadata round trip.
-    local deadline=$((SECONDS + START_TIMEOUT)) up=0
+    # Wait until a metadata round trip succeeds (TopicCommand --list, Kafka's
+    # own admin client) and all listener ports accept connections. The probe
+    # JVM is launched right away and retries the connection itself, so its
+    # own startup overlaps the broker's.
+    printf '%s\n' "default.api.timeout.ms=$((START_TIMEOUT * 1000))" \
+        request.timeout.ms=1000 reconnect.backoff.ms=50 reconnect.backoff.max.ms=250 \
+        retry.backoff.ms=100 retry.backoff.max.ms=250 >"$DIR/ready.properties"
+    local deadline=$((SECONDS + START_TIMEOUT)) up=0 probe=
     while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || { log_tail; rm -f "$PID_FILE"; die "broker exited during startup"; }
-        up=1
-        for p in $(all_ports); do port_open "$p" || { up=0; break; }; done
-        if ((up)) && run_tool org.apache.kafka.tools.BrokerApiVersionsCommand \
-                --bootstrap-server "$HOST:$PLAINTEXT_PORT" >"$DIR/ready.log" 2>&1; then
-            break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            [[ -z $probe ]] || kill "$probe" 2>/dev/null || true
+            log_tail; rm -f "$PID_FILE"
+            die "broker exited during startup"
         fi
-        up=0
-        sleep 0.2
+        if [[ -z $probe ]]; then
+            run_tool org.apache.kafka.tools.TopicCommand --list \
+                --bootstrap-server "$HOST:$PLAINTEXT_PORT" \
+                --command-config "$DIR/ready.properties" >"$DIR/ready.log" 2>&1 &
+            probe=$!
+        elif ! kill -0 "$probe" 2>/dev/null; then
+            if wait "$probe"; then
+                up=1
+                for p in $(all_ports); do port_open "$p" || { up=0; break; }; done
+                ((up)) && break
+            else
+                probe=  # failed early: start another one
+            fi
+        fi
+        sleep 0.1
     done
     if ((!up)); then
+        [[ -z $probe ]] || kill "$probe" 2>/dev/null || true
         log_tail
+        [[ -s $DIR/ready.log ]] && { echo "----- readiness probe -----"; tail -n 10 "$DIR/ready.log"; } >&2
         die "broker did not come up within ${START_TIMEOUT}s (still running as pid $pid; '$0 stop' to clean up)"
     fi
 

@@ -210,7 +210,12 @@ impl ConfigSource {
     ) -> Result<Self, ConfigError> {
         let known: Vec<String> = keys
             .iter()
-            .flat_map(|k| [k.to_ascii_lowercase(), format!("{}_file", k.to_ascii_lowercase())])
+            .flat_map(|k| {
+                [
+                    k.to_ascii_lowercase(),
+                    format!("{}_file", k.to_ascii_lowercase()),
+                ]
+            })
             .collect();
         let mut figment = Figment::new();
 
@@ -223,13 +228,23 @@ impl ConfigSource {
                 .map_err(|e| file_err(format!("cannot read it: {e}")))?;
             // Parse the file alone first, so a typo in it is reported against
             // the file rather than silently ignored.
-            let table: BTreeMap<String, RawValue> = Figment::from(Toml::string(&text))
-                .extract()
-                .map_err(|e| file_err(format!("not a flat TOML table of `key = value` lines: {}", e.kind)))?;
-            if let Some(unknown) = table.keys().find(|k| !known.contains(&k.to_ascii_lowercase())) {
+            let table: BTreeMap<String, RawValue> =
+                Figment::from(Toml::string(&text)).extract().map_err(|e| {
+                    file_err(format!(
+                        "not a flat TOML table of `key = value` lines: {}",
+                        e.kind
+                    ))
+                })?;
+            if let Some(unknown) = table
+                .keys()
+                .find(|k| !known.contains(&k.to_ascii_lowercase()))
+            {
                 return Err(file_err(format!(
                     "unknown key `{unknown}`; known keys (lower case): {}",
-                    keys.iter().map(|k| k.to_ascii_lowercase()).collect::<Vec<_>>().join(", ")
+                    keys.iter()
+                        .map(|k| k.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             figment = figment.merge(Toml::file_exact(path));
@@ -244,19 +259,25 @@ impl ConfigSource {
             .collect();
         figment = figment.merge(Serialized::globals(flag_map));
 
-        let merged: BTreeMap<String, RawValue> = figment.extract().map_err(|e| ConfigError::Invalid {
-            key: e.path.join(".").to_ascii_uppercase(),
-            shown: String::new(),
-            origin: e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default(),
-            problem: "not a single value".to_owned(),
-            allowed: "a string, number, boolean or list of strings".to_owned(),
-        })?;
+        let merged: BTreeMap<String, RawValue> =
+            figment.extract().map_err(|e| ConfigError::Invalid {
+                key: e.path.join(".").to_ascii_uppercase(),
+                shown: String::new(),
+                origin: e
+                    .metadata
+                    .as_ref()
+                    .map(|m| m.name.to_string())
+                    .unwrap_or_default(),
+                problem: "not a single value".to_owned(),
+                allowed: "a string, number, boolean or list of strings".to_owned(),
+            })?;
 
         let values = merged
             .into_iter()
             .map(|(key, RawValue(v))| {
                 let upper = key.to_ascii_uppercase();
-                let origin = if let Some((_, flag, _)) = flags.iter().find(|(k, _, _)| *k == upper) {
+                let origin = if let Some((_, flag, _)) = flags.iter().find(|(k, _, _)| *k == upper)
+                {
                     Origin::Flag((*flag).to_owned())
                 } else {
                     match figment.find_metadata(&key).and_then(|m| m.source.as_ref()) {
@@ -294,7 +315,12 @@ impl ConfigSource {
     }
 
     /// Builds the error for `key`, showing its value unless `secret`.
-    pub fn invalid(&self, key: &str, problem: impl Into<String>, allowed: impl Into<String>) -> ConfigError {
+    pub fn invalid(
+        &self,
+        key: &str,
+        problem: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> ConfigError {
         let shown = match self.raw(key) {
             Some(v) if !is_secret_key(key) => format!("={v:?}"),
             _ => String::new(),
@@ -333,7 +359,12 @@ impl ConfigSource {
     }
 
     /// A number within `range`, or the default when unset or empty.
-    pub fn number<T>(&self, key: &str, default: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    pub fn number<T>(
+        &self,
+        key: &str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + Copy + fmt::Display,
     {
@@ -352,8 +383,14 @@ impl ConfigSource {
     }
 
     /// A duration given in milliseconds.
-    pub fn millis(&self, key: &str, default_ms: u64, range_ms: std::ops::RangeInclusive<u64>) -> Result<Duration, ConfigError> {
-        self.number(key, default_ms, range_ms).map(Duration::from_millis)
+    pub fn millis(
+        &self,
+        key: &str,
+        default_ms: u64,
+        range_ms: std::ops::RangeInclusive<u64>,
+    ) -> Result<Duration, ConfigError> {
+        self.number(key, default_ms, range_ms)
+            .map(Duration::from_millis)
     }
 
     /// A boolean: true/false, 1/0, t/f, yes/no, on/off, any case (the
@@ -372,7 +409,12 @@ impl ConfigSource {
     }
 
     /// One of a fixed set of words, matched case-insensitively.
-    pub fn choice<T: Copy>(&self, key: &str, default: T, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+    pub fn choice<T: Copy>(
+        &self,
+        key: &str,
+        default: T,
+        choices: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
         let Some(v) = self.raw(key).map(str::trim).filter(|v| !v.is_empty()) else {
             return Ok(default);
         };
@@ -389,8 +431,13 @@ impl ConfigSource {
     /// A socket address `IP:PORT`.
     pub fn socket_addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         let v = self.string(key, default);
-        v.parse()
-            .map_err(|_| self.invalid(key, "not an IP:PORT socket address", "for example 0.0.0.0:8080 or 127.0.0.1:9000"))
+        v.parse().map_err(|_| {
+            self.invalid(
+                key,
+                "not an IP:PORT socket address",
+                "for example 0.0.0.0:8080 or 127.0.0.1:9000",
+            )
+        })
     }
 
     /// A secret from `KEY` or from the file named by `KEY_FILE` (as Kubernetes
@@ -406,7 +453,11 @@ impl ConfigSource {
             (Some(v), None) => Ok(Some(Secret(v))),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    self.invalid(&file_key, format!("cannot read the file: {}", e.kind()), "a readable file holding the secret")
+                    self.invalid(
+                        &file_key,
+                        format!("cannot read the file: {}", e.kind()),
+                        "a readable file holding the secret",
+                    )
                 })?;
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 let text = text.strip_suffix('\r').unwrap_or(text);
@@ -451,13 +502,21 @@ impl LogConfig {
             Some(_) => Some(src.choice(
                 "LOG_FORMAT",
                 LogFormat::Json,
-                &[("json", LogFormat::Json), ("pretty", LogFormat::Pretty), ("text", LogFormat::Pretty)],
+                &[
+                    ("json", LogFormat::Json),
+                    ("pretty", LogFormat::Pretty),
+                    ("text", LogFormat::Pretty),
+                ],
             )?),
         };
         let filter = src.optional("RUST_LOG");
         if let Some(f) = &filter {
             tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
-                src.invalid("RUST_LOG", format!("not a valid filter ({e})"), "tracing directives such as info or consumer=debug,rskafka=warn")
+                src.invalid(
+                    "RUST_LOG",
+                    format!("not a valid filter ({e})"),
+                    "tracing directives such as info or consumer=debug,rskafka=warn",
+                )
             })?;
         }
         Ok(Self {
@@ -469,11 +528,18 @@ impl LogConfig {
 }
 
 #[cfg(test)]
+// figment's Jail closures return its (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
 
-    const KEYS: &[&str] = &["KAFKA_TOPIC", "KAFKA_CLIENT_ID", "PRODUCER_MESSAGES", "KAFKA_PASSWORD"];
+    const KEYS: &[&str] = &[
+        "KAFKA_TOPIC",
+        "KAFKA_CLIENT_ID",
+        "PRODUCER_MESSAGES",
+        "KAFKA_PASSWORD",
+    ];
 
     fn env_source(flags: &[(&str, &str, String)]) -> ConfigSource {
         ConfigSource::load(KEYS, flags).expect("layer")
@@ -488,8 +554,16 @@ mod tests {
             jail.set_env("PRODUCER_MESSAGES", "9");
             let src = env_source(&[("PRODUCER_MESSAGES", "--messages", "11".into())]);
             assert_eq!(src.raw("KAFKA_TOPIC"), Some("from-file"));
-            assert!(src.invalid("KAFKA_TOPIC", "x", "y").to_string().contains("(from file"), "origin");
-            assert!(src.invalid("PRODUCER_MESSAGES", "x", "y").to_string().contains("(from flag --messages)"));
+            assert!(
+                src.invalid("KAFKA_TOPIC", "x", "y")
+                    .to_string()
+                    .contains("(from file"),
+                "origin"
+            );
+            assert!(src
+                .invalid("PRODUCER_MESSAGES", "x", "y")
+                .to_string()
+                .contains("(from flag --messages)"));
             assert_eq!(src.raw("KAFKA_CLIENT_ID"), Some("env-id"));
             assert_eq!(src.number("PRODUCER_MESSAGES", 20u64, 1..=10).ok(), None);
             assert_eq!(src.number("PRODUCER_MESSAGES", 20u64, 1..=100), Ok(11));
@@ -503,7 +577,12 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("KAFKA_PASSWORD", "12345");
             let src = env_source(&[]);
-            assert_eq!(src.secret("KAFKA_PASSWORD").expect("secret").map(|s| s.expose().to_owned()), Some("12345".to_owned()));
+            assert_eq!(
+                src.secret("KAFKA_PASSWORD")
+                    .expect("secret")
+                    .map(|s| s.expose().to_owned()),
+                Some("12345".to_owned())
+            );
             Ok(())
         });
     }
@@ -518,29 +597,54 @@ mod tests {
             assert_eq!(s.expose(), "s3cret");
             assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
             jail.set_env("KAFKA_PASSWORD", "x");
-            let err = env_source(&[]).secret("KAFKA_PASSWORD").expect_err("conflict");
-            assert!(err.to_string().contains("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE"), "{err}");
+            let err = env_source(&[])
+                .secret("KAFKA_PASSWORD")
+                .expect_err("conflict");
+            assert!(
+                err.to_string()
+                    .contains("KAFKA_PASSWORD and KAFKA_PASSWORD_FILE"),
+                "{err}"
+            );
             Ok(())
         });
     }
 
     #[test]
     fn errors_name_key_value_and_allowed_but_never_secrets() {
-        let src = ConfigSource::from_pairs([("PRODUCER_MESSAGES", "lots"), ("KAFKA_PASSWORD", "hunter2"), ("DEBUG", "maybe")]);
-        let e = src.number("PRODUCER_MESSAGES", 1u64, 1..=5).expect_err("bad").to_string();
+        let src = ConfigSource::from_pairs([
+            ("PRODUCER_MESSAGES", "lots"),
+            ("KAFKA_PASSWORD", "hunter2"),
+            ("DEBUG", "maybe"),
+        ]);
+        let e = src
+            .number("PRODUCER_MESSAGES", 1u64, 1..=5)
+            .expect_err("bad")
+            .to_string();
         assert_eq!(
             e,
             "invalid configuration: PRODUCER_MESSAGES=\"lots\" (from environment): not a whole number in range; allowed: a whole number from 1 to 5"
         );
-        let e = src.invalid("KAFKA_PASSWORD", "too short", "anything").to_string();
+        let e = src
+            .invalid("KAFKA_PASSWORD", "too short", "anything")
+            .to_string();
         assert!(!e.contains("hunter2"), "{e}");
         let e = src.boolean("DEBUG", false).expect_err("bad").to_string();
-        assert!(e.contains("DEBUG=\"maybe\"") && e.contains("true, false"), "{e}");
+        assert!(
+            e.contains("DEBUG=\"maybe\"") && e.contains("true, false"),
+            "{e}"
+        );
     }
 
     #[test]
     fn prototype_debug_spellings() {
-        for (v, want) in [("False", false), ("True", true), ("t", true), ("1", true), ("0", false), ("", false)] {
+        for (v, want) in [
+            ("False", false),
+            ("True", true),
+            ("t", true),
+            ("1", true),
+            ("0", false),
+            ("", false),
+        ] {
             let src = ConfigSource::from_pairs([("DEBUG", v)]);
             assert_eq!(src.boolean("DEBUG", false), Ok(want), "{v}");
         }
@@ -551,11 +655,14 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "kafka_topic = [\n")?;
             jail.create_file("typo.toml", "kafka_topik = \"x\"\n")?;
-            let e = ConfigSource::layer(KEYS, Some(Path::new("bad.toml")), Env::raw(), &[]).expect_err("bad");
+            let e = ConfigSource::layer(KEYS, Some(Path::new("bad.toml")), Env::raw(), &[])
+                .expect_err("bad");
             assert!(e.to_string().contains("CONFIG_FILE"), "{e}");
-            let e = ConfigSource::layer(KEYS, Some(Path::new("nope.toml")), Env::raw(), &[]).expect_err("missing");
+            let e = ConfigSource::layer(KEYS, Some(Path::new("nope.toml")), Env::raw(), &[])
+                .expect_err("missing");
             assert!(e.to_string().contains("cannot read"), "{e}");
-            let e = ConfigSource::layer(KEYS, Some(Path::new("typo.toml")), Env::raw(), &[]).expect_err("typo");
+            let e = ConfigSource::layer(KEYS, Some(Path::new("typo.toml")), Env::raw(), &[])
+                .expect_err("typo");
             assert!(e.to_string().contains("unknown key `kafka_topik`"), "{e}");
             Ok(())
         });
@@ -564,8 +671,14 @@ mod tests {
     #[test]
     fn choices_are_case_insensitive_and_list_allowed() {
         let src = ConfigSource::from_pairs([("LOG_FORMAT", "PRETTY"), ("X", "nope")]);
-        assert_eq!(LogConfig::from_source(&src).expect("ok").format, Some(LogFormat::Pretty));
-        let e = src.choice("X", 1, &[("a", 1), ("b", 2)]).expect_err("bad").to_string();
+        assert_eq!(
+            LogConfig::from_source(&src).expect("ok").format,
+            Some(LogFormat::Pretty)
+        );
+        let e = src
+            .choice("X", 1, &[("a", 1), ("b", 2)])
+            .expect_err("bad")
+            .to_string();
         assert!(e.ends_with("allowed: a, b"), "{e}");
     }
 }

@@ -118,19 +118,29 @@ async fn healthz(State(s): State<AppState>) -> impl IntoResponse {
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.health.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
 }
 
 /// Serves `router` on an already-bound listener until `shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -138,7 +148,9 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
 
 /// Binds the sidecar address with a clear error.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
-    TcpListener::bind(addr).await.map_err(|source| HttpError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })
 }
 
 /// Errors of the sidecar.
@@ -173,14 +185,22 @@ pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u1
         problem,
     };
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| err(e.to_string()))?;
+        let mut stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.map_err(|e| err(e.to_string()))?;
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| err(e.to_string()))?;
         let mut buf = Vec::with_capacity(256);
         // The status line is all we need; cap what we read.
         let mut chunk = [0u8; 256];
         while buf.len() < 4096 {
-            let n = stream.read(&mut chunk).await.map_err(|e| err(e.to_string()))?;
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| err(e.to_string()))?;
             if n == 0 || buf.windows(2).any(|w| w == b"\r\n") {
                 break;
             }
@@ -190,7 +210,12 @@ pub async fn probe(addr: SocketAddr, path: &str, timeout: Duration) -> Result<u1
         line.split_whitespace()
             .nth(1)
             .and_then(|code| code.parse::<u16>().ok())
-            .ok_or_else(|| err(format!("not an HTTP response: {:?}", line.lines().next().unwrap_or_default())))
+            .ok_or_else(|| {
+                err(format!(
+                    "not an HTTP response: {:?}",
+                    line.lines().next().unwrap_or_default()
+                ))
+            })
     };
     tokio::time::timeout(timeout, attempt)
         .await
@@ -204,11 +229,17 @@ mod tests {
     #[tokio::test]
     async fn probes_report_liveness_and_readiness() {
         let health = Health::new(Duration::from_secs(60));
-        let handle = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let token = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router(health.clone(), handle), token.clone()));
+        let server = tokio::spawn(serve(
+            listener,
+            router(health.clone(), handle),
+            token.clone(),
+        ));
 
         let t = Duration::from_secs(5);
         assert_eq!(probe(addr, "/healthz", t).await.expect("probe"), 200);
@@ -222,7 +253,9 @@ mod tests {
 
         token.cancel();
         server.await.expect("join").expect("serve");
-        assert!(probe(addr, "/healthz", Duration::from_secs(1)).await.is_err());
+        assert!(probe(addr, "/healthz", Duration::from_secs(1))
+            .await
+            .is_err());
     }
 
     #[test]

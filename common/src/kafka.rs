@@ -156,7 +156,11 @@ impl KafkaSettings {
         let bootstrap = bootstrap_list(src)?;
         let client_id = src.string("KAFKA_CLIENT_ID", default_client_id);
         if client_id.is_empty() || !client_id.chars().all(|c| c.is_ascii_graphic()) {
-            return Err(src.invalid("KAFKA_CLIENT_ID", "empty or contains spaces or non-ASCII characters", "printable ASCII without spaces"));
+            return Err(src.invalid(
+                "KAFKA_CLIENT_ID",
+                "empty or contains spaces or non-ASCII characters",
+                "printable ASCII without spaces",
+            ));
         }
         let security_protocol = src.choice(
             "KAFKA_SECURITY_PROTOCOL",
@@ -189,7 +193,10 @@ impl KafkaSettings {
                     "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
                 )
             })?;
-            let username = src.required("KAFKA_USERNAME", &format!("SASL ({mechanism}) needs a user name"))?;
+            let username = src.required(
+                "KAFKA_USERNAME",
+                &format!("SASL ({mechanism}) needs a user name"),
+            )?;
             let password = password.ok_or_else(|| ConfigError::Missing {
                 key: "KAFKA_PASSWORD".to_owned(),
                 hint: format!("SASL ({mechanism}) needs a password: set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE"),
@@ -228,7 +235,8 @@ impl KafkaSettings {
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(ConfigError::Conflict {
                 keys: "KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE".to_owned(),
-                problem: "mutual TLS needs both the certificate and its key; set both or neither".to_owned(),
+                problem: "mutual TLS needs both the certificate and its key; set both or neither"
+                    .to_owned(),
             });
         }
         if security_protocol.uses_tls() && tls.ca_file.is_none() && !tls.webpki_roots {
@@ -343,7 +351,9 @@ fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
     } else {
         "KAFKA_BOOTSTRAP_SERVERS"
     };
-    let raw = src.optional(key).unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
+    let raw = src
+        .optional(key)
+        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
     let mut out = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         // Accept the scheme prefixes other clients use.
@@ -353,16 +363,24 @@ fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
             .or_else(|| part.strip_prefix("SASL_PLAINTEXT://"))
             .or_else(|| part.strip_prefix("SASL_SSL://"))
             .unwrap_or(part);
-        let ok = addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !ok {
-            return Err(src.invalid(key, format!("`{part}` is not host:port"), "comma-separated host:port pairs, e.g. kafka:9092,kafka-2:9092"));
+            return Err(src.invalid(
+                key,
+                format!("`{part}` is not host:port"),
+                "comma-separated host:port pairs, e.g. kafka:9092,kafka-2:9092",
+            ));
         }
         out.push(addr.to_owned());
     }
     if out.is_empty() {
-        return Err(src.invalid(key, "no broker address", "comma-separated host:port pairs, e.g. kafka:9092"));
+        return Err(src.invalid(
+            key,
+            "no broker address",
+            "comma-separated host:port pairs, e.g. kafka:9092",
+        ));
     }
     Ok(out)
 }
@@ -425,9 +443,12 @@ pub fn tls_client_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>,
     let builder = if tls.verify_hostname {
         builder.with_root_certificates(roots)
     } else {
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots,
+            Arc::clone(&provider),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoHostnameVerifier { inner }))
@@ -443,7 +464,10 @@ pub fn tls_client_config(tls: &TlsSettings) -> Result<Arc<rustls::ClientConfig>,
     Ok(Arc::new(config))
 }
 
-fn read_certs(path: &std::path::Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, KafkaError> {
+fn read_certs(
+    path: &std::path::Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, KafkaError> {
     let err = |problem: String| KafkaError::TlsFile {
         what,
         path: path.display().to_string(),
@@ -488,14 +512,17 @@ impl ServerCertVerifier for NoHostnameVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))
-            | Err(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. })) => {
-                Ok(ServerCertVerified::assertion())
-            }
+            | Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
     }
@@ -535,7 +562,10 @@ mod tests {
     fn prototype_configmaps_are_accepted() {
         // kafka-producer/deploy/configmap.yaml plus the Job's overrides.
         let s = settings(&[
-            ("KAFKA_BOOTSTRAP_SERVER", "kafka.default.svc.cluster.local:9092"),
+            (
+                "KAFKA_BOOTSTRAP_SERVER",
+                "kafka.default.svc.cluster.local:9092",
+            ),
             ("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
             ("KAFKA_SASL_MECHANISM", ""),
             ("KAFKA_USERNAME", "admin"),
@@ -563,34 +593,69 @@ mod tests {
     fn bootstrap_lists_and_plural_key() {
         let s = settings(&[("KAFKA_BOOTSTRAP_SERVERS", "a:1, PLAINTEXT://b:2 ,")]).expect("valid");
         assert_eq!(s.bootstrap, vec!["a:1", "b:2"]);
-        assert_eq!(settings(&[]).expect("default").bootstrap, vec![DEFAULT_BOOTSTRAP]);
-        let e = settings(&[("KAFKA_BOOTSTRAP_SERVER", "kafka")]).expect_err("no port").to_string();
-        assert!(e.contains("KAFKA_BOOTSTRAP_SERVER=\"kafka\"") && e.contains("host:port"), "{e}");
+        assert_eq!(
+            settings(&[]).expect("default").bootstrap,
+            vec![DEFAULT_BOOTSTRAP]
+        );
+        let e = settings(&[("KAFKA_BOOTSTRAP_SERVER", "kafka")])
+            .expect_err("no port")
+            .to_string();
+        assert!(
+            e.contains("KAFKA_BOOTSTRAP_SERVER=\"kafka\"") && e.contains("host:port"),
+            "{e}"
+        );
     }
 
     #[test]
     fn sasl_needs_mechanism_user_and_password() {
-        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")]).expect_err("x").to_string();
-        assert!(e.contains("KAFKA_SASL_MECHANISM") && e.contains("SCRAM-SHA-512"), "{e}");
-        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"), ("KAFKA_SASL_MECHANISM", "PLAIN")])
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")])
             .expect_err("x")
             .to_string();
+        assert!(
+            e.contains("KAFKA_SASL_MECHANISM") && e.contains("SCRAM-SHA-512"),
+            "{e}"
+        );
+        let e = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+        ])
+        .expect_err("x")
+        .to_string();
         assert!(e.contains("KAFKA_USERNAME is required"), "{e}");
-        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"), ("KAFKA_SASL_MECHANISM", "GSSAPI")])
+        let e = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "GSSAPI"),
+        ])
+        .expect_err("x")
+        .to_string();
+        assert!(
+            e.contains("GSSAPI") && e.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+            "{e}"
+        );
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "TLS")])
             .expect_err("x")
             .to_string();
-        assert!(e.contains("GSSAPI") && e.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"), "{e}");
-        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "TLS")]).expect_err("x").to_string();
-        assert!(e.contains("PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"), "{e}");
+        assert!(
+            e.contains("PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+            "{e}"
+        );
     }
 
     #[test]
     fn tls_needs_a_ca() {
-        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SSL")]).expect_err("x").to_string();
+        let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "SSL")])
+            .expect_err("x")
+            .to_string();
         assert!(e.contains("KAFKA_SSL_CA_FILE"), "{e}");
-        let s = settings(&[("KAFKA_SECURITY_PROTOCOL", "SSL"), ("KAFKA_SSL_WEBPKI_ROOTS", "true")]).expect("ok");
+        let s = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("KAFKA_SSL_WEBPKI_ROOTS", "true"),
+        ])
+        .expect("ok");
         assert!(s.rustls_config().expect("tls").is_some());
-        let e = settings(&[("KAFKA_SSL_CA_FILE", "/nonexistent/ca.pem")]).expect_err("x").to_string();
+        let e = settings(&[("KAFKA_SSL_CA_FILE", "/nonexistent/ca.pem")])
+            .expect_err("x")
+            .to_string();
         assert!(e.contains("no such file"), "{e}");
     }
 

@@ -53,20 +53,32 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         return Ok(h.clone());
     }
     let builder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_latency_seconds".to_owned()), LATENCY_BUCKETS)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(crate::metrics::CONSUMER_E2E_LATENCY.to_owned()), E2E_LATENCY_BUCKETS))
+        .set_buckets_for_metric(
+            Matcher::Suffix("_latency_seconds".to_owned()),
+            LATENCY_BUCKETS,
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics::CONSUMER_E2E_LATENCY.to_owned()),
+                E2E_LATENCY_BUCKETS,
+            )
+        })
         .map_err(|e| MetricsError::Install(e.to_string()))?;
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
     // Whoever wins the race installs; the loser's recorder is dropped.
     match HANDLE.set(handle.clone()) {
         Ok(()) => {
-            metrics::set_global_recorder(recorder).map_err(|e| MetricsError::Install(e.to_string()))?;
+            metrics::set_global_recorder(recorder)
+                .map_err(|e| MetricsError::Install(e.to_string()))?;
             describe();
             spawn_upkeep(handle.clone());
             Ok(handle)
         }
-        Err(_) => HANDLE.get().cloned().ok_or_else(|| MetricsError::Install("recorder race".to_owned())),
+        Err(_) => HANDLE
+            .get()
+            .cloned()
+            .ok_or_else(|| MetricsError::Install("recorder race".to_owned())),
     }
 }
 
@@ -112,28 +124,101 @@ pub const DEMO_DUPLICATES: &str = "kafka_consumer_demo_duplicates_total";
 pub const DEMO_GAPS: &str = "kafka_consumer_demo_gaps";
 
 fn describe() {
-    describe_counter!(PRODUCER_RECORDS_SENT, Unit::Count, "Records acknowledged by the broker.");
-    describe_counter!(PRODUCER_BYTES_SENT, Unit::Bytes, "Key, value and header bytes of acknowledged records.");
-    describe_counter!(PRODUCER_ERRORS, Unit::Count, "Produce errors by kind (retried or final).");
-    describe_histogram!(PRODUCER_ACK_LATENCY, Unit::Seconds, "Time from enqueueing a record until the broker acknowledged it (acks=all).");
-    describe_gauge!(PRODUCER_RECORDS_PENDING, Unit::Count, "Records sent but not yet acknowledged.");
-    describe_gauge!(BUILD_INFO, Unit::Count, "Always 1; labels carry the service name and version.");
-    describe_histogram!(CONSUMER_E2E_LATENCY, Unit::Seconds, "Time from the producer's sent_at to the consumer handling the record.");
+    describe_counter!(
+        PRODUCER_RECORDS_SENT,
+        Unit::Count,
+        "Records acknowledged by the broker."
+    );
+    describe_counter!(
+        PRODUCER_BYTES_SENT,
+        Unit::Bytes,
+        "Key, value and header bytes of acknowledged records."
+    );
+    describe_counter!(
+        PRODUCER_ERRORS,
+        Unit::Count,
+        "Produce errors by kind (retried or final)."
+    );
+    describe_histogram!(
+        PRODUCER_ACK_LATENCY,
+        Unit::Seconds,
+        "Time from enqueueing a record until the broker acknowledged it (acks=all)."
+    );
+    describe_gauge!(
+        PRODUCER_RECORDS_PENDING,
+        Unit::Count,
+        "Records sent but not yet acknowledged."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        Unit::Count,
+        "Always 1; labels carry the service name and version."
+    );
+    describe_histogram!(
+        CONSUMER_E2E_LATENCY,
+        Unit::Seconds,
+        "Time from the producer's sent_at to the consumer handling the record."
+    );
     describe_counter!(CONSUMER_RECORDS, Unit::Count, "Records handled.");
-    describe_counter!(CONSUMER_BYTES, Unit::Bytes, "Key, value and header bytes of handled records.");
-    describe_gauge!(CONSUMER_LAG, Unit::Count, "High watermark minus the group's committed offset.");
-    describe_gauge!(CONSUMER_COMMITTED_OFFSET, Unit::Count, "Last offset committed by this member.");
-    describe_gauge!(CONSUMER_LAST_COMMIT, Unit::Seconds, "Unix time of the last successful offset commit.");
-    describe_counter!(CONSUMER_REBALANCES, Unit::Count, "Group rebalances this member took part in.");
-    describe_histogram!(CONSUMER_COMMIT_LATENCY, Unit::Seconds, "OffsetCommit round-trip time.");
-    describe_counter!(CONSUMER_ERRORS, Unit::Count, "Errors by kind (fetch, commit, group, handler).");
-    describe_gauge!(CONSUMER_ASSIGNED_PARTITIONS, Unit::Count, "Partitions assigned to this member.");
-    describe_counter!(DEMO_RECORDS, Unit::Count, "Demo records from the producer handled.");
-    describe_counter!(DEMO_DUPLICATES, Unit::Count, "Demo records handled again (redelivered).");
-    describe_gauge!(DEMO_GAPS, Unit::Count, "Demo sequence numbers below the highest seen that this member has not seen.");
+    describe_counter!(
+        CONSUMER_BYTES,
+        Unit::Bytes,
+        "Key, value and header bytes of handled records."
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "High watermark minus the group's committed offset."
+    );
+    describe_gauge!(
+        CONSUMER_COMMITTED_OFFSET,
+        Unit::Count,
+        "Last offset committed by this member."
+    );
+    describe_gauge!(
+        CONSUMER_LAST_COMMIT,
+        Unit::Seconds,
+        "Unix time of the last successful offset commit."
+    );
+    describe_counter!(
+        CONSUMER_REBALANCES,
+        Unit::Count,
+        "Group rebalances this member took part in."
+    );
+    describe_histogram!(
+        CONSUMER_COMMIT_LATENCY,
+        Unit::Seconds,
+        "OffsetCommit round-trip time."
+    );
+    describe_counter!(
+        CONSUMER_ERRORS,
+        Unit::Count,
+        "Errors by kind (fetch, commit, group, handler)."
+    );
+    describe_gauge!(
+        CONSUMER_ASSIGNED_PARTITIONS,
+        Unit::Count,
+        "Partitions assigned to this member."
+    );
+    describe_counter!(
+        DEMO_RECORDS,
+        Unit::Count,
+        "Demo records from the producer handled."
+    );
+    describe_counter!(
+        DEMO_DUPLICATES,
+        Unit::Count,
+        "Demo records handled again (redelivered)."
+    );
+    describe_gauge!(
+        DEMO_GAPS,
+        Unit::Count,
+        "Demo sequence numbers below the highest seen that this member has not seen."
+    );
 }
 
 /// Records the `kafka_service_build_info` gauge for `service`.
 pub fn record_build_info(service: &'static str) {
-    metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
 }

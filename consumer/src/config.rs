@@ -99,18 +99,62 @@ impl ConsumeArgs {
         let pairs: [(&'static str, &'static str, &Option<String>); 16] = [
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("KAFKA_CONSUMER_GROUP", "--group", &self.group),
-            ("CONSUMER_GROUP_INSTANCE_ID", "--group-instance-id", &self.group_instance_id),
+            (
+                "CONSUMER_GROUP_INSTANCE_ID",
+                "--group-instance-id",
+                &self.group_instance_id,
+            ),
             ("CONSUMER_ASSIGNORS", "--assignors", &self.assignors),
-            ("CONSUMER_AUTO_OFFSET_RESET", "--auto-offset-reset", &self.auto_offset_reset),
-            ("CONSUMER_SESSION_TIMEOUT_MS", "--session-timeout-ms", &self.session_timeout_ms),
-            ("CONSUMER_HEARTBEAT_INTERVAL_MS", "--heartbeat-interval-ms", &self.heartbeat_interval_ms),
-            ("CONSUMER_MAX_POLL_INTERVAL_MS", "--max-poll-interval-ms", &self.max_poll_interval_ms),
-            ("CONSUMER_COMMIT_INTERVAL_MS", "--commit-interval-ms", &self.commit_interval_ms),
-            ("CONSUMER_DRAIN_TIMEOUT_MS", "--drain-timeout-ms", &self.drain_timeout_ms),
-            ("CONSUMER_FETCH_MAX_BYTES", "--fetch-max-bytes", &self.fetch_max_bytes),
-            ("CONSUMER_FETCH_MAX_WAIT_MS", "--fetch-max-wait-ms", &self.fetch_max_wait_ms),
-            ("CONSUMER_BUFFER_BATCHES", "--buffer-batches", &self.buffer_batches),
-            ("CONSUMER_LOG_VALUE_MAX_BYTES", "--log-value-max-bytes", &self.log_value_max_bytes),
+            (
+                "CONSUMER_AUTO_OFFSET_RESET",
+                "--auto-offset-reset",
+                &self.auto_offset_reset,
+            ),
+            (
+                "CONSUMER_SESSION_TIMEOUT_MS",
+                "--session-timeout-ms",
+                &self.session_timeout_ms,
+            ),
+            (
+                "CONSUMER_HEARTBEAT_INTERVAL_MS",
+                "--heartbeat-interval-ms",
+                &self.heartbeat_interval_ms,
+            ),
+            (
+                "CONSUMER_MAX_POLL_INTERVAL_MS",
+                "--max-poll-interval-ms",
+                &self.max_poll_interval_ms,
+            ),
+            (
+                "CONSUMER_COMMIT_INTERVAL_MS",
+                "--commit-interval-ms",
+                &self.commit_interval_ms,
+            ),
+            (
+                "CONSUMER_DRAIN_TIMEOUT_MS",
+                "--drain-timeout-ms",
+                &self.drain_timeout_ms,
+            ),
+            (
+                "CONSUMER_FETCH_MAX_BYTES",
+                "--fetch-max-bytes",
+                &self.fetch_max_bytes,
+            ),
+            (
+                "CONSUMER_FETCH_MAX_WAIT_MS",
+                "--fetch-max-wait-ms",
+                &self.fetch_max_wait_ms,
+            ),
+            (
+                "CONSUMER_BUFFER_BATCHES",
+                "--buffer-batches",
+                &self.buffer_batches,
+            ),
+            (
+                "CONSUMER_LOG_VALUE_MAX_BYTES",
+                "--log-value-max-bytes",
+                &self.log_value_max_bytes,
+            ),
             ("CONSUMER_STALL_SECS", "--stall-secs", &self.stall_secs),
             ("HTTP_ADDR", "--http-addr", &self.http_addr),
         ];
@@ -210,7 +254,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         .map(str::to_owned)
         .collect();
     let topic_ok = |t: &str| {
-        t.len() <= 249 && t != "." && t != ".." && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        t.len() <= 249
+            && t != "."
+            && t != ".."
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     };
     if topics.is_empty() || !topics.iter().all(|t| topic_ok(t)) {
         return Err(src.invalid(
@@ -225,7 +273,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     )?;
     let group_instance_id = src.optional("CONSUMER_GROUP_INSTANCE_ID");
     if group_instance_id.as_ref().is_some_and(|id| id.len() > 249) {
-        return Err(src.invalid("CONSUMER_GROUP_INSTANCE_ID", "too long", "up to 249 characters, e.g. the pod name"));
+        return Err(src.invalid(
+            "CONSUMER_GROUP_INSTANCE_ID",
+            "too long",
+            "up to 249 characters, e.g. the pod name",
+        ));
     }
     let assignors: Vec<String> = src
         .string("CONSUMER_ASSIGNORS", "range,roundrobin")
@@ -233,13 +285,24 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         .map(|a| a.trim().to_ascii_lowercase())
         .filter(|a| !a.is_empty())
         .collect();
-    if assignors.is_empty() || assignors.iter().any(|a| common::group::assignor::assignor_by_name(a).is_none()) {
-        return Err(src.invalid("CONSUMER_ASSIGNORS", "unknown assignor", "a comma-separated list of range, roundrobin"));
+    if assignors.is_empty()
+        || assignors
+            .iter()
+            .any(|a| common::group::assignor::assignor_by_name(a).is_none())
+    {
+        return Err(src.invalid(
+            "CONSUMER_ASSIGNORS",
+            "unknown assignor",
+            "a comma-separated list of range, roundrobin",
+        ));
     }
     let auto_offset_reset = src.choice(
         "CONSUMER_AUTO_OFFSET_RESET",
         OffsetReset::Earliest,
-        &[("earliest", OffsetReset::Earliest), ("latest", OffsetReset::Latest)],
+        &[
+            ("earliest", OffsetReset::Earliest),
+            ("latest", OffsetReset::Latest),
+        ],
     )?;
     // The broker's default group.min/max.session.timeout.ms are 6 s and 30 min;
     // the local test broker allows 1 s.
@@ -248,7 +311,10 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     if heartbeat_interval >= session_timeout {
         return Err(src.invalid(
             "CONSUMER_HEARTBEAT_INTERVAL_MS",
-            format!("not below the session timeout ({} ms)", session_timeout.as_millis()),
+            format!(
+                "not below the session timeout ({} ms)",
+                session_timeout.as_millis()
+            ),
             "a value below CONSUMER_SESSION_TIMEOUT_MS, typically a third of it",
         ));
     }
@@ -269,13 +335,22 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         auto_offset_reset,
         session_timeout,
         heartbeat_interval,
-        max_poll_interval: src.millis("CONSUMER_MAX_POLL_INTERVAL_MS", 300_000, 1_000..=3_600_000)?,
+        max_poll_interval: src.millis(
+            "CONSUMER_MAX_POLL_INTERVAL_MS",
+            300_000,
+            1_000..=3_600_000,
+        )?,
         commit_interval: src.millis("CONSUMER_COMMIT_INTERVAL_MS", 5_000, 10..=3_600_000)?,
         drain_timeout,
-        fetch_max_bytes: src.number("CONSUMER_FETCH_MAX_BYTES", 1_048_576i32, 1_024..=104_857_600)?,
+        fetch_max_bytes: src.number(
+            "CONSUMER_FETCH_MAX_BYTES",
+            1_048_576i32,
+            1_024..=104_857_600,
+        )?,
         fetch_max_wait: src.millis("CONSUMER_FETCH_MAX_WAIT_MS", 500, 0..=30_000)?,
         buffer_batches: src.number("CONSUMER_BUFFER_BATCHES", 2u64, 1..=64)? as usize,
-        log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)? as usize,
+        log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)?
+            as usize,
         stall_after: Duration::from_secs(src.number("CONSUMER_STALL_SECS", 60u64, 1..=86_400)?),
         http_addr: src.socket_addr("HTTP_ADDR", "0.0.0.0:8080")?,
         log: LogConfig::from_source(src)?,
@@ -313,17 +388,40 @@ mod tests {
     fn group_is_required_and_timeouts_are_consistent() {
         let e = cfg(&[]).expect_err("no group").to_string();
         assert!(e.contains("KAFKA_CONSUMER_GROUP is required"), "{e}");
-        let e = cfg(&[("KAFKA_CONSUMER_GROUP", "g"), ("CONSUMER_SESSION_TIMEOUT_MS", "10000"), ("CONSUMER_DRAIN_TIMEOUT_MS", "10000")])
-            .expect_err("drain >= session")
-            .to_string();
-        assert!(e.contains("CONSUMER_DRAIN_TIMEOUT_MS") && e.contains("below CONSUMER_SESSION_TIMEOUT_MS"), "{e}");
-        let e = cfg(&[("KAFKA_CONSUMER_GROUP", "g"), ("CONSUMER_SESSION_TIMEOUT_MS", "6000"), ("CONSUMER_HEARTBEAT_INTERVAL_MS", "6000"), ("CONSUMER_DRAIN_TIMEOUT_MS", "1000")])
-            .expect_err("heartbeat >= session")
-            .to_string();
+        let e = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_SESSION_TIMEOUT_MS", "10000"),
+            ("CONSUMER_DRAIN_TIMEOUT_MS", "10000"),
+        ])
+        .expect_err("drain >= session")
+        .to_string();
+        assert!(
+            e.contains("CONSUMER_DRAIN_TIMEOUT_MS")
+                && e.contains("below CONSUMER_SESSION_TIMEOUT_MS"),
+            "{e}"
+        );
+        let e = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
+            ("CONSUMER_HEARTBEAT_INTERVAL_MS", "6000"),
+            ("CONSUMER_DRAIN_TIMEOUT_MS", "1000"),
+        ])
+        .expect_err("heartbeat >= session")
+        .to_string();
         assert!(e.contains("CONSUMER_HEARTBEAT_INTERVAL_MS"), "{e}");
-        let e = cfg(&[("KAFKA_CONSUMER_GROUP", "g"), ("CONSUMER_ASSIGNORS", "sticky")]).expect_err("assignor").to_string();
+        let e = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_ASSIGNORS", "sticky"),
+        ])
+        .expect_err("assignor")
+        .to_string();
         assert!(e.contains("range, roundrobin"), "{e}");
-        let e = cfg(&[("KAFKA_CONSUMER_GROUP", "g"), ("CONSUMER_AUTO_OFFSET_RESET", "none")]).expect_err("reset").to_string();
+        let e = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_AUTO_OFFSET_RESET", "none"),
+        ])
+        .expect_err("reset")
+        .to_string();
         assert!(e.contains("earliest, latest"), "{e}");
     }
 }

@@ -54,7 +54,9 @@ impl RunState {
         if self.seen.len() <= word {
             self.seen.resize(word + 1, 0);
         }
-        let Some(w) = self.seen.get_mut(word) else { return false };
+        let Some(w) = self.seen.get_mut(word) else {
+            return false;
+        };
         let fresh = *w & (1 << bit) == 0;
         *w |= 1 << bit;
         if fresh {
@@ -66,7 +68,8 @@ impl RunState {
 
     /// Sequence numbers below the highest seen that this member has not seen.
     fn gaps(&self) -> u64 {
-        self.highest.map_or(0, |h| (h + 1).saturating_sub(self.distinct))
+        self.highest
+            .map_or(0, |h| (h + 1).saturating_sub(self.distinct))
     }
 }
 
@@ -126,7 +129,8 @@ impl Handler {
         if let Ok(sent_at) = DateTime::parse_from_rfc3339(demo.sent_at) {
             let latency = Utc::now().signed_duration_since(sent_at.with_timezone(&Utc));
             if let Ok(l) = latency.to_std() {
-                histogram!(m::CONSUMER_E2E_LATENCY, "topic" => topic.to_owned()).record(l.as_secs_f64());
+                histogram!(m::CONSUMER_E2E_LATENCY, "topic" => topic.to_owned())
+                    .record(l.as_secs_f64());
             }
         }
         counter!(m::DEMO_RECORDS, "topic" => topic.to_owned()).increment(1);
@@ -182,7 +186,11 @@ fn render(bytes: &[u8], max: usize) -> (String, &'static str, bool) {
         }
         Err(_) => {
             let shown = bytes.get(..bytes.len().min(max)).unwrap_or_default();
-            (base64::engine::general_purpose::STANDARD.encode(shown), "base64", cut)
+            (
+                base64::engine::general_purpose::STANDARD.encode(shown),
+                "base64",
+                cut,
+            )
         }
     }
 }
@@ -207,21 +215,41 @@ mod tests {
     #[test]
     fn renders_text_binary_and_cuts_on_char_boundaries() {
         assert_eq!(render(b"hello", 10), ("hello".to_owned(), "utf8", false));
-        assert_eq!(render("héllo".as_bytes(), 2), ("h".to_owned(), "utf8", true));
-        assert_eq!(render(&[0xff, 0xfe, 0x00], 10), ("//4A".to_owned(), "base64", false));
+        assert_eq!(
+            render("héllo".as_bytes(), 2),
+            ("h".to_owned(), "utf8", true)
+        );
+        assert_eq!(
+            render(&[0xff, 0xfe, 0x00], 10),
+            ("//4A".to_owned(), "base64", false)
+        );
         assert_eq!(render(&[0xff; 10], 3).2, true);
     }
 
     #[test]
     fn demo_records_are_verified_per_run() {
         let h = Handler::new("g", 64);
-        let demo = |seq: u64| format!(r#"{{"run_id":"r1","seq":{seq},"sent_at":"{}","payload":""}}"#, Utc::now().to_rfc3339());
+        let demo = |seq: u64| {
+            format!(
+                r#"{{"run_id":"r1","seq":{seq},"sent_at":"{}","payload":""}}"#,
+                Utc::now().to_rfc3339()
+            )
+        };
         for seq in [0u64, 1, 3] {
-            assert_eq!(h.handle("t", 0, &rec(seq as i64, Some(demo(seq).as_bytes()))), Verdict::Fresh);
+            assert_eq!(
+                h.handle("t", 0, &rec(seq as i64, Some(demo(seq).as_bytes()))),
+                Verdict::Fresh
+            );
         }
-        assert_eq!(h.handle("t", 0, &rec(9, Some(demo(1).as_bytes()))), Verdict::Duplicate);
+        assert_eq!(
+            h.handle("t", 0, &rec(9, Some(demo(1).as_bytes()))),
+            Verdict::Duplicate
+        );
         assert_eq!(h.run_stats("r1"), Some((3, 1)), "seq 2 missing");
-        assert_eq!(h.handle("t", 0, &rec(10, Some(demo(2).as_bytes()))), Verdict::Fresh);
+        assert_eq!(
+            h.handle("t", 0, &rec(10, Some(demo(2).as_bytes()))),
+            Verdict::Fresh
+        );
         assert_eq!(h.run_stats("r1"), Some((4, 0)));
     }
 
@@ -229,12 +257,24 @@ mod tests {
     fn odd_records_are_handled_not_rejected() {
         let h = Handler::new("g", 16);
         assert_eq!(h.handle("t", 0, &rec(0, None)), Verdict::Plain);
-        assert_eq!(h.handle("t", 0, &rec(1, Some(&[0, 159, 146, 150]))), Verdict::Plain);
-        assert_eq!(h.handle("t", 0, &rec(2, Some(b"{\"run_id\": 5"))), Verdict::Plain);
-        assert_eq!(h.handle("t", 0, &rec(3, Some(&vec![b'x'; 1 << 20]))), Verdict::Plain);
+        assert_eq!(
+            h.handle("t", 0, &rec(1, Some(&[0, 159, 146, 150]))),
+            Verdict::Plain
+        );
+        assert_eq!(
+            h.handle("t", 0, &rec(2, Some(b"{\"run_id\": 5"))),
+            Verdict::Plain
+        );
+        assert_eq!(
+            h.handle("t", 0, &rec(3, Some(&vec![b'x'; 1 << 20]))),
+            Verdict::Plain
+        );
         // A demo-looking record with an absurd seq is counted, not tracked.
         let v = format!(r#"{{"run_id":"r","seq":{},"sent_at":"x"}}"#, u64::MAX);
-        assert_eq!(h.handle("t", 0, &rec(4, Some(v.as_bytes()))), Verdict::Fresh);
+        assert_eq!(
+            h.handle("t", 0, &rec(4, Some(v.as_bytes()))),
+            Verdict::Fresh
+        );
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! - [`config`]: flags, environment and file → validated [`config::Config`].
 //! - [`handler`]: one JSON log line per record; demo-record verification.
 //! - [`partition`]: per-partition fetch and handle tasks with bounded buffering.
+//! - [`run`](mod@run): join, heartbeat, commit, rebalance, drain.
 
 pub mod config;
 pub mod handler;
 pub mod partition;
+pub mod run;
+
+pub use config::Config;
+pub use run::{run, ConsumerError};

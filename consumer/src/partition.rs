@@ -127,7 +127,10 @@ impl Worker {
         parent: &CancellationToken,
     ) -> Self {
         let stop = parent.child_token();
-        let progress = Arc::new(Progress::new(if committed >= 0 { committed } else { -1 }, committed));
+        let progress = Arc::new(Progress::new(
+            if committed >= 0 { committed } else { -1 },
+            committed,
+        ));
         progress.touch();
         let (tx, rx) = mpsc::channel::<Vec<RecordAndOffset>>(settings.buffer_batches.max(1));
         let fetch = tokio::spawn(fetch_loop(
@@ -139,7 +142,14 @@ impl Worker {
             tx,
             stop.clone(),
         ));
-        let handle = tokio::spawn(handle_loop(topic.clone(), partition, Arc::clone(&progress), handler, rx, stop.clone()));
+        let handle = tokio::spawn(handle_loop(
+            topic.clone(),
+            partition,
+            Arc::clone(&progress),
+            handler,
+            rx,
+            stop.clone(),
+        ));
         Self {
             topic,
             partition,
@@ -211,12 +221,15 @@ async fn fetch_loop(
         match fetched {
             Ok((records, high_watermark)) => {
                 backoff = settings.backoff_initial;
-                progress.high_watermark.fetch_max(high_watermark, Ordering::Relaxed);
+                progress
+                    .high_watermark
+                    .fetch_max(high_watermark, Ordering::Relaxed);
                 if let Ok(mut e) = progress.last_error.lock() {
                     *e = None;
                 }
                 // A compressed batch may start before the offset we asked for.
-                let records: Vec<RecordAndOffset> = records.into_iter().filter(|r| r.offset >= next).collect();
+                let records: Vec<RecordAndOffset> =
+                    records.into_iter().filter(|r| r.offset >= next).collect();
                 let Some(last) = records.last().map(|r| r.offset) else {
                     continue;
                 };
@@ -279,7 +292,13 @@ async fn reset_offset(
     }
 }
 
-fn note_error(progress: &Progress, topic: &str, partition: i32, kind: &'static str, e: &ClientError) {
+fn note_error(
+    progress: &Progress,
+    topic: &str,
+    partition: i32,
+    kind: &'static str,
+    e: &ClientError,
+) {
     warn!(topic, partition, kind, error = %e, "fetch failed; retrying with backoff");
     metrics::counter!(m::CONSUMER_ERRORS, "kind" => kind).increment(1);
     if let Ok(mut last) = progress.last_error.lock() {

@@ -114,21 +114,53 @@ impl ProduceArgs {
             ("PRODUCER_MESSAGES", "--messages", &self.messages),
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("PRODUCER_RECORD_SIZE", "--record-size", &self.record_size),
-            ("PRODUCER_KEY_TEMPLATE", "--key-template", &self.key_template),
+            (
+                "PRODUCER_KEY_TEMPLATE",
+                "--key-template",
+                &self.key_template,
+            ),
             ("PRODUCER_INPUT", "--input", &self.input),
             ("PRODUCER_KEY_FIELD", "--key-field", &self.key_field),
             ("PRODUCER_RUN_ID", "--run-id", &self.run_id),
             ("PRODUCER_LINGER_MS", "--linger-ms", &self.linger_ms),
-            ("PRODUCER_MAX_BATCH_BYTES", "--max-batch-bytes", &self.max_batch_bytes),
-            ("PRODUCER_MAX_IN_FLIGHT", "--max-in-flight", &self.max_in_flight),
+            (
+                "PRODUCER_MAX_BATCH_BYTES",
+                "--max-batch-bytes",
+                &self.max_batch_bytes,
+            ),
+            (
+                "PRODUCER_MAX_IN_FLIGHT",
+                "--max-in-flight",
+                &self.max_in_flight,
+            ),
             ("PRODUCER_COMPRESSION", "--compression", &self.compression),
             ("PRODUCER_RATE", "--rate", &self.rate),
-            ("PRODUCER_CREATE_TOPIC", "--create-topic", &self.create_topic),
-            ("PRODUCER_TOPIC_PARTITIONS", "--partitions", &self.partitions),
-            ("PRODUCER_TOPIC_REPLICATION", "--replication-factor", &self.replication_factor),
+            (
+                "PRODUCER_CREATE_TOPIC",
+                "--create-topic",
+                &self.create_topic,
+            ),
+            (
+                "PRODUCER_TOPIC_PARTITIONS",
+                "--partitions",
+                &self.partitions,
+            ),
+            (
+                "PRODUCER_TOPIC_REPLICATION",
+                "--replication-factor",
+                &self.replication_factor,
+            ),
             ("PRODUCER_TIMEOUT_SECS", "--timeout", &self.timeout),
-            ("PRODUCER_PROGRESS_SECS", "--progress-secs", &self.progress_secs),
-            ("PRODUCER_METRICS_GRACE_SECS", "--metrics-grace-secs", &self.metrics_grace_secs),
+            (
+                "PRODUCER_PROGRESS_SECS",
+                "--progress-secs",
+                &self.progress_secs,
+            ),
+            (
+                "PRODUCER_METRICS_GRACE_SECS",
+                "--metrics-grace-secs",
+                &self.metrics_grace_secs,
+            ),
             ("HTTP_ADDR", "--http-addr", &self.http_addr),
         ];
         pairs
@@ -244,12 +276,20 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     let topic = src.string("KAFKA_TOPIC", "test");
     validate_topic(src, &topic)?;
 
-    let max_batch_bytes = src.number("PRODUCER_MAX_BATCH_BYTES", 524_288u64, 1024..=MAX_BATCH_BYTES)?;
+    let max_batch_bytes = src.number(
+        "PRODUCER_MAX_BATCH_BYTES",
+        524_288u64,
+        1024..=MAX_BATCH_BYTES,
+    )?;
     let source = match src.optional("PRODUCER_INPUT") {
         Some(path) => {
             let path = PathBuf::from(path);
             if path.as_os_str() != "-" && !path.is_file() {
-                return Err(src.invalid("PRODUCER_INPUT", "no such file", "a readable file of JSON lines, or - for stdin"));
+                return Err(src.invalid(
+                    "PRODUCER_INPUT",
+                    "no such file",
+                    "a readable file of JSON lines, or - for stdin",
+                ));
             }
             Source::Input {
                 path,
@@ -257,11 +297,19 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             }
         }
         None => {
-            let record_size = src.number("PRODUCER_RECORD_SIZE", 256u64, crate::payload::MIN_RECORD_SIZE as u64..=max_batch_bytes)?;
+            let record_size = src.number(
+                "PRODUCER_RECORD_SIZE",
+                256u64,
+                crate::payload::MIN_RECORD_SIZE as u64..=max_batch_bytes,
+            )?;
             let key = match src.optional("PRODUCER_KEY_TEMPLATE") {
                 None => None,
                 Some(t) => Some(KeyTemplate::parse(&t).map_err(|problem| {
-                    src.invalid("PRODUCER_KEY_TEMPLATE", problem, "text with {seq}, {seq % N} (N > 0) or {run_id}, e.g. key-{seq % 8}")
+                    src.invalid(
+                        "PRODUCER_KEY_TEMPLATE",
+                        problem,
+                        "text with {seq}, {seq % N} (N > 0) or {run_id}, e.g. key-{seq % 8}",
+                    )
                 })?),
             };
             Source::Demo {
@@ -292,9 +340,15 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     } else {
         None
     };
-    let run_id = src.optional("PRODUCER_RUN_ID").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let run_id = src
+        .optional("PRODUCER_RUN_ID")
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if run_id.len() > 128 || run_id.contains(['"', '\\']) || run_id.chars().any(char::is_control) {
-        return Err(src.invalid("PRODUCER_RUN_ID", "too long or contains quotes, backslashes or control characters", "up to 128 printable characters"));
+        return Err(src.invalid(
+            "PRODUCER_RUN_ID",
+            "too long or contains quotes, backslashes or control characters",
+            "up to 128 printable characters",
+        ));
     }
 
     Ok(Config {
@@ -309,8 +363,16 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         rate: (rate > 0).then_some(rate as f64),
         create_topic,
         timeout: Duration::from_secs(src.number("PRODUCER_TIMEOUT_SECS", 60u64, 1..=86_400)?),
-        progress_every: Duration::from_secs(src.number("PRODUCER_PROGRESS_SECS", 5u64, 1..=3_600)?),
-        metrics_grace: Duration::from_secs(src.number("PRODUCER_METRICS_GRACE_SECS", 0u64, 0..=3_600)?),
+        progress_every: Duration::from_secs(src.number(
+            "PRODUCER_PROGRESS_SECS",
+            5u64,
+            1..=3_600,
+        )?),
+        metrics_grace: Duration::from_secs(src.number(
+            "PRODUCER_METRICS_GRACE_SECS",
+            0u64,
+            0..=3_600,
+        )?),
         http_addr: src.socket_addr("HTTP_ADDR", "0.0.0.0:8080")?,
         log: LogConfig::from_source(src)?,
     })
@@ -322,11 +384,17 @@ pub fn validate_topic(src: &ConfigSource, topic: &str) -> Result<(), ConfigError
         && topic.len() <= 249
         && topic != "."
         && topic != ".."
-        && topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
-        Err(src.invalid("KAFKA_TOPIC", "not a valid Kafka topic name", "1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'"))
+        Err(src.invalid(
+            "KAFKA_TOPIC",
+            "not a valid Kafka topic name",
+            "1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+        ))
     }
 }
 
@@ -344,7 +412,14 @@ mod tests {
         let c = cfg(&[]).expect("defaults are valid");
         assert_eq!(c.topic, "test");
         assert_eq!(c.kafka.bootstrap, vec!["localhost:9092"]);
-        assert!(matches!(c.source, Source::Demo { count: 20, record_size: 256, key: None }));
+        assert!(matches!(
+            c.source,
+            Source::Demo {
+                count: 20,
+                record_size: 256,
+                key: None
+            }
+        ));
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert_eq!(c.create_topic, None);
         assert!(!c.log.debug);
@@ -353,22 +428,60 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_what_is_allowed() {
         for (pairs, key, allowed) in [
-            (vec![("PRODUCER_MESSAGES", "0")], "PRODUCER_MESSAGES", "from 1 to"),
-            (vec![("PRODUCER_MESSAGES", "ten")], "PRODUCER_MESSAGES", "whole number"),
+            (
+                vec![("PRODUCER_MESSAGES", "0")],
+                "PRODUCER_MESSAGES",
+                "from 1 to",
+            ),
+            (
+                vec![("PRODUCER_MESSAGES", "ten")],
+                "PRODUCER_MESSAGES",
+                "whole number",
+            ),
             (vec![("KAFKA_TOPIC", "bad topic!")], "KAFKA_TOPIC", "a-z"),
-            (vec![("PRODUCER_COMPRESSION", "brotli")], "PRODUCER_COMPRESSION", "none, gzip, snappy, lz4, zstd"),
-            (vec![("PRODUCER_KEY_TEMPLATE", "k-{seq % 0}")], "PRODUCER_KEY_TEMPLATE", "{seq % N}"),
-            (vec![("PRODUCER_KEY_TEMPLATE", "k-{nope}")], "PRODUCER_KEY_TEMPLATE", "{run_id}"),
+            (
+                vec![("PRODUCER_COMPRESSION", "brotli")],
+                "PRODUCER_COMPRESSION",
+                "none, gzip, snappy, lz4, zstd",
+            ),
+            (
+                vec![("PRODUCER_KEY_TEMPLATE", "k-{seq % 0}")],
+                "PRODUCER_KEY_TEMPLATE",
+                "{seq % N}",
+            ),
+            (
+                vec![("PRODUCER_KEY_TEMPLATE", "k-{nope}")],
+                "PRODUCER_KEY_TEMPLATE",
+                "{run_id}",
+            ),
             (vec![("HTTP_ADDR", "8080")], "HTTP_ADDR", "IP:PORT"),
-            (vec![("PRODUCER_RECORD_SIZE", "10")], "PRODUCER_RECORD_SIZE", "from"),
-            (vec![("PRODUCER_INPUT", "/does/not/exist")], "PRODUCER_INPUT", "JSON lines"),
-            (vec![("PRODUCER_CREATE_TOPIC", "yes"), ("PRODUCER_TOPIC_PARTITIONS", "-1")], "PRODUCER_TOPIC_PARTITIONS", "from 1"),
+            (
+                vec![("PRODUCER_RECORD_SIZE", "10")],
+                "PRODUCER_RECORD_SIZE",
+                "from",
+            ),
+            (
+                vec![("PRODUCER_INPUT", "/does/not/exist")],
+                "PRODUCER_INPUT",
+                "JSON lines",
+            ),
+            (
+                vec![
+                    ("PRODUCER_CREATE_TOPIC", "yes"),
+                    ("PRODUCER_TOPIC_PARTITIONS", "-1"),
+                ],
+                "PRODUCER_TOPIC_PARTITIONS",
+                "from 1",
+            ),
             (vec![("DEBUG", "verbose")], "DEBUG", "true, false"),
             (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT", "json, pretty"),
             (vec![("RUST_LOG", "info,[[[")], "RUST_LOG", "directives"),
         ] {
             let e = cfg(&pairs).expect_err(key).to_string();
-            assert!(e.starts_with(&format!("invalid configuration: {key}")), "{e}");
+            assert!(
+                e.starts_with(&format!("invalid configuration: {key}")),
+                "{e}"
+            );
             assert!(e.contains(allowed), "{e} lacks {allowed}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
@@ -402,7 +515,10 @@ mod tests {
         };
         for (key, flag, _) in all.flags() {
             assert!(help.contains(flag), "--help lacks {flag}");
-            assert!(help.contains(&format!("env: {key}")), "--help lacks env {key}");
+            assert!(
+                help.contains(&format!("env: {key}")),
+                "--help lacks env {key}"
+            );
             assert!(PRODUCER_KEYS.contains(&key), "{key} not in PRODUCER_KEYS");
         }
     }
@@ -416,6 +532,9 @@ mod tests {
             &[("PRODUCER_MESSAGES", "--messages", "5".into())],
         )
         .expect("layer");
-        assert!(matches!(validate(&src).expect("ok").source, Source::Demo { count: 5, .. }));
+        assert!(matches!(
+            validate(&src).expect("ok").source,
+            Source::Demo { count: 5, .. }
+        ));
     }
 }

@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     if let Some(Command::Healthcheck { addr }) = &cli.command {
         return healthcheck(addr.as_deref());
     }
-    let config = match ConfigSource::load(&config::all_keys(), &cli.opts.flags()).and_then(|src| config::validate(&src)) {
+    let config = match ConfigSource::load(&config::all_keys(), &cli.opts.flags())
+        .and_then(|src| config::validate(&src))
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("producer: {e}");
@@ -23,7 +25,10 @@ fn main() -> ExitCode {
         eprintln!("producer: {e}");
         return code(exit::USAGE);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -90,14 +95,21 @@ fn healthcheck(addr: Option<&str>) -> ExitCode {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("healthcheck: {e}");
             return code(exit::FAILURE);
         }
     };
-    match rt.block_on(common::http::probe(addr, "/healthz", Duration::from_secs(3))) {
+    match rt.block_on(common::http::probe(
+        addr,
+        "/healthz",
+        Duration::from_secs(3),
+    )) {
         Ok(200) => code(exit::OK),
         Ok(status) => {
             eprintln!("healthcheck: http://{addr}/healthz answered {status}");

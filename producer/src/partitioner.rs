@@ -94,7 +94,12 @@ mod tests {
         ("key-5", -1698326880, 2, 2),
         ("key-7", 713419675, 1, 1),
         ("a-little-bit-long-string", -985981536, 2, 2),
-        ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971, 2, 5),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58897971,
+            2,
+            5,
+        ),
         ("ünïcödé", 201421315, 1, 1),
     ];
 

@@ -33,7 +33,10 @@ pub fn demo_value(run_id: &str, seq: u64, sent_at: DateTime<Utc>, size: usize) -
     let sent_at = sent_at.to_rfc3339_opts(SecondsFormat::Nanos, true);
     // run_id was validated to need no JSON escaping.
     let mut out = String::with_capacity(size.max(96));
-    let _ = write!(out, r#"{{"run_id":"{run_id}","seq":{seq},"sent_at":"{sent_at}","payload":""#);
+    let _ = write!(
+        out,
+        r#"{{"run_id":"{run_id}","seq":{seq},"sent_at":"{sent_at}","payload":""#
+    );
     let fixed = out.len() + 2; // the closing `"}`
     let pad = size.saturating_sub(fixed);
     // A repeating, compressible-but-not-trivial pattern, so compression
@@ -71,7 +74,10 @@ impl KeyTemplate {
             let close = after
                 .find('}')
                 .ok_or_else(|| format!("unclosed `{{` at `{}`", &rest[open..]))?;
-            let inner: String = after[..close].chars().filter(|c| !c.is_whitespace()).collect();
+            let inner: String = after[..close]
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
             parts.push(match inner.as_str() {
                 "seq" => Part::Seq,
                 "run_id" => Part::RunId,
@@ -151,7 +157,11 @@ pub enum InputError {
 /// Reads JSON lines. All-or-nothing: when any line is invalid, the error
 /// lists the bad line numbers (the first ten) and nothing is sent, so a Job
 /// never half-publishes a file. Blank lines are skipped.
-pub fn read_input(reader: impl BufRead, path: &str, key_field: Option<&str>) -> Result<Vec<InputRecord>, InputError> {
+pub fn read_input(
+    reader: impl BufRead,
+    path: &str,
+    key_field: Option<&str>,
+) -> Result<Vec<InputRecord>, InputError> {
     let mut records = Vec::new();
     let mut bad = Vec::new();
     let mut bad_count = 0usize;
@@ -192,13 +202,16 @@ pub fn read_input(reader: impl BufRead, path: &str, key_field: Option<&str>) -> 
         });
     }
     if records.is_empty() {
-        return Err(InputError::Empty { path: path.to_owned() });
+        return Err(InputError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok(records)
 }
 
 fn parse_line(text: &str, key_field: Option<&str>) -> Result<InputRecord, String> {
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
     let key = match key_field {
         None => None,
         Some(field) => match value.get(field) {
@@ -221,7 +234,10 @@ mod tests {
 
     #[test]
     fn demo_value_has_exact_size_and_parses_back() {
-        let t = Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).single().expect("time");
+        let t = Utc
+            .with_ymd_and_hms(2026, 11, 26, 10, 0, 0)
+            .single()
+            .expect("time");
         for size in [MIN_RECORD_SIZE, 256, 1000, 1024, 10_000] {
             for seq in [0u64, 7, 9_999_999_999] {
                 let v = demo_value("2b1f0c1e-5f5e-4a57-9f4a-6b8f2a3c4d5e", seq, t, size);
@@ -229,7 +245,12 @@ mod tests {
                 let r: DemoRecord = serde_json::from_slice(&v).expect("json");
                 assert_eq!(r.seq, seq);
                 assert_eq!(r.sent_at, "2026-11-26T10:00:00.000000000Z");
-                assert_eq!(DateTime::parse_from_rfc3339(&r.sent_at).expect("rfc3339").timestamp(), t.timestamp());
+                assert_eq!(
+                    DateTime::parse_from_rfc3339(&r.sent_at)
+                        .expect("rfc3339")
+                        .timestamp(),
+                    t.timestamp()
+                );
             }
         }
     }
@@ -240,7 +261,10 @@ mod tests {
         assert_eq!(t.render(13, "r"), b"key-5");
         let t = KeyTemplate::parse("{run_id}/{seq}/x").expect("ok");
         assert_eq!(t.render(3, "abc"), b"abc/3/x");
-        assert_eq!(KeyTemplate::parse("plain").expect("ok").render(1, "r"), b"plain");
+        assert_eq!(
+            KeyTemplate::parse("plain").expect("ok").render(1, "r"),
+            b"plain"
+        );
         for bad in ["{seq % 0}", "{seq % x}", "{foo}", "a{seq", "a}"] {
             assert!(KeyTemplate::parse(bad).is_err(), "{bad}");
         }
@@ -256,9 +280,19 @@ mod tests {
         assert_eq!(recs[2].key.as_deref(), Some(&b"7"[..]));
 
         let bad = b"{\"ok\": 1}\n{not json\n\xff\xfe\n{\"k\": [1]}\n";
-        let e = read_input(&bad[..], "in.jsonl", Some("k")).expect_err("bad").to_string();
+        let e = read_input(&bad[..], "in.jsonl", Some("k"))
+            .expect_err("bad")
+            .to_string();
         assert!(e.contains("3 invalid line(s), nothing sent"), "{e}");
-        assert!(e.contains("line 2: not JSON") && e.contains("line 3: not UTF-8") && e.contains("line 4: key field"), "{e}");
-        assert!(matches!(read_input(&b"\n \n"[..], "-", None), Err(InputError::Empty { .. })));
+        assert!(
+            e.contains("line 2: not JSON")
+                && e.contains("line 3: not UTF-8")
+                && e.contains("line 4: key field"),
+            "{e}"
+        );
+        assert!(matches!(
+            read_input(&b"\n \n"[..], "-", None),
+            Err(InputError::Empty { .. })
+        ));
     }
 }

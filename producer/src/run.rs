@@ -19,7 +19,10 @@ use rskafka::{
     client::{
         error::{Error as ClientError, ProtocolError},
         partition::UnknownTopicHandling,
-        producer::{aggregator::RecordAggregator, BatchProducer, BatchProducerBuilder, Error as ProduceError},
+        producer::{
+            aggregator::RecordAggregator, BatchProducer, BatchProducerBuilder,
+            Error as ProduceError,
+        },
         Client,
     },
     record::Record,
@@ -157,22 +160,36 @@ fn ms(d: Duration) -> f64 {
 /// Runs the Job: serves the sidecar on `listener`, sends, waits, reports.
 /// Cancelling `shutdown` stops sending; records in flight get
 /// [`DRAIN_ON_SIGNAL`] to be acknowledged.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<Summary, ProducerError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<Summary, ProducerError> {
     let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
     m::record_build_info("producer");
     let health = Health::new(Duration::from_secs(30));
     health.beat();
     let server_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, http::router(health.clone(), metrics), server_stop.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(health.clone(), metrics),
+        server_stop.clone(),
+    ));
 
     let result = produce_all(&config, &health, &shutdown).await;
 
     match &result {
-        Ok(s) => health.set_not_ready(format!("finished: {} of {} records acknowledged", s.acked, s.records)),
+        Ok(s) => health.set_not_ready(format!(
+            "finished: {} of {} records acknowledged",
+            s.acked, s.records
+        )),
         Err(e) => health.set_not_ready(format!("failed: {e}")),
     }
     if !config.metrics_grace.is_zero() && !shutdown.is_cancelled() {
-        info!(seconds = config.metrics_grace.as_secs(), "serving /metrics for the grace period before exiting");
+        info!(
+            seconds = config.metrics_grace.as_secs(),
+            "serving /metrics for the grace period before exiting"
+        );
         tokio::select! {
             () = tokio::time::sleep(config.metrics_grace) => {}
             () = shutdown.cancelled() => {}
@@ -199,7 +216,11 @@ struct Pending {
 
 type Outcome = (Pending, Instant, Result<(), ProduceError>);
 
-async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationToken) -> Result<Summary, ProducerError> {
+async fn produce_all(
+    config: &Config,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<Summary, ProducerError> {
     let started = Instant::now();
     let deadline = started + config.timeout;
 
@@ -270,13 +291,17 @@ async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationTo
     };
     let mut input_iter = input.map(Vec::into_iter);
 
-    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
+        FuturesUnordered::new();
     let mut retry_queue: VecDeque<Pending> = VecDeque::new();
     let mut next_seq: u64 = 0;
     let mut stop_reason: Option<String> = None;
     let mut send_deadline = deadline;
     let mut last_error: Option<String> = None;
-    let mut progress = tokio::time::interval_at(Instant::now() + config.progress_every, config.progress_every);
+    let mut progress = tokio::time::interval_at(
+        Instant::now() + config.progress_every,
+        config.progress_every,
+    );
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     let send_started = Instant::now();
 
@@ -300,13 +325,17 @@ async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationTo
                 let (key, value, headers) = match input_iter.as_mut().and_then(Iterator::next) {
                     Some(InputRecord { key, value }) => (key, value, BTreeMap::new()),
                     None => {
-                        let value = payload::demo_value(&config.run_id, seq, Utc::now(), record_size);
+                        let value =
+                            payload::demo_value(&config.run_id, seq, Utc::now(), record_size);
                         let key = key_template.map(|t| t.render(seq, &config.run_id));
                         (key, value, BTreeMap::new())
                     }
                 };
                 let partition_idx = partitioner.choose(key.as_deref());
-                let partition = partition_ids.get(partition_idx as usize).copied().unwrap_or(partition_idx);
+                let partition = partition_ids
+                    .get(partition_idx as usize)
+                    .copied()
+                    .unwrap_or(partition_idx);
                 Some(Pending {
                     seq,
                     partition,
@@ -332,7 +361,10 @@ async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationTo
         }
         pending_gauge.set(in_flight.len() as f64 + retry_queue.len() as f64);
 
-        if in_flight.is_empty() && retry_queue.is_empty() && (next_seq >= total || stop_reason.is_some()) {
+        if in_flight.is_empty()
+            && retry_queue.is_empty()
+            && (next_seq >= total || stop_reason.is_some())
+        {
             break;
         }
         let next_retry = retry_queue.iter().map(|p| p.not_before).min();
@@ -424,7 +456,10 @@ async fn produce_all(config: &Config, health: &Health, shutdown: &CancellationTo
 async fn send(producer: Arc<BatchProducer<RecordAggregator>>, pending: Pending) -> Outcome {
     let sent_at = Instant::now();
     // The batcher takes the record; keep ours for a retry.
-    let result = producer.produce(pending.record.clone()).await.map(|_offset| ());
+    let result = producer
+        .produce(pending.record.clone())
+        .await
+        .map(|_offset| ());
     (pending, sent_at, result)
 }
 
@@ -475,7 +510,10 @@ fn is_retriable(e: &ProduceError) -> bool {
     }
 }
 
-async fn read_input(path: &std::path::Path, key_field: Option<&str>) -> Result<Vec<InputRecord>, ProducerError> {
+async fn read_input(
+    path: &std::path::Path,
+    key_field: Option<&str>,
+) -> Result<Vec<InputRecord>, ProducerError> {
     let path = path.to_owned();
     let key_field = key_field.map(str::to_owned);
     let shown = path.display().to_string();
@@ -487,7 +525,11 @@ async fn read_input(path: &std::path::Path, key_field: Option<&str>) -> Result<V
                 path: path.display().to_string(),
                 source,
             })?;
-            payload::read_input(std::io::BufReader::new(file), &path.display().to_string(), key_field.as_deref())
+            payload::read_input(
+                std::io::BufReader::new(file),
+                &path.display().to_string(),
+                key_field.as_deref(),
+            )
         }
     })
     .await;
@@ -502,14 +544,21 @@ async fn read_input(path: &std::path::Path, key_field: Option<&str>) -> Result<V
 }
 
 /// Returns the topic's partition ids, creating the topic when asked to.
-async fn ensure_topic(client: &Client, config: &Config, deadline: Instant) -> Result<Vec<i32>, ProducerError> {
+async fn ensure_topic(
+    client: &Client,
+    config: &Config,
+    deadline: Instant,
+) -> Result<Vec<i32>, ProducerError> {
     let metadata_err = |what, e: ClientError| ProducerError::Metadata {
         what,
         topic: config.topic.clone(),
         source: Box::new(e),
     };
     let find = || async {
-        let topics = client.list_topics().await.map_err(|e| metadata_err("listing topics", e))?;
+        let topics = client
+            .list_topics()
+            .await
+            .map_err(|e| metadata_err("listing topics", e))?;
         Ok::<_, ProducerError>(
             topics
                 .into_iter()
@@ -527,9 +576,16 @@ async fn ensure_topic(client: &Client, config: &Config, deadline: Instant) -> Re
         });
     };
     info!(topic = %config.topic, partitions = create.partitions, replication_factor = create.replication_factor, "creating topic");
-    let controller = client.controller_client().map_err(|e| metadata_err("finding the controller", e))?;
+    let controller = client
+        .controller_client()
+        .map_err(|e| metadata_err("finding the controller", e))?;
     match controller
-        .create_topic(config.topic.as_str(), create.partitions, create.replication_factor, 10_000)
+        .create_topic(
+            config.topic.as_str(),
+            create.partitions,
+            create.replication_factor,
+            10_000,
+        )
         .await
     {
         Ok(()) => {}
@@ -552,7 +608,10 @@ async fn ensure_topic(client: &Client, config: &Config, deadline: Instant) -> Re
             return Err(ProducerError::Incomplete {
                 acked: 0,
                 not_acked: 0,
-                reason: format!("topic {:?} was created but its metadata did not appear before the timeout", config.topic),
+                reason: format!(
+                    "topic {:?} was created but its metadata did not appear before the timeout",
+                    config.topic
+                ),
                 summary: Box::default(),
             });
         }
@@ -570,18 +629,21 @@ async fn partition_producers(
     let mut out = BTreeMap::new();
     for &p in partitions {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let pc = tokio::time::timeout(remaining, client.partition_client(config.topic.as_str(), p, UnknownTopicHandling::Retry))
-            .await
-            .map_err(|_| ProducerError::Metadata {
-                what: "finding the partition leader",
-                topic: config.topic.clone(),
-                source: Box::new(ClientError::Timeout),
-            })?
-            .map_err(|e| ProducerError::Metadata {
-                what: "finding the partition leader",
-                topic: config.topic.clone(),
-                source: Box::new(e),
-            })?;
+        let pc = tokio::time::timeout(
+            remaining,
+            client.partition_client(config.topic.as_str(), p, UnknownTopicHandling::Retry),
+        )
+        .await
+        .map_err(|_| ProducerError::Metadata {
+            what: "finding the partition leader",
+            topic: config.topic.clone(),
+            source: Box::new(ClientError::Timeout),
+        })?
+        .map_err(|e| ProducerError::Metadata {
+            what: "finding the partition leader",
+            topic: config.topic.clone(),
+            source: Box::new(e),
+        })?;
         let producer = BatchProducerBuilder::new(Arc::new(pc))
             .with_linger(config.linger)
             .with_compression(config.compression)

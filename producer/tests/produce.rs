@@ -33,8 +33,15 @@ async fn sends_exactly_n_keyed_records_to_the_partitions_java_would_pick() {
         for r in records {
             total += 1;
             let key = r.record.key.clone().expect("keyed");
-            assert_eq!(partition_for_key(&key, 3), *partition, "key {:?}", String::from_utf8_lossy(&key));
-            let demo: DemoRecord = serde_json::from_slice(r.record.value.as_deref().expect("value")).expect("demo record");
+            assert_eq!(
+                partition_for_key(&key, 3),
+                *partition,
+                "key {:?}",
+                String::from_utf8_lossy(&key)
+            );
+            let demo: DemoRecord =
+                serde_json::from_slice(r.record.value.as_deref().expect("value"))
+                    .expect("demo record");
             assert_eq!(demo.run_id, "run-keyed");
             assert_eq!(key, format!("key-{}", demo.seq % 8).into_bytes());
             assert_eq!(r.record.value.as_ref().map(Vec::len), Some(256));
@@ -43,9 +50,16 @@ async fn sends_exactly_n_keyed_records_to_the_partitions_java_would_pick() {
         // Within a partition, seq increases with the offset (order preserved).
         let in_order: Vec<u64> = records
             .iter()
-            .map(|r| serde_json::from_slice::<DemoRecord>(r.record.value.as_deref().unwrap_or_default()).map(|d| d.seq).unwrap_or(0))
+            .map(|r| {
+                serde_json::from_slice::<DemoRecord>(r.record.value.as_deref().unwrap_or_default())
+                    .map(|d| d.seq)
+                    .unwrap_or(0)
+            })
             .collect();
-        assert!(in_order.windows(2).all(|w| w[0] < w[1]), "partition {partition} out of order");
+        assert!(
+            in_order.windows(2).all(|w| w[0] < w[1]),
+            "partition {partition} out of order"
+        );
     }
     assert_eq!(total, n);
     assert_eq!(seqs, (0..n).collect::<BTreeSet<_>>());
@@ -97,21 +111,49 @@ async fn sidecar_answers_during_the_run_with_the_expected_counters() {
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = get(p.addr, "/metrics").await.1;
-        if metrics.contains(&format!("kafka_producer_records_sent_total{{topic=\"{topic}\"}} 60")) {
+        if metrics.contains(&format!(
+            "kafka_producer_records_sent_total{{topic=\"{topic}\"}} 60"
+        )) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(metrics.contains(&format!("kafka_producer_records_sent_total{{topic=\"{topic}\"}} 60")), "{metrics}");
-    assert!(metrics.contains(&format!("kafka_producer_bytes_sent_total{{topic=\"{topic}\"}} {}", 60 * 256)), "{metrics}");
-    assert!(metrics.contains(&format!("kafka_producer_ack_latency_seconds_count{{topic=\"{topic}\"}} 60")), "{metrics}");
-    assert!(metrics.contains("kafka_producer_ack_latency_seconds_bucket{"), "histogram with buckets: {metrics}");
-    assert!(metrics.contains("# TYPE kafka_producer_ack_latency_seconds histogram"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "kafka_producer_records_sent_total{{topic=\"{topic}\"}} 60"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "kafka_producer_bytes_sent_total{{topic=\"{topic}\"}} {}",
+            60 * 256
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "kafka_producer_ack_latency_seconds_count{{topic=\"{topic}\"}} 60"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kafka_producer_ack_latency_seconds_bucket{"),
+        "histogram with buckets: {metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE kafka_producer_ack_latency_seconds histogram"),
+        "{metrics}"
+    );
 
     let summary = p.handle.await.expect("join").expect("all acknowledged");
     assert_eq!(summary.acked, 60);
     // Rate limited: 60 records at 40/s cannot finish in under ~1.4 s.
-    assert!(summary.elapsed >= Duration::from_millis(1400), "{:?}", summary.elapsed);
+    assert!(
+        summary.elapsed >= Duration::from_millis(1400),
+        "{:?}",
+        summary.elapsed
+    );
 }
 
 #[tokio::test]
@@ -121,21 +163,37 @@ async fn unknown_topic_is_a_clear_error_without_create_topic() {
     let err = p.handle.await.expect("join").expect_err("must fail");
     assert!(matches!(err, ProducerError::TopicMissing { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains(&topic) && msg.contains("--create-topic"), "{msg}");
+    assert!(
+        msg.contains(&topic) && msg.contains("--create-topic"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_equivalent_stops_sending_and_reports_counts() {
     let topic = unique("produce-cancel");
     create_topic(&topic, 1).await;
-    let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "1000"), ("PRODUCER_RATE", "100")]).await;
+    let p = spawn_producer(&[
+        ("KAFKA_TOPIC", &topic),
+        ("PRODUCER_MESSAGES", "1000"),
+        ("PRODUCER_RATE", "100"),
+    ])
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     p.shutdown.cancel();
     let started = std::time::Instant::now();
     let err = p.handle.await.expect("join").expect_err("stopped early");
-    assert!(started.elapsed() < Duration::from_secs(12), "drain is bounded");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "drain is bounded"
+    );
     match err {
-        ProducerError::Incomplete { acked, not_acked, summary, .. } => {
+        ProducerError::Incomplete {
+            acked,
+            not_acked,
+            summary,
+            ..
+        } => {
             assert!(acked > 0 && acked < 1000, "acked {acked}");
             assert_eq!(acked + not_acked, 1000);
             // What was acknowledged is really in the topic.
@@ -152,7 +210,9 @@ async fn input_file_records_are_sent_with_keys_from_a_field() {
     create_topic(&topic, 3).await;
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("in.jsonl");
-    let lines: Vec<String> = (0..30).map(|i| format!("{{\"id\": {i}, \"user\": \"u{}\"}}", i % 5)).collect();
+    let lines: Vec<String> = (0..30)
+        .map(|i| format!("{{\"id\": {i}, \"user\": \"u{}\"}}", i % 5))
+        .collect();
     std::fs::write(&path, lines.join("\n") + "\n\n").expect("write");
     let p = spawn_producer(&[
         ("KAFKA_TOPIC", &topic),
@@ -167,8 +227,12 @@ async fn input_file_records_are_sent_with_keys_from_a_field() {
         for r in records {
             let key = r.record.key.expect("key");
             assert_eq!(partition_for_key(&key, 3), partition);
-            let v: serde_json::Value = serde_json::from_slice(&r.record.value.expect("value")).expect("json");
-            assert_eq!(key, format!("u{}", v["id"].as_u64().expect("id") % 5).into_bytes());
+            let v: serde_json::Value =
+                serde_json::from_slice(&r.record.value.expect("value")).expect("json");
+            assert_eq!(
+                key,
+                format!("u{}", v["id"].as_u64().expect("id") % 5).into_bytes()
+            );
             ids.insert(v["id"].as_u64().expect("id"));
         }
     }

@@ -62,7 +62,11 @@ pub struct MemberSubscription {
 
 impl MemberSubscription {
     /// A member with the given identity and topics.
-    pub fn new<I, T>(member_id: impl Into<String>, group_instance_id: Option<String>, topics: I) -> Self
+    pub fn new<I, T>(
+        member_id: impl Into<String>,
+        group_instance_id: Option<String>,
+        topics: I,
+    ) -> Self
     where
         I: IntoIterator<Item = T>,
         T: Into<String>,
@@ -167,8 +171,9 @@ impl Assignor for RangeAssignor {
             let mut next = 0u32;
             for (i, consumer) in (0u32..).zip(&consumers) {
                 let len = per_consumer + u32::from(i < with_extra);
-                let end = next + len; // ≤ count, no overflow
-                // Both bounds are ≤ count ≤ i32::MAX, so the conversion holds.
+                // Both bounds stay ≤ count ≤ i32::MAX: no overflow, and the
+                // conversion to i32 below always holds.
+                let end = next + len;
                 result.add(
                     &consumer.member_id,
                     topic,
@@ -287,7 +292,10 @@ impl Builder {
             return;
         }
         if let Some(topics) = self.members.get_mut(member_id) {
-            topics.entry(topic.to_owned()).or_default().extend(partitions);
+            topics
+                .entry(topic.to_owned())
+                .or_default()
+                .extend(partitions);
         }
     }
 
@@ -324,8 +332,11 @@ mod tests {
         counts.iter().map(|&(t, n)| (t.to_owned(), n)).collect()
     }
 
+    /// One member's expected share: `(topic, partitions)` pairs.
+    type Share<'a> = &'a [(&'a str, &'a [i32])];
+
     /// `expected` as `(member, [(topic, [partitions])])`.
-    fn expect(expected: &[(&str, &[(&str, &[i32])])]) -> GroupAssignment {
+    fn expect(expected: &[(&str, Share<'_>)]) -> GroupAssignment {
         expected
             .iter()
             .map(|(member, topics)| {
@@ -351,7 +362,10 @@ mod tests {
     #[test]
     fn lookup_by_name() {
         assert_eq!(assignor_by_name("range").map(|a| a.name()), Some("range"));
-        assert_eq!(assignor_by_name("roundrobin").map(|a| a.name()), Some("roundrobin"));
+        assert_eq!(
+            assignor_by_name("roundrobin").map(|a| a.name()),
+            Some("roundrobin")
+        );
         assert!(assignor_by_name("Range").is_none());
         assert!(assignor_by_name("cooperative-sticky").is_none());
         assert!(assignor_by_name("").is_none());
@@ -367,7 +381,10 @@ mod tests {
     #[test]
     fn range_one_consumer_nonexistent_topic() {
         assert_eq!(range(&[member("c", &["t"])], &[]), expect(&[("c", &[])]));
-        assert_eq!(range(&[member("c", &["t"])], &[("t", 0)]), expect(&[("c", &[])]));
+        assert_eq!(
+            range(&[member("c", &["t"])], &[("t", 0)]),
+            expect(&[("c", &[])])
+        );
     }
 
     #[test]
@@ -445,7 +462,11 @@ mod tests {
     #[test]
     fn range_uneven_partition_counts() {
         // 7 partitions over 3 consumers: 3, 2, 2; 2 over 3: 1, 1, 0.
-        let members = [member("a", &["big", "small"]), member("b", &["big", "small"]), member("c", &["big", "small"])];
+        let members = [
+            member("a", &["big", "small"]),
+            member("b", &["big", "small"]),
+            member("c", &["big", "small"]),
+        ];
         assert_eq!(
             range(&members, &[("big", 7), ("small", 2)]),
             expect(&[
@@ -458,7 +479,11 @@ mod tests {
 
     #[test]
     fn range_orders_members_by_member_id_not_input_order() {
-        let members = [member("c2", &["t"]), member("c10", &["t"]), member("c1", &["t"])];
+        let members = [
+            member("c2", &["t"]),
+            member("c10", &["t"]),
+            member("c1", &["t"]),
+        ];
         // Lexicographic: c1 < c10 < c2.
         assert_eq!(
             range(&members, &[("t", 4)]),
@@ -545,7 +570,10 @@ mod tests {
 
     #[test]
     fn round_robin_one_consumer_nonexistent_topic() {
-        assert_eq!(round_robin(&[member("c", &["t"])], &[]), expect(&[("c", &[])]));
+        assert_eq!(
+            round_robin(&[member("c", &["t"])], &[]),
+            expect(&[("c", &[])])
+        );
     }
 
     #[test]
@@ -641,7 +669,11 @@ mod tests {
     #[test]
     fn round_robin_turn_carries_over_between_topics() {
         // 3 members, t1 has 2 partitions: c1, c2; then t2 continues at c3.
-        let members = [member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"]), member("c3", &["t1", "t2"])];
+        let members = [
+            member("c1", &["t1", "t2"]),
+            member("c2", &["t1", "t2"]),
+            member("c3", &["t1", "t2"]),
+        ];
         assert_eq!(
             round_robin(&members, &[("t1", 2), ("t2", 4)]),
             expect(&[
@@ -673,7 +705,10 @@ mod tests {
 
     #[test]
     fn round_robin_topics_sorted_not_input_order() {
-        let members = [member("c1", &["zeta", "alpha"]), member("c2", &["zeta", "alpha"])];
+        let members = [
+            member("c1", &["zeta", "alpha"]),
+            member("c2", &["zeta", "alpha"]),
+        ];
         assert_eq!(
             round_robin(&members, &[("zeta", 1), ("alpha", 3)]),
             expect(&[
@@ -690,7 +725,10 @@ mod tests {
             round_robin(&[member("c", &["t"])], &[("t", -5)]),
             expect(&[("c", &[])])
         );
-        assert_eq!(range(&[member("c", &["t"])], &[("t", -5)]), expect(&[("c", &[])]));
+        assert_eq!(
+            range(&[member("c", &["t"])], &[("t", -5)]),
+            expect(&[("c", &[])])
+        );
     }
 
     #[test]
@@ -724,7 +762,13 @@ mod tests {
             // Nobody gets a topic they did not subscribe to.
             for m in &members {
                 for tp in result.get(&m.member_id).into_iter().flatten() {
-                    assert!(m.topics.contains(&tp.topic), "{}: {} got {}", assignor.name(), m.member_id, tp.topic);
+                    assert!(
+                        m.topics.contains(&tp.topic),
+                        "{}: {} got {}",
+                        assignor.name(),
+                        m.member_id,
+                        tp.topic
+                    );
                 }
             }
         }

@@ -146,7 +146,9 @@ pub enum GroupError {
     },
 
     /// The group's members disagree on the protocol type or name.
-    #[error("consumer group '{group}': {api} failed with INCONSISTENT_GROUP_PROTOCOL (23): {detail}")]
+    #[error(
+        "consumer group '{group}': {api} failed with INCONSISTENT_GROUP_PROTOCOL (23): {detail}"
+    )]
     InconsistentGroupProtocol {
         /// The group id.
         group: String,
@@ -305,14 +307,23 @@ mod tests {
         assert_eq!(KafkaCode(-1).to_string(), "UNKNOWN_SERVER_ERROR (-1)");
         assert_eq!(KafkaCode(0).to_string(), "NONE (0)");
         assert_eq!(KafkaCode(9999).to_string(), "UNKNOWN_ERROR_CODE (9999)");
-        assert_eq!(KafkaCode::from(ResponseError::MemberIdRequired), KafkaCode(79));
+        assert_eq!(
+            KafkaCode::from(ResponseError::MemberIdRequired),
+            KafkaCode(79)
+        );
     }
 
     #[test]
     fn messages_are_one_line_and_name_group_and_error() {
         let errors = [
-            GroupError::FencedInstanceId { group: "g1".into(), api: GroupApi::Heartbeat },
-            GroupError::GroupAuthorizationFailed { group: "g1".into(), api: GroupApi::JoinGroup },
+            GroupError::FencedInstanceId {
+                group: "g1".into(),
+                api: GroupApi::Heartbeat,
+            },
+            GroupError::GroupAuthorizationFailed {
+                group: "g1".into(),
+                api: GroupApi::JoinGroup,
+            },
             GroupError::GroupMaxSizeReached { group: "g1".into() },
             GroupError::InconsistentGroupProtocol {
                 group: "g1".into(),
@@ -320,18 +331,40 @@ mod tests {
                 detail: "protocol type 'connect' is not 'consumer'".into(),
             },
             GroupError::InvalidSessionTimeout { group: "g1".into() },
-            GroupError::InvalidGroupId { group: "g1".into(), api: GroupApi::JoinGroup },
-            GroupError::UnsupportedVersion { group: "g1".into(), api: GroupApi::JoinGroup },
-            GroupError::CommitFailed { group: "g1".into(), code: KafkaCode(25) },
+            GroupError::InvalidGroupId {
+                group: "g1".into(),
+                api: GroupApi::JoinGroup,
+            },
+            GroupError::UnsupportedVersion {
+                group: "g1".into(),
+                api: GroupApi::JoinGroup,
+            },
+            GroupError::CommitFailed {
+                group: "g1".into(),
+                code: KafkaCode(25),
+            },
             GroupError::RebalanceInProgress {
                 group: "g1".into(),
                 api: GroupApi::OffsetCommit,
                 code: KafkaCode(27),
             },
-            GroupError::TopicAuthorizationFailed { group: "g1".into(), api: GroupApi::OffsetCommit },
-            GroupError::OffsetCommitRejected { group: "g1".into(), code: KafkaCode(12) },
-            GroupError::UnknownTopicOrPartition { group: "g1".into(), code: KafkaCode(3) },
-            GroupError::Unexpected { group: "g1".into(), api: GroupApi::SyncGroup, code: KafkaCode(-1) },
+            GroupError::TopicAuthorizationFailed {
+                group: "g1".into(),
+                api: GroupApi::OffsetCommit,
+            },
+            GroupError::OffsetCommitRejected {
+                group: "g1".into(),
+                code: KafkaCode(12),
+            },
+            GroupError::UnknownTopicOrPartition {
+                group: "g1".into(),
+                code: KafkaCode(3),
+            },
+            GroupError::Unexpected {
+                group: "g1".into(),
+                api: GroupApi::SyncGroup,
+                code: KafkaCode(-1),
+            },
             GroupError::Protocol {
                 group: "g1".into(),
                 api: GroupApi::SyncGroup,
@@ -347,7 +380,11 @@ mod tests {
             assert!(msg.contains("'g1'"), "{msg}");
             assert_eq!(e.group(), "g1");
         }
-        let msg = GroupError::CommitFailed { group: "orders".into(), code: KafkaCode(22) }.to_string();
+        let msg = GroupError::CommitFailed {
+            group: "orders".into(),
+            code: KafkaCode(22),
+        }
+        .to_string();
         assert!(msg.contains("ILLEGAL_GENERATION (22)"), "{msg}");
     }
 }

@@ -27,7 +27,7 @@
 //! The byte layout itself is `kafka-protocol`'s generated
 //! [`ConsumerProtocolSubscription`] / [`ConsumerProtocolAssignment`]. Before
 //! handing untrusted bytes to the generated decoder we walk them once
-//! ([`Walker`]) to check every length against the bytes actually present:
+//! (`Walker`) to check every length against the bytes actually present:
 //! the generated decoder pre-allocates arrays from the declared element count,
 //! so a 10-byte payload declaring 2^31 topics would otherwise abort the
 //! process on allocation failure. Another member's JoinGroup metadata is
@@ -116,7 +116,9 @@ pub enum ProtocolError {
 
     /// A length prefix is negative where null is not allowed, or larger than
     /// the payload could possibly hold.
-    #[error("consumer protocol {kind} v{version}: {field} at byte {offset} has invalid length {length}")]
+    #[error(
+        "consumer protocol {kind} v{version}: {field} at byte {offset} has invalid length {length}"
+    )]
     InvalidLength {
         /// Which payload.
         kind: PayloadKind,
@@ -256,7 +258,11 @@ impl Subscription {
             }
         })?;
         Ok(Self {
-            topics: message.topics.iter().map(|t| t.as_str().to_owned()).collect(),
+            topics: message
+                .topics
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
             user_data: message.user_data,
             owned_partitions: message
                 .owned_partitions
@@ -629,15 +635,25 @@ mod tests {
 
     #[test]
     fn subscription_v3_matches_java_bytes_both_ways() {
-        assert_eq!(Subscription::decode(JAVA_SUBSCRIPTION_V3), Ok(java_subscription()));
-        let encoded = java_subscription().encode(SUBSCRIPTION_VERSION).expect("encodes");
+        assert_eq!(
+            Subscription::decode(JAVA_SUBSCRIPTION_V3),
+            Ok(java_subscription())
+        );
+        let encoded = java_subscription()
+            .encode(SUBSCRIPTION_VERSION)
+            .expect("encodes");
         assert_eq!(&encoded[..], JAVA_SUBSCRIPTION_V3);
     }
 
     #[test]
     fn assignment_v3_matches_java_bytes_both_ways() {
-        assert_eq!(Assignment::decode(JAVA_ASSIGNMENT_V3), Ok(java_assignment()));
-        let encoded = java_assignment().encode(ASSIGNMENT_VERSION).expect("encodes");
+        assert_eq!(
+            Assignment::decode(JAVA_ASSIGNMENT_V3),
+            Ok(java_assignment())
+        );
+        let encoded = java_assignment()
+            .encode(ASSIGNMENT_VERSION)
+            .expect("encodes");
         assert_eq!(&encoded[..], JAVA_ASSIGNMENT_V3);
     }
 
@@ -697,10 +713,7 @@ mod tests {
 
     #[test]
     fn generation_minus_one_and_empty_rack_decode_as_none() {
-        let mut bytes = java_subscription()
-            .encode(3)
-            .expect("encodes")
-            .to_vec();
+        let mut bytes = java_subscription().encode(3).expect("encodes").to_vec();
         // Replace generation 5 / rack "r1" with -1 / "".
         let tail = bytes.len() - 8;
         bytes.truncate(tail);
@@ -738,8 +751,15 @@ mod tests {
         for version in 0..=3i16 {
             let mut bytes = JAVA_ASSIGNMENT_V3.to_vec();
             bytes[..2].copy_from_slice(&version.to_be_bytes());
-            assert_eq!(Assignment::decode(&bytes), Ok(java_assignment()), "v{version}");
-            assert_eq!(&java_assignment().encode(version).expect("encodes")[..], &bytes[..]);
+            assert_eq!(
+                Assignment::decode(&bytes),
+                Ok(java_assignment()),
+                "v{version}"
+            );
+            assert_eq!(
+                &java_assignment().encode(version).expect("encodes")[..],
+                &bytes[..]
+            );
         }
     }
 
@@ -758,7 +778,10 @@ mod tests {
         assert_eq!(decoded.topics, ["a", "b", "c"]);
         assert_eq!(
             decoded.owned_partitions,
-            [TopicPartitions::new("a", [2]), TopicPartitions::new("b", [0, 1, 3])]
+            [
+                TopicPartitions::new("a", [2]),
+                TopicPartitions::new("b", [0, 1, 3])
+            ]
         );
 
         // Java rebuilds the groups from flat (topic, partition) pairs, so a
@@ -779,7 +802,10 @@ mod tests {
             Subscription {
                 topics: vec!["a".into(), "b".into()],
                 user_data: Some(Bytes::from_static(b"\x00\x01user")),
-                owned_partitions: vec![TopicPartitions::new("a", [0, 5]), TopicPartitions::new("b", [1])],
+                owned_partitions: vec![
+                    TopicPartitions::new("a", [0, 5]),
+                    TopicPartitions::new("b", [1]),
+                ],
                 generation_id: Some(i32::MAX),
                 rack_id: Some("eu-west-1a".into()),
             },
@@ -798,7 +824,10 @@ mod tests {
             Assignment::default(),
             java_assignment(),
             Assignment {
-                partitions: vec![TopicPartitions::new("z", [9, 1]), TopicPartitions::new("a", [0])],
+                partitions: vec![
+                    TopicPartitions::new("z", [9, 1]),
+                    TopicPartitions::new("a", [0]),
+                ],
                 user_data: Some(Bytes::from_static(b"sticky")),
             },
         ];
@@ -893,28 +922,47 @@ mod tests {
         ];
         assert!(matches!(
             Assignment::decode(&huge),
-            Err(ProtocolError::InvalidLength { field: "assigned_partitions[].partitions", .. })
+            Err(ProtocolError::InvalidLength {
+                field: "assigned_partitions[].partitions",
+                ..
+            })
         ));
         // Negative (non-null) lengths.
         let negative_topic = [0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0xfe];
         assert!(matches!(
             Subscription::decode(&negative_topic),
-            Err(ProtocolError::InvalidLength { field: "topics[]", length: -2, .. })
+            Err(ProtocolError::InvalidLength {
+                field: "topics[]",
+                length: -2,
+                ..
+            })
         ));
         let null_topic = [0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff];
         assert!(matches!(
             Subscription::decode(&null_topic),
-            Err(ProtocolError::InvalidLength { field: "topics[]", length: -1, .. })
+            Err(ProtocolError::InvalidLength {
+                field: "topics[]",
+                length: -1,
+                ..
+            })
         ));
         let null_array = [0x00, 0x00, 0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
             Assignment::decode(&null_array),
-            Err(ProtocolError::InvalidLength { field: "assigned_partitions", length: -1, .. })
+            Err(ProtocolError::InvalidLength {
+                field: "assigned_partitions",
+                length: -1,
+                ..
+            })
         ));
         let negative_user_data = [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xfe];
         assert!(matches!(
             Subscription::decode(&negative_user_data),
-            Err(ProtocolError::InvalidLength { field: "user_data", length: -2, .. })
+            Err(ProtocolError::InvalidLength {
+                field: "user_data",
+                length: -2,
+                ..
+            })
         ));
     }
 

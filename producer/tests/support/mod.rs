@@ -11,14 +11,18 @@ use std::{
 
 use common::{config::ConfigSource, kafka::KafkaSettings};
 use rskafka::{
-    client::{partition::{OffsetAt, UnknownTopicHandling}, Client},
+    client::{
+        partition::{OffsetAt, UnknownTopicHandling},
+        Client,
+    },
     record::RecordAndOffset,
 };
 use tokio_util::sync::CancellationToken;
 
 /// The test broker's PLAINTEXT address (`make test` starts it).
 pub fn bootstrap() -> String {
-    let addr = std::env::var("KAFKA_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".to_owned());
+    let addr =
+        std::env::var("KAFKA_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".to_owned());
     let sock: SocketAddr = addr.parse().expect("KAFKA_TEST_BOOTSTRAP must be IP:PORT");
     if std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).is_err() {
         panic!(
@@ -36,7 +40,12 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{}-{}-{}", std::process::id(), nanos % 1_000_000_000, N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A connected rskafka client for checks.
@@ -57,7 +66,10 @@ pub async fn create_topic(topic: &str, partitions: i32) {
         .expect("create topic");
     for _ in 0..100 {
         let topics = c.list_topics().await.expect("list");
-        if topics.iter().any(|t| t.name == topic && t.partitions.len() == partitions as usize) {
+        if topics
+            .iter()
+            .any(|t| t.name == topic && t.partitions.len() == partitions as usize)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -70,15 +82,31 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 pub async fn read_all(topic: &str) -> BTreeMap<i32, Vec<RecordAndOffset>> {
     let c = client().await;
     let topics = c.list_topics().await.expect("list");
-    let parts = topics.into_iter().find(|t| t.name == topic).expect("topic exists").partitions;
+    let parts = topics
+        .into_iter()
+        .find(|t| t.name == topic)
+        .expect("topic exists")
+        .partitions;
     let mut out = BTreeMap::new();
     for p in parts {
-        let pc = c.partition_client(topic, p, UnknownTopicHandling::Retry).await.expect("partition client");
-        let high = pc.get_offset(OffsetAt::Latest).await.expect("high watermark");
-        let mut offset = pc.get_offset(OffsetAt::Earliest).await.expect("low watermark");
+        let pc = c
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition client");
+        let high = pc
+            .get_offset(OffsetAt::Latest)
+            .await
+            .expect("high watermark");
+        let mut offset = pc
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .expect("low watermark");
         let mut records = Vec::new();
         while offset < high {
-            let (batch, _) = pc.fetch_records(offset, 1..10_000_000, 1_000).await.expect("fetch");
+            let (batch, _) = pc
+                .fetch_records(offset, 1..10_000_000, 1_000)
+                .await
+                .expect("fetch");
             for r in batch {
                 if r.offset >= offset {
                     offset = r.offset + 1;
@@ -109,16 +137,24 @@ pub struct Spawned {
 
 pub async fn spawn_producer(pairs: &[(&str, &str)]) -> Spawned {
     let config = producer::config::validate(&source(pairs)).expect("valid test config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(producer::run(config, listener, shutdown.clone()));
-    Spawned { addr, shutdown, handle }
+    Spawned {
+        addr,
+        shutdown,
+        handle,
+    }
 }
 
 /// GET a path of the sidecar: (status, body).
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let r = reqwest::get(format!("http://{addr}{path}")).await.expect("http get");
+    let r = reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .expect("http get");
     let status = r.status().as_u16();
     (status, r.text().await.unwrap_or_default())
 }

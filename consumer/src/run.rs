@@ -1,0 +1,483 @@
+//! The consumer's main loop: join the group, start a worker per assigned
+//! partition, heartbeat, commit handled offsets periodically, revoke and
+//! rejoin on a rebalance, and on shutdown drain, commit and leave — all
+//! bounded by the drain timeout.
+
+use std::{
+    collections::BTreeMap,
+    sync::{atomic::Ordering, Arc},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use common::{
+    group::{
+        coordinator::CoordinatorClient,
+        member::{
+            offsets_to_commit, spawn_heartbeat, HeartbeatReport, Member, MemberError,
+            MemberSettings,
+        },
+        protocol::Assignment,
+        state::{Action, RetryBackoff},
+    },
+    http::{self, Health},
+    kafka::KafkaError,
+    metrics as m,
+};
+use rskafka::client::Client;
+use tokio::{net::TcpListener, sync::mpsc, time::Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::Config,
+    handler::Handler,
+    partition::{Worker, WorkerSettings},
+};
+
+/// Errors that end the consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// The connection could not be set up.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// The group protocol says stop.
+    #[error(transparent)]
+    Group(#[from] MemberError),
+    /// Shutdown could not commit and leave within the drain timeout.
+    #[error("shutdown did not finish within the drain timeout of {timeout:?}: {detail}")]
+    Drain {
+        /// The configured drain timeout.
+        timeout: Duration,
+        /// What was still pending.
+        detail: String,
+    },
+    /// The HTTP sidecar failed.
+    #[error("HTTP sidecar failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs the consumer until `shutdown` is cancelled (Ok after a clean drain).
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
+    m::record_build_info("consumer");
+    let health = Health::new(Duration::from_secs(30));
+    health.beat();
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::router(health.clone(), metrics),
+        server_stop.clone(),
+    ));
+
+    let result = consume(&config, &health, &shutdown).await;
+
+    health.set_not_ready("shutting down");
+    server_stop.cancel();
+    let _ = server.await;
+    result
+}
+
+async fn consume(
+    config: &Config,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> Result<(), ConsumerError> {
+    info!(
+        group = %config.group,
+        topics = %config.topics.join(","),
+        bootstrap = %config.kafka.bootstrap.join(","),
+        security_protocol = %config.kafka.security_protocol,
+        "starting"
+    );
+    // Connect, retrying with growing backoff while not ready: a consumer
+    // Deployment waits for its broker instead of crash-looping.
+    let mut backoff = config.kafka.backoff_initial;
+    let client = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            c = config.kafka.connect(config.kafka.request_timeout) => match c {
+                Ok(c) => break Arc::new(c),
+                Err(e) => {
+                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect; retrying");
+                    health.set_not_ready(e.to_string());
+                    if sleep_or_cancel(shutdown, &mut backoff, config.kafka.backoff_max.max(Duration::from_secs(30))).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+
+    let coordinator = CoordinatorClient::from_settings(
+        &config.kafka,
+        config.group.clone(),
+        config.group_instance_id.clone(),
+    )
+    .map_err(|e| {
+        ConsumerError::Group(MemberError::Unreachable {
+            group: config.group.clone(),
+            detail: e.to_string(),
+        })
+    })?;
+    let settings = MemberSettings {
+        group: config.group.clone(),
+        group_instance_id: config.group_instance_id.clone(),
+        topics: config.topics.clone(),
+        assignors: config.assignors.clone(),
+        session_timeout: config.session_timeout,
+        heartbeat_interval: config.heartbeat_interval,
+        rebalance_timeout: config.max_poll_interval,
+        backoff: RetryBackoff {
+            initial: config.kafka.backoff_initial,
+            max: config.kafka.backoff_max,
+        },
+    };
+    let mut member = Member::new(coordinator, settings.clone());
+    let handler = Arc::new(Handler::new(
+        config.group.clone(),
+        config.log_value_max_bytes,
+    ));
+    let worker_settings = WorkerSettings {
+        fetch_max_bytes: config.fetch_max_bytes,
+        fetch_max_wait: config.fetch_max_wait,
+        buffer_batches: config.buffer_batches,
+        reset: config.auto_offset_reset,
+        backoff_initial: config.kafka.backoff_initial,
+        backoff_max: config.kafka.backoff_max,
+    };
+    let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
+    let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);
+
+    let mut join_backoff = config.kafka.backoff_initial;
+    loop {
+        health.set_not_ready("joining the consumer group");
+        health.beat();
+        let counts_client = Arc::clone(&client);
+        let assignment = match member
+            .join(
+                move |topics| {
+                    let c = Arc::clone(&counts_client);
+                    async move { partition_counts(&c, &topics).await }
+                },
+                shutdown,
+            )
+            .await
+        {
+            Ok(a) => a,
+            Err(MemberError::Cancelled) => {
+                member.leave(config.drain_timeout).await;
+                return Ok(());
+            }
+            Err(e @ MemberError::Fatal(_)) => {
+                error!(error = %e, "cannot stay in the consumer group");
+                return Err(e.into());
+            }
+            Err(e) => {
+                warn!(error = %e, "joining the group failed; retrying");
+                metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
+                health.set_not_ready(e.to_string());
+                if sleep_or_cancel(
+                    shutdown,
+                    &mut join_backoff,
+                    config.kafka.backoff_max.max(Duration::from_secs(30)),
+                )
+                .await
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        join_backoff = config.kafka.backoff_initial;
+        rebalances.increment(1);
+        let partitions: Vec<(String, i32)> = assignment
+            .topic_partitions()
+            .map(|(t, p)| (t.to_owned(), p))
+            .collect();
+        assigned_gauge.set(partitions.len() as f64);
+        info!(
+            group = %config.group,
+            generation = member.generation().generation_id,
+            partitions = %partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect::<Vec<_>>().join(","),
+            "assignment received"
+        );
+
+        let committed = match member.committed(&assignment).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "reading committed offsets failed; rejoining");
+                health.set_not_ready(e.to_string());
+                member.request_rejoin();
+                member.revocation_done();
+                if sleep_or_cancel(shutdown, &mut join_backoff, config.kafka.backoff_max).await {
+                    member.leave(config.drain_timeout).await;
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+
+        let generation_stop = shutdown.child_token();
+        let mut workers: Vec<Worker> = partitions
+            .iter()
+            .map(|(t, p)| {
+                let c = committed.get(&(t.clone(), *p)).copied().unwrap_or(-1);
+                Worker::start(
+                    Arc::clone(&client),
+                    t.clone(),
+                    *p,
+                    c,
+                    Arc::clone(&handler),
+                    worker_settings.clone(),
+                    &generation_stop,
+                )
+            })
+            .collect();
+        for w in &workers {
+            let c = w.progress.committed.load(Ordering::Relaxed);
+            if c >= 0 {
+                metrics::gauge!(m::CONSUMER_COMMITTED_OFFSET, "topic" => w.topic.clone(), "partition" => w.partition.to_string()).set(c as f64);
+            }
+        }
+
+        let (hb_tx, mut hb_rx) = mpsc::channel::<HeartbeatReport>(4);
+        let heartbeat = spawn_heartbeat(
+            member.heartbeat_client(),
+            member.generation().clone(),
+            &settings,
+            hb_tx,
+            generation_stop.clone(),
+        );
+        let mut commit_tick = tokio::time::interval_at(
+            Instant::now() + config.commit_interval,
+            config.commit_interval,
+        );
+        let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+
+        let outcome = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Outcome::Shutdown,
+                Some(report) = hb_rx.recv() => {
+                    match member.on_heartbeat(report) {
+                        Action::Fatal(e) => break Outcome::Fatal(MemberError::Fatal(e)),
+                        _ if member.revocation_pending().is_some() => break Outcome::Rebalance,
+                        _ => {}
+                    }
+                }
+                _ = commit_tick.tick() => {
+                    if let Err(e) = commit(&mut member, &workers, &config.group).await {
+                        if matches!(e, MemberError::Fatal(_)) {
+                            break Outcome::Fatal(e);
+                        }
+                        warn!(error = %e, "periodic commit failed; offsets stay pending");
+                        if member.revocation_pending().is_some() {
+                            break Outcome::Rebalance;
+                        }
+                    }
+                }
+                _ = status_tick.tick() => {
+                    health.beat();
+                    update_status(health, &workers, &config.group, config.stall_after, &assignment);
+                }
+            }
+        };
+        generation_stop.cancel();
+        let _ = heartbeat.await;
+
+        match outcome {
+            Outcome::Rebalance => {
+                health.set_not_ready("rebalancing");
+                let lost = member.revocation_pending().unwrap_or(true);
+                let stop_within = config.drain_timeout;
+                for w in workers.drain(..) {
+                    let topic = w.topic.clone();
+                    let partition = w.partition;
+                    let committed_before = w.progress.committed.load(Ordering::Relaxed);
+                    let progress = Arc::clone(&w.progress);
+                    let pos = w.stop(stop_within).await;
+                    progress.position.store(pos, Ordering::Release);
+                    if !lost && pos >= 0 && pos != committed_before {
+                        let offsets = offsets_to_commit(
+                            &[((topic.clone(), partition), pos)].into_iter().collect(),
+                        );
+                        if let Err(e) = member.commit(&offsets).await {
+                            warn!(error = %e, topic = %topic, partition, "commit before giving up the partition failed; the next owner may see these records again");
+                        }
+                    }
+                }
+                member.revocation_done();
+                info!(group = %config.group, lost, "partitions revoked; rejoining");
+            }
+            Outcome::Fatal(e) => {
+                for w in workers.drain(..) {
+                    let _ = w.stop(Duration::from_millis(500)).await;
+                }
+                error!(error = %e, "cannot stay in the consumer group");
+                return Err(e.into());
+            }
+            Outcome::Shutdown => {
+                return drain(config, &mut member, workers, health).await;
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Shutdown,
+    Rebalance,
+    Fatal(MemberError),
+}
+
+/// SIGTERM: stop fetching, finish the records in hand, commit, leave — all
+/// within the drain timeout.
+async fn drain(
+    config: &Config,
+    member: &mut Member,
+    workers: Vec<Worker>,
+    health: &Health,
+) -> Result<(), ConsumerError> {
+    health.set_not_ready("shutting down");
+    info!(group = %config.group, partitions = workers.len(), "shutdown: draining, committing and leaving the group");
+    let deadline = Instant::now() + config.drain_timeout;
+    let work = async {
+        let mut positions = BTreeMap::new();
+        for w in workers {
+            let topic = w.topic.clone();
+            let partition = w.partition;
+            let committed = w.progress.committed.load(Ordering::Relaxed);
+            let pos = w.stop(config.drain_timeout / 2).await;
+            if pos >= 0 && pos != committed {
+                positions.insert((topic, partition), pos);
+            }
+        }
+        let offsets = offsets_to_commit(&positions);
+        let committed = member.commit(&offsets).await;
+        if committed.is_ok() && !offsets.is_empty() {
+            record_commit(&positions);
+            info!(group = %config.group, partitions = offsets.len(), "final offsets committed");
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        member.leave(remaining).await;
+        committed
+    };
+    match tokio::time::timeout(config.drain_timeout, work).await {
+        Ok(Ok(())) => {
+            info!(group = %config.group, "stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ConsumerError::Drain {
+            timeout: config.drain_timeout,
+            detail: format!("final commit failed: {e}"),
+        }),
+        Err(_) => Err(ConsumerError::Drain {
+            timeout: config.drain_timeout,
+            detail: "the broker did not answer the final commit or LeaveGroup in time".to_owned(),
+        }),
+    }
+}
+
+async fn commit(member: &mut Member, workers: &[Worker], _group: &str) -> Result<(), MemberError> {
+    let positions: BTreeMap<(String, i32), i64> = workers
+        .iter()
+        .filter_map(|w| {
+            let pos = w.progress.position.load(Ordering::Acquire);
+            let committed = w.progress.committed.load(Ordering::Relaxed);
+            (pos >= 0 && pos != committed).then(|| ((w.topic.clone(), w.partition), pos))
+        })
+        .collect();
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let result = member.commit(&offsets_to_commit(&positions)).await;
+    metrics::histogram!(m::CONSUMER_COMMIT_LATENCY).record(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => {
+            for w in workers {
+                if let Some(p) = positions.get(&(w.topic.clone(), w.partition)) {
+                    w.progress.committed.store(*p, Ordering::Relaxed);
+                }
+            }
+            record_commit(&positions);
+        }
+        Err(_) => metrics::counter!(m::CONSUMER_ERRORS, "kind" => "commit").increment(1),
+    }
+    result
+}
+
+fn record_commit(positions: &BTreeMap<(String, i32), i64>) {
+    for ((t, p), o) in positions {
+        metrics::gauge!(m::CONSUMER_COMMITTED_OFFSET, "topic" => t.clone(), "partition" => p.to_string()).set(*o as f64);
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    metrics::gauge!(m::CONSUMER_LAST_COMMIT).set(now);
+}
+
+/// Readiness and lag: ready only while Stable with partitions, none of them
+/// lagging without progress for the stall window.
+fn update_status(
+    health: &Health,
+    workers: &[Worker],
+    group: &str,
+    stall_after: Duration,
+    assignment: &Assignment,
+) {
+    let mut stalled = Vec::new();
+    for w in workers {
+        if let Some(lag) = w.progress.committed_lag() {
+            metrics::gauge!(m::CONSUMER_LAG, "consumergroup" => group.to_owned(), "topic" => w.topic.clone(), "partition" => w.partition.to_string())
+                .set(lag as f64);
+        }
+        let lag = w.progress.lag().unwrap_or(0);
+        let idle = w.progress.idle_for();
+        if lag > 0 && idle > stall_after {
+            stalled.push(format!(
+                "{}-{} (lag {lag}, no progress for {}s)",
+                w.topic,
+                w.partition,
+                idle.as_secs()
+            ));
+        }
+    }
+    if assignment.is_empty() {
+        health.set_not_ready(
+            "in the group but no partitions assigned (more members than partitions?)",
+        );
+    } else if !stalled.is_empty() {
+        health.set_not_ready(format!("stalled partitions: {}", stalled.join(", ")));
+    } else {
+        health.set_ready();
+    }
+}
+
+async fn partition_counts(
+    client: &Client,
+    topics: &[String],
+) -> Result<BTreeMap<String, i32>, String> {
+    let all = client.list_topics().await.map_err(|e| e.to_string())?;
+    Ok(all
+        .into_iter()
+        .filter(|t| topics.contains(&t.name))
+        .map(|t| (t.name, t.partitions.len() as i32))
+        .collect())
+}
+
+async fn sleep_or_cancel(
+    shutdown: &CancellationToken,
+    backoff: &mut Duration,
+    max: Duration,
+) -> bool {
+    let d = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+    *backoff = (*backoff * 2).min(max);
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(d) => false,
+    }
+}
