@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 MESSAGES=${DEMO_MESSAGES:-20}
 TOPIC=${DEMO_TOPIC:-demo-$(date +%s)}
-GROUP=${DEMO_GROUP:-demo-group}
+GROUP=${DEMO_GROUP:-demo-group-$(date +%s)}
 BOOTSTRAP=127.0.0.1:19092
 
 step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
@@ -41,26 +41,22 @@ HTTP_ADDR=127.0.0.1:18080 "$BIN/producer" --messages "$MESSAGES" --create-topic 
 echo "producer exit code: ${PIPESTATUS[0]}"
 
 consumer_log=$(mktemp)
-if HTTP_ADDR=127.0.0.1:18081 "$BIN/consumer" --help >/dev/null 2>&1 && grep -q "consumer group" <("$BIN/consumer" --help 2>&1); then
-    step "Consumer (group $GROUP): one JSON line per record"
-    HTTP_ADDR=127.0.0.1:18081 CONSUMER_COMMIT_INTERVAL_MS=1000 "$BIN/consumer" >"$consumer_log" 2>&1 &
-    consumer_pid=$!
-    for _ in $(seq 1 60); do
-        n=$(grep -c '"message":"record"' "$consumer_log" || true)
-        [[ $n -ge $MESSAGES ]] && break
-        sleep 0.5
-    done
-    grep '"message":"record"' "$consumer_log" | head -n "$MESSAGES"
-    echo "records logged by the consumer: $(grep -c '"message":"record"' "$consumer_log" || true)"
-    sleep 1.5
-    echo "consumer lag (from its /metrics):"
-    scripts/http-get.sh 127.0.0.1:18081 /metrics | grep '^kafka_consumergroup_lag' || true
-    kill -TERM "$consumer_pid"; wait "$consumer_pid" || true; consumer_pid=
-else
-    step "Reading the topic back with Kafka's own console consumer"
-    scripts/kafka-tool.sh console-consumer --bootstrap-server "$BOOTSTRAP" --topic "$TOPIC" \
-        --from-beginning --max-messages "$MESSAGES" --timeout-ms 20000 \
-        --property print.partition=true --property print.offset=true --property print.key=true
-fi
+step "Consumer (group $GROUP): one JSON line per record"
+HTTP_ADDR=127.0.0.1:18081 CONSUMER_COMMIT_INTERVAL_MS=1000 CONSUMER_SESSION_TIMEOUT_MS=10000 \
+    CONSUMER_DRAIN_TIMEOUT_MS=5000 "$BIN/consumer" >"$consumer_log" 2>&1 &
+consumer_pid=$!
+for _ in $(seq 1 60); do
+    n=$(grep -c '"message":"record"' "$consumer_log" || true)
+    [[ $n -ge $MESSAGES ]] && break
+    sleep 0.5
+done
+grep '"message":"record"' "$consumer_log" | head -n "$MESSAGES"
+echo "records logged by the consumer: $(grep -c '"message":"record"' "$consumer_log" || true)"
+sleep 2
+echo "consumer lag per partition (its /metrics, after the commit):"
+curl -fsS http://127.0.0.1:18081/metrics | grep '^kafka_consumergroup_lag' || true
+step "Kafka's own consumer-groups tool describes the group"
+scripts/kafka-tool.sh consumer-groups --bootstrap-server "$BOOTSTRAP" --describe --group "$GROUP" || true
+kill -TERM "$consumer_pid"; wait "$consumer_pid" || true; consumer_pid=
 rm -f "$consumer_log"
 step "Done"

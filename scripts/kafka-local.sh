@@ -35,7 +35,10 @@ SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 POM="$SCRIPT_DIR/kafka/pom.xml"
 
 DIR=${KAFKA_LOCAL_DIR:-${TMPDIR:-/tmp}/kafka-local-$(id -u)}
+DIR=${DIR%/}
+[[ $DIR == /* ]] || DIR="$PWD/$DIR"   # the broker and tools get absolute paths
 CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$DIR}
+[[ $CACHE_DIR == /* ]] || CACHE_DIR="$PWD/$CACHE_DIR"
 HOST=127.0.0.1
 PLAINTEXT_PORT=${KAFKA_LOCAL_PLAINTEXT_PORT:-19092}
 SASL_PLAINTEXT_PORT=${KAFKA_LOCAL_SASL_PLAINTEXT_PORT:-19093}
@@ -68,7 +71,16 @@ usage() {
     exit 2
 }
 
-now_ms() { date +%s%3N; }
+now_ms() {
+    local t
+    t=$(date +%s%3N)
+    [[ $t =~ ^[0-9]+$ ]] || t=$(($(date +%s) * 1000))  # BSD date has no %N
+    echo "$t"
+}
+
+sha256() {
+    if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi
+}
 
 # ---------------------------------------------------------------- classpath
 
@@ -78,7 +90,7 @@ now_ms() { date +%s%3N; }
 classpath() {
     command -v java >/dev/null || die "java not found (Java 17+ required)"
     local hash cp_file tmp jar ok=1
-    hash=$(sha256sum "$POM" | cut -c1-16)
+    hash=$(sha256 "$POM" | cut -c1-16)
     cp_file="$CACHE_DIR/classpath-$hash.txt"
     if [[ -s $cp_file ]]; then
         # ~/.m2 may have been cleaned since: check the jars are still there.
@@ -213,7 +225,7 @@ gen_tls() {
             openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca-key.pem -sha256 -days 825 \
                 -set_serial "$(serial)" -extfile "$1.ext" -out "$1.pem" 2>/dev/null
             # Kafka's PEM keystore (ssl.keystore.location): PKCS#8 key + chain.
-            cat "$1-key.pem" "$1.pem" ca.pem >"$1-keystore.pem"
+            cat "$1-key.pem" "$1.pem" >"$1-keystore.pem"
             rm -f "$1.csr" "$1.ext"
         }
         leaf broker "/CN=localhost" "basicConstraints=critical,CA:FALSE
@@ -353,7 +365,11 @@ format_storage() {
     [[ -s $DATA/meta.properties ]] && return 0
     local cluster_id
     # 16 random bytes, URL-safe base64 without padding: a Kafka Uuid.
-    cluster_id=$(openssl rand -base64 16 | tr '+/' '-_' | tr -d '=\n')
+    # (Kafka never issues one starting with '-': it would parse as an option.)
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(openssl rand -base64 16 | tr '+/' '-_' | tr -d '=\n')
+    done
     mkdir -p "$DATA"
     local -a scram=()
     local mech u
@@ -413,7 +429,9 @@ cmd_start() {
             fd=${fd##*/}
             if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-"; fi
         done
-        exec setsid nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG" \
+        setsid=()
+        command -v setsid >/dev/null && setsid=(setsid)  # absent on macOS
+        exec "${setsid[@]}" nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG" \
             >"$OUT_FILE" 2>&1 </dev/null
     ) &
     pid=$!

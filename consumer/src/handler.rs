@@ -223,7 +223,7 @@ mod tests {
             render(&[0xff, 0xfe, 0x00], 10),
             ("//4A".to_owned(), "base64", false)
         );
-        assert_eq!(render(&[0xff; 10], 3).2, true);
+        assert!(render(&[0xff; 10], 3).2);
     }
 
     #[test]

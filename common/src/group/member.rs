@@ -90,10 +90,7 @@ pub enum MemberError {
 impl MemberError {
     /// Whether the consumer should give up.
     pub fn is_fatal(&self) -> bool {
-        match self {
-            Self::Fatal(_) => true,
-            _ => false,
-        }
+        matches!(self, Self::Fatal(_))
     }
 }
 
