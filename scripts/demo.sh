@@ -7,6 +7,8 @@
 # DEMO_GROUP, DEMO_KEEP_BROKER=1 to leave the broker running afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Keep the resolved Kafka classpath across stop/start (stop deletes the state dir).
+export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 
 MESSAGES=${DEMO_MESSAGES:-20}
 TOPIC=${DEMO_TOPIC:-demo-$(date +%s)}

@@ -4,6 +4,8 @@
 # not come up is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Keep the resolved Kafka classpath across stop/start (stop deletes the state dir).
+export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 
 started_here=0
 cleanup() {

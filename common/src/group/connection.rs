@@ -354,12 +354,25 @@ impl ConnectionError {
 
 /// Connection settings prepared once (TLS configuration built, SASL
 /// checked) and shared by every [`BrokerConnection`]; cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectionConfig {
     client_id: StrBytes,
     tls: Option<Arc<rustls::ClientConfig>>,
     sasl: Option<SaslSettings>,
     request_timeout: Duration,
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // rustls' configuration is long and says nothing useful here; the
+        // SASL settings redact the password themselves.
+        f.debug_struct("ConnectionConfig")
+            .field("client_id", &self.client_id)
+            .field("tls", &self.tls.is_some())
+            .field("sasl", &self.sasl)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 impl ConnectionConfig {
@@ -1161,7 +1174,8 @@ fn is_closed(e: &io::Error) -> bool {
 /// record (content type 20–23, protocol major version 3). As a length that
 /// is over 300 MB, so no valid frame is mistaken for TLS.
 fn looks_like_tls(prefix: [u8; 4]) -> bool {
-    (0x14..=0x17).contains(&prefix[0]) && prefix[1] == 0x03 && prefix[2] <= 0x04
+    let [content_type, major, minor, _] = prefix;
+    (0x14..=0x17).contains(&content_type) && major == 0x03 && minor <= 0x04
 }
 
 /// A hint for a failed TLS handshake, when its cause is likely a port that
@@ -1656,7 +1670,7 @@ mod wire {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use kafka_protocol::messages::{
@@ -1704,13 +1718,13 @@ mod tests {
 
     const ALL: &[ApiKey] = &[];
 
-    fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
+    pub(crate) fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
         let mut buf = BytesMut::new();
         message.encode(&mut buf, version).expect("encodable");
         buf.to_vec()
     }
 
-    fn api_versions_body(version: i16, without: &[ApiKey]) -> Vec<u8> {
+    pub(crate) fn api_versions_body(version: i16, without: &[ApiKey]) -> Vec<u8> {
         let ranges = [
             (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
             (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
@@ -1736,24 +1750,30 @@ mod tests {
         encode(&ApiVersionsResponse::default().with_api_keys(keys), version)
     }
 
-    struct Request {
-        key: i16,
-        version: i16,
-        correlation_id: i32,
+    /// The header of a request the fake broker read.
+    pub(crate) struct FakeRequest {
+        pub(crate) key: i16,
+        pub(crate) version: i16,
+        pub(crate) correlation_id: i32,
     }
 
-    async fn read_request(sock: &mut TcpStream) -> Option<Request> {
+    pub(crate) async fn read_request(sock: &mut TcpStream) -> Option<FakeRequest> {
         let len = sock.read_i32().await.ok()?;
         let mut buf = vec![0; usize::try_from(len).ok()?];
         sock.read_exact(&mut buf).await.ok()?;
-        Some(Request {
+        Some(FakeRequest {
             key: i16::from_be_bytes([buf[0], buf[1]]),
             version: i16::from_be_bytes([buf[2], buf[3]]),
             correlation_id: i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
         })
     }
 
-    async fn answer(sock: &mut TcpStream, req: &Request, correlation_id: i32, body: &[u8]) {
+    pub(crate) async fn answer(
+        sock: &mut TcpStream,
+        req: &FakeRequest,
+        correlation_id: i32,
+        body: &[u8],
+    ) {
         let header_version = ApiKey::try_from(req.key)
             .expect("known key")
             .response_header_version(req.version);
@@ -2226,6 +2246,8 @@ mod tests {
             !msg.contains("hunter2") && !format!("{e:?}").contains("hunter2"),
             "{msg}"
         );
+        let config = sasl_config(&addr, SaslMechanism::Plain);
+        assert!(!format!("{config:?}").contains("hunter2"));
         assert_eq!(
             task.await.expect("task")[2],
             (ApiKey::SaslAuthenticate as i16, 2)
