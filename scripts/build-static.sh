@@ -19,9 +19,10 @@ if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep 
     rustup target add "$TARGET"
 fi
 
-# Crates with C code (ring, zstd, lz4) must be compiled for musl too.
+# Crates with C code (ring, zstd, lz4) must be compiled for musl too. The
+# linker stays rustc's default for the target, which links a static-pie
+# (naming musl-gcc as the linker would make a dynamic PIE).
 export CC_x86_64_unknown_linux_musl=musl-gcc
-export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER:-musl-gcc}
 
 # cargo-auditable embeds the dependency list in the binary when available.
 BUILD=(cargo build)

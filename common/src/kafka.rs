@@ -2,7 +2,12 @@
 //! and SASL — defined once here, used both for rskafka's client and for our
 //! own group-coordinator connection ([`crate::group`]).
 
-use std::{fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, Once},
+    time::Duration,
+};
 
 use rskafka::{
     client::{Client, ClientBuilder, Credentials, SaslConfig},
@@ -14,7 +19,13 @@ use rustls::{
     DigitallySignedStruct, RootCertStore,
 };
 
-use crate::config::{ConfigError, ConfigSource, Secret};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::{
+    config::{ConfigError, ConfigSource, Secret},
+    group::connection::{BrokerConnection, ConnectionConfig, ConnectionError},
+};
 
 /// `KAFKA_SECURITY_PROTOCOL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,7 +307,10 @@ impl KafkaSettings {
     }
 
     /// rskafka's SASL configuration, when SASL is on.
-    pub fn rskafka_sasl(&self) -> Option<SaslConfig> {
+    ///
+    /// Crate-private on purpose: rskafka's `Credentials` derives `Debug`
+    /// with the password in it, so the value must never reach a `{:?}`.
+    pub(crate) fn rskafka_sasl(&self) -> Option<SaslConfig> {
         self.sasl.as_ref().map(|s| {
             let creds = Credentials::new(s.username.clone(), s.password.expose().to_owned());
             match s.mechanism {
@@ -309,27 +323,88 @@ impl KafkaSettings {
 
     /// The rustls configuration, when TLS is on. Built once per process and
     /// shared by rskafka and the group connection.
+    ///
+    /// With `KAFKA_SSL_VERIFY_HOSTNAME=false` the first call in a process
+    /// logs a warning: it happens when a service first connects, at start.
     pub fn rustls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, KafkaError> {
         if !self.security_protocol.uses_tls() {
             return Ok(None);
         }
+        if !self.tls.verify_hostname {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                warn!(
+                    security_protocol = %self.security_protocol,
+                    bootstrap = %self.bootstrap.join(","),
+                    "TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false): broker \
+                     certificates are checked against the CA but not against the broker's name, \
+                     so any certificate that CA issued is accepted for any broker"
+                );
+            });
+        }
         tls_client_config(&self.tls).map(Some)
     }
 
-    /// Connects rskafka's client, retrying transient errors until `deadline`.
+    /// Connects rskafka's client within `deadline`.
+    ///
+    /// rskafka reports TLS and SASL failures vaguely ("Connection error",
+    /// "Sasl handshake failed: API error"), so first the bootstrap brokers
+    /// are probed, in order, with our own [`BrokerConnection`] — TCP, TLS,
+    /// `ApiVersions`, SASL, with the very same TLS configuration — until one
+    /// succeeds. A failure a retry cannot fix (certificate, authentication,
+    /// security-protocol mismatch, TLS files) is returned at once as one
+    /// clear line naming the broker ([`KafkaError::Broker`]); network
+    /// trouble is retried with growing backoff until `deadline`
+    /// ([`KafkaError::Unreachable`]). Callers that must keep trying those
+    /// too use [`connect_retrying`](Self::connect_retrying).
     pub async fn connect(&self, deadline: Duration) -> Result<Client, KafkaError> {
+        let until = Instant::now() + deadline;
+        let tls = self.rustls_config()?;
+        let mut backoff = self.backoff_initial;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.probe(tls.clone(), until).await {
+                Ok(broker) => {
+                    debug!(broker = %broker, "bootstrap broker reachable; connecting the Kafka client");
+                    break;
+                }
+                Err(e) if e.is_retriable() => {
+                    let wait = jittered(backoff);
+                    if Instant::now() + wait >= until {
+                        return Err(KafkaError::Unreachable {
+                            bootstrap: self.bootstrap.join(","),
+                            after: deadline,
+                            last: Box::new(e),
+                        });
+                    }
+                    warn!(
+                        bootstrap = %self.bootstrap.join(","),
+                        error = %e,
+                        attempt,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "cannot reach Kafka; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(self.backoff_max);
+                }
+                Err(e) => return Err(KafkaError::Broker(Box::new(e))),
+            }
+        }
+
+        let remaining = until.saturating_duration_since(Instant::now());
         let mut builder = ClientBuilder::new(self.bootstrap.clone())
             .client_id(self.client_id.as_str())
-            .backoff_config(self.backoff(Some(deadline)));
-        if let Some(tls) = self.rustls_config()? {
+            .backoff_config(self.backoff(Some(remaining)));
+        if let Some(tls) = tls {
             builder = builder.tls_config(tls);
         }
         if let Some(sasl) = self.rskafka_sasl() {
             builder = builder.sasl_config(sasl);
         }
         // rskafka's own deadline covers retries; the outer timeout also
-        // covers a single attempt that hangs (e.g. TLS to a plaintext port).
-        match tokio::time::timeout(deadline + Duration::from_secs(1), builder.build()).await {
+        // covers a single attempt that hangs.
+        match tokio::time::timeout(remaining + Duration::from_secs(1), builder.build()).await {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(e)) => Err(KafkaError::Connect {
                 bootstrap: self.bootstrap.join(","),
@@ -341,6 +416,85 @@ impl KafkaSettings {
             }),
         }
     }
+
+    /// Like [`connect`](Self::connect), but keeps retrying *every* failure
+    /// except unusable TLS files — wrong password, unknown CA, protocol
+    /// mismatch included, since operators provision users and certificates
+    /// asynchronously — with growing backoff until `deadline`, logging each
+    /// retry as a warning and passing each failure to `on_failure` (e.g. to
+    /// set `/readyz`). Returns the last failure when the deadline passes.
+    pub async fn connect_retrying(
+        &self,
+        deadline: Duration,
+        mut on_failure: impl FnMut(&KafkaError),
+    ) -> Result<Client, KafkaError> {
+        let until = Instant::now() + deadline;
+        let mut backoff = self.backoff_initial;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let remaining = until.saturating_duration_since(Instant::now());
+            let e = match self.connect(remaining).await {
+                Ok(client) => return Ok(client),
+                Err(e) => e,
+            };
+            on_failure(&e);
+            let wait = jittered(backoff);
+            if matches!(e, KafkaError::TlsFile { .. } | KafkaError::Tls(_))
+                || Instant::now() + wait >= until
+            {
+                return Err(e);
+            }
+            warn!(
+                error = %e,
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                "cannot connect to Kafka; retrying"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.backoff_max);
+        }
+    }
+
+    /// One pass over the bootstrap brokers: the first that connects (TCP,
+    /// TLS, `ApiVersions`, SASL) ends it. A non-retriable failure ends it at
+    /// once (the next broker has the same certificate authority and users);
+    /// otherwise the last failure is returned.
+    async fn probe(
+        &self,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        until: Instant,
+    ) -> Result<&str, ConnectionError> {
+        let config = ConnectionConfig::with_tls(self, tls)?;
+        let mut last = None;
+        for broker in &self.bootstrap {
+            let remaining = until.saturating_duration_since(Instant::now());
+            let result =
+                tokio::time::timeout(remaining, BrokerConnection::connect(&config, broker)).await;
+            match result {
+                Ok(Ok(_connection)) => return Ok(broker),
+                Ok(Err(e)) if !e.is_retriable() => return Err(e),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(ConnectionError::Timeout {
+                        broker: broker.clone(),
+                        during: "connect",
+                        after: remaining,
+                    })
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectionError::Timeout {
+            broker: self.bootstrap.join(","),
+            during: "connect",
+            after: Duration::ZERO,
+        }))
+    }
+}
+
+/// `d` scaled by a random factor in [0.5, 1): retries of many clients spread out.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
 fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
@@ -401,7 +555,25 @@ pub enum KafkaError {
     /// rustls rejected the configuration.
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-    /// The client could not reach the cluster.
+    /// A bootstrap broker refused us for a reason retrying will not fix
+    /// soon (certificate, authentication, security-protocol mismatch): our
+    /// own connection's one-line explanation, naming the broker.
+    #[error("{0}")]
+    Broker(Box<ConnectionError>),
+    /// No bootstrap broker could be reached before the deadline.
+    #[error(
+        "cannot connect to Kafka at {bootstrap} within {:.1}s: {last}",
+        after.as_secs_f64()
+    )]
+    Unreachable {
+        /// The bootstrap list.
+        bootstrap: String,
+        /// The deadline.
+        after: Duration,
+        /// The last broker's failure.
+        last: Box<ConnectionError>,
+    },
+    /// rskafka's client could not reach the cluster (after a successful probe).
     #[error("cannot connect to Kafka at {bootstrap}: {source}")]
     Connect {
         /// The bootstrap list.
@@ -417,6 +589,18 @@ pub enum KafkaError {
         /// The deadline.
         after: Duration,
     },
+}
+
+impl KafkaError {
+    /// Whether trying again later may succeed without changing anything:
+    /// network trouble and timeouts, not bad files, certificates or passwords.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Self::TlsFile { .. } | Self::Tls(_) => false,
+            Self::Broker(e) => e.is_retriable(),
+            Self::Unreachable { .. } | Self::Connect { .. } | Self::ConnectTimeout { .. } => true,
+        }
+    }
 }
 
 /// Builds a rustls client configuration from PEM files.

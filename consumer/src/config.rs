@@ -88,6 +88,9 @@ pub struct ConsumeArgs {
     /// A partition with lag that makes no progress this long makes /readyz fail [env: CONSUMER_STALL_SECS] [default: 60]
     #[arg(long, value_name = "SECS")]
     pub stall_secs: Option<String>,
+    /// How often subscribed topics' partition counts are checked; a new topic or partition triggers a rebalance (like metadata.max.age.ms) [env: CONSUMER_METADATA_REFRESH_MS] [default: 10000]
+    #[arg(long, value_name = "MS")]
+    pub metadata_refresh_ms: Option<String>,
     /// Address of the /healthz, /readyz, /metrics server [env: HTTP_ADDR] [default: 0.0.0.0:8080]
     #[arg(long, value_name = "IP:PORT")]
     pub http_addr: Option<String>,
@@ -96,7 +99,7 @@ pub struct ConsumeArgs {
 impl ConsumeArgs {
     /// `(KEY, --flag, value)` for every flag given.
     pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 16] = [
+        let pairs: [(&'static str, &'static str, &Option<String>); 17] = [
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("KAFKA_CONSUMER_GROUP", "--group", &self.group),
             (
@@ -156,6 +159,11 @@ impl ConsumeArgs {
                 &self.log_value_max_bytes,
             ),
             ("CONSUMER_STALL_SECS", "--stall-secs", &self.stall_secs),
+            (
+                "CONSUMER_METADATA_REFRESH_MS",
+                "--metadata-refresh-ms",
+                &self.metadata_refresh_ms,
+            ),
             ("HTTP_ADDR", "--http-addr", &self.http_addr),
         ];
         pairs
@@ -182,6 +190,7 @@ pub const CONSUMER_KEYS: &[&str] = &[
     "CONSUMER_BUFFER_BATCHES",
     "CONSUMER_LOG_VALUE_MAX_BYTES",
     "CONSUMER_STALL_SECS",
+    "CONSUMER_METADATA_REFRESH_MS",
     "HTTP_ADDR",
     "LOG_FORMAT",
     "RUST_LOG",
@@ -237,6 +246,8 @@ pub struct Config {
     pub log_value_max_bytes: usize,
     /// Readiness stall window.
     pub stall_after: Duration,
+    /// Partition-count check interval.
+    pub metadata_refresh: Duration,
     /// Sidecar address.
     pub http_addr: SocketAddr,
     /// Logging.
@@ -352,6 +363,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)?
             as usize,
         stall_after: Duration::from_secs(src.number("CONSUMER_STALL_SECS", 60u64, 1..=86_400)?),
+        metadata_refresh: src.millis("CONSUMER_METADATA_REFRESH_MS", 10_000, 100..=3_600_000)?,
         http_addr: src.socket_addr("HTTP_ADDR", "0.0.0.0:8080")?,
         log: LogConfig::from_source(src)?,
     })

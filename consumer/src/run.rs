@@ -206,7 +206,15 @@ async fn consume(
             "assignment received"
         );
 
-        let committed = match member.committed(&assignment).await {
+        let fetched = tokio::select! {
+            r = member.committed(&assignment) => r,
+            () = shutdown.cancelled() => {
+                member.reset_connection();
+                member.leave(config.drain_timeout).await;
+                return Ok(());
+            }
+        };
+        let committed = match fetched {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "reading committed offsets failed; rejoining");
@@ -257,6 +265,14 @@ async fn consume(
             config.commit_interval,
         );
         let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut metadata_tick = tokio::time::interval_at(
+            Instant::now() + config.metadata_refresh,
+            config.metadata_refresh,
+        );
+        // Partition counts this generation was assigned with; a change (a
+        // topic created or grown) needs a new assignment, as in Java where
+        // the metadata refresh triggers a rejoin.
+        let counts_at_join = bounded_counts(&client, &config.topics, shutdown).await;
 
         let outcome = loop {
             tokio::select! {
@@ -269,13 +285,36 @@ async fn consume(
                     }
                 }
                 _ = commit_tick.tick() => {
-                    if let Err(e) = commit(&mut member, &workers, &config.group).await {
+                    let result = tokio::select! {
+                        r = commit(&mut member, &workers, &config.group) => r,
+                        () = shutdown.cancelled() => {
+                            // The commit was abandoned mid-request: start the
+                            // final commit on a fresh connection.
+                            member.reset_connection();
+                            break Outcome::Shutdown;
+                        }
+                    };
+                    if let Err(e) = result {
                         if matches!(e, MemberError::Fatal(_)) {
                             break Outcome::Fatal(e);
                         }
                         warn!(error = %e, "periodic commit failed; offsets stay pending");
                         if member.revocation_pending().is_some() {
                             break Outcome::Rebalance;
+                        }
+                    }
+                }
+                _ = metadata_tick.tick() => {
+                    // Bounded and cancellable: rskafka retries a metadata request
+                    // until its deadline, and SIGTERM must not wait for that.
+                    let now = bounded_counts(&client, &config.topics, shutdown).await;
+                    if let (Some(before), Some(now)) = (&counts_at_join, now) {
+                        if before != &now {
+                            info!(group = %config.group, ?before, ?now, "subscribed topics changed; asking for a rebalance");
+                            member.request_rejoin();
+                            if member.revocation_pending().is_some() {
+                                break Outcome::Rebalance;
+                            }
                         }
                     }
                 }
@@ -467,6 +506,19 @@ async fn partition_counts(
         .filter(|t| topics.contains(&t.name))
         .map(|t| (t.name, t.partitions.len() as i32))
         .collect())
+}
+
+/// Partition counts, or `None` when the cluster does not answer within 5 s
+/// or shutdown was requested.
+async fn bounded_counts(
+    client: &Client,
+    topics: &[String],
+    shutdown: &CancellationToken,
+) -> Option<BTreeMap<String, i32>> {
+    tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(5), partition_counts(client, topics)) => r.ok().and_then(Result::ok),
+        () = shutdown.cancelled() => None,
+    }
 }
 
 async fn sleep_or_cancel(

@@ -255,8 +255,14 @@ async fn produce_all(
         "connecting"
     );
     let remaining = deadline.saturating_duration_since(Instant::now());
+    // Every failure (wrong password, unknown CA, …) is retried with growing
+    // backoff until the timeout; /readyz shows the latest one meanwhile.
+    let on_failure = |e: &KafkaError| {
+        health.beat();
+        health.set_not_ready(e.to_string());
+    };
     let client = tokio::select! {
-        c = config.kafka.connect(remaining) => c?,
+        c = config.kafka.connect_retrying(remaining, on_failure) => c?,
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while connecting".to_owned())),
     };
     health.beat();

@@ -150,6 +150,12 @@ impl Member {
         self.machine.generation()
     }
 
+    /// Drops the coordinator connection (e.g. after a request was abandoned
+    /// mid-flight); the next request finds the coordinator again.
+    pub fn reset_connection(&mut self) {
+        self.client.mark_coordinator_dead();
+    }
+
     /// A client with its own connection to the same coordinator, for heartbeats.
     pub fn heartbeat_client(&self) -> CoordinatorClient {
         self.client.clone()

@@ -1,0 +1,531 @@
+//! The `consumer` binary as real group members (separate processes, real
+//! signals) against the real broker, next to Kafka's own Java tools.
+
+#[path = "../../producer/tests/support/mod.rs"]
+mod support;
+
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    io::Read,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+/// A consumer process whose JSON log goes to a file.
+struct Member {
+    child: Child,
+    log: PathBuf,
+    http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Member {
+    fn start(topic: &str, group: &str, bootstrap: &str, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("consumer.log");
+        let port = free_port();
+        let http = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consumer"));
+        cmd.env_clear()
+            .env("KAFKA_BOOTSTRAP_SERVER", bootstrap)
+            .env("KAFKA_TOPIC", topic)
+            .env("KAFKA_CONSUMER_GROUP", group)
+            .env("HTTP_ADDR", &http)
+            .env("LOG_FORMAT", "json")
+            .env("CONSUMER_SESSION_TIMEOUT_MS", "10000")
+            .env("CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
+            .env("CONSUMER_COMMIT_INTERVAL_MS", "500")
+            .env("CONSUMER_DRAIN_TIMEOUT_MS", "4000")
+            .env("CONSUMER_FETCH_MAX_WAIT_MS", "100")
+            .env("CONSUMER_METADATA_REFRESH_MS", "1000");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("dup");
+        let child = cmd.stdout(out).stderr(err).spawn().expect("spawn consumer");
+        Self {
+            child,
+            log,
+            http,
+            _dir: dir,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// (partition, offset) of every record this member logged.
+    fn records(&self) -> Vec<(i64, i64)> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "record")
+            .filter_map(|v| Some((v["partition"].as_i64()?, v["offset"].as_i64()?)))
+            .collect()
+    }
+
+    /// The partitions of the last assignment this member logged, with its generation.
+    fn assignment(&self) -> Option<(i64, BTreeSet<String>)> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "assignment received")
+            .last()
+            .map(|v| {
+                let parts = v["partitions"].as_str().unwrap_or_default();
+                let set = parts
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                (v["generation"].as_i64().unwrap_or(-1), set)
+            })
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// Every assignment is from one generation and the members split `n` partitions.
+fn balanced(members: &[&Member], n: usize) -> bool {
+    let assignments: Vec<_> = members.iter().filter_map(|m| m.assignment()).collect();
+    if assignments.len() != members.len() {
+        return false;
+    }
+    let generations: BTreeSet<i64> = assignments.iter().map(|(g, _)| *g).collect();
+    let all: BTreeSet<&String> = assignments.iter().flat_map(|(_, p)| p.iter()).collect();
+    let total: usize = assignments.iter().map(|(_, p)| p.len()).sum();
+    generations.len() == 1 && all.len() == n && total == n
+}
+
+fn kafka_tool(args: &[&str]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("scripts/kafka-tool.sh"))
+        .args(args)
+        .output()
+        .expect("kafka-tool.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn produce(topic: &str, n: u64, run_id: &str) {
+    let p = spawn_producer(&[
+        ("KAFKA_TOPIC", topic),
+        ("PRODUCER_MESSAGES", &n.to_string()),
+        ("PRODUCER_KEY_TEMPLATE", "key-{seq}"),
+        ("PRODUCER_RUN_ID", run_id),
+    ])
+    .await;
+    assert_eq!(p.handle.await.expect("join").expect("produced").acked, n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
+    let bootstrap = bootstrap();
+    let topic = unique("members");
+    let group = unique("g-members");
+    create_topic(&topic, 6).await;
+
+    let a = Member::start(&topic, &group, &bootstrap, &[]);
+    let b = Member::start(&topic, &group, &bootstrap, &[]);
+    let mut c = Member::start(&topic, &group, &bootstrap, &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || balanced(&[&a, &b, &c], 6)
+            && [&a, &b, &c]
+                .iter()
+                .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == 2))),
+        "three members with two partitions each: {:?} {:?} {:?}",
+        a.assignment(),
+        b.assignment(),
+        c.assignment()
+    );
+
+    produce(&topic, 600, "run-members-1").await;
+    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b, &c])
+        .len()
+        >= 600));
+    let first: BTreeSet<(i64, i64)> = seen(&[&a, &b, &c]).into_iter().collect();
+    assert_eq!(first.len(), 600, "every record once");
+    assert_eq!(seen(&[&a, &b, &c]).len(), 600, "no record twice");
+    for m in [&a, &b, &c] {
+        let addr = m.http.parse().expect("addr");
+        let mut status = 0;
+        for _ in 0..30 {
+            status = get(addr, "/readyz").await.0;
+            if status == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, 200, "stable member with partitions is ready");
+    }
+
+    // SIGTERM one member: it commits and sends LeaveGroup, so the other two
+    // get its partitions at once, not after the 10 s session timeout.
+    let stopped = Instant::now();
+    c.sigterm();
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "clean exit:\n{}",
+        c.log_text()
+    );
+    assert!(c.log_text().contains("\"message\":\"left group\""));
+    assert!(
+        wait_until(Duration::from_secs(9), || balanced(&[&a, &b], 6)),
+        "survivors took over"
+    );
+    let handover = stopped.elapsed();
+    assert!(
+        handover < Duration::from_secs(9),
+        "rebalance took {handover:?}, not bounded by the session timeout"
+    );
+    eprintln!("handover after SIGTERM took {handover:?}");
+
+    produce(&topic, 300, "run-members-2").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b, &c])
+        .len()
+        >= 900));
+    let all = seen(&[&a, &b, &c]);
+    let distinct: BTreeSet<(i64, i64)> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), 900, "nothing lost");
+    assert_eq!(all.len(), 900, "clean hand-over: nothing delivered twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools() {
+    let bootstrap = bootstrap();
+    let topic = unique("interop");
+    let group = unique("g-interop");
+    create_topic(&topic, 4).await;
+
+    let ours = Member::start(&topic, &group, &bootstrap, &[]);
+    // Kafka's own Java consumer, classic protocol, range assignor (which we offer too).
+    let java_out = tempfile::NamedTempFile::new().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut java = Command::new(root.join("scripts/kafka-tool.sh"))
+        .args([
+            "console-consumer",
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--consumer-property",
+            "group.protocol=classic",
+            "--consumer-property",
+            "partition.assignment.strategy=org.apache.kafka.clients.consumer.RangeAssignor",
+            "--consumer-property",
+            "auto.offset.reset=earliest",
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.offset=true",
+        ])
+        .stdout(java_out.reopen().expect("reopen"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java console consumer");
+
+    // Both members in one generation, partitions split between them.
+    let members_line = || {
+        kafka_tool(&[
+            "consumer-groups",
+            "--bootstrap-server",
+            &bootstrap,
+            "--describe",
+            "--group",
+            &group,
+            "--members",
+        ])
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let out = members_line();
+            let rows: Vec<&str> = out.lines().filter(|l| l.starts_with(&group)).collect();
+            rows.len() == 2
+                && rows
+                    .iter()
+                    .all(|r| r.split_whitespace().nth(4) == Some("2"))
+                && ours.assignment().is_some_and(|(_, p)| p.len() == 2)
+        }),
+        "two members with two partitions each:\n{}",
+        members_line()
+    );
+    let described = members_line();
+    assert!(
+        described.contains("kafka-consumer"),
+        "our client id is listed:\n{described}"
+    );
+
+    produce(&topic, 200, "run-interop").await;
+    let java_records = || {
+        std::fs::read_to_string(java_out.path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("Partition:"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ours.records().len()
+            + java_records()
+            >= 200),
+        "ours {} + java {}",
+        ours.records().len(),
+        java_records()
+    );
+    assert_eq!(ours.records().len() + java_records(), 200);
+    assert!(
+        !ours.records().is_empty() && java_records() > 0,
+        "both consumed"
+    );
+
+    // After catch-up Kafka's tool shows our committed offsets with lag 0.
+    let describe = || {
+        kafka_tool(&[
+            "consumer-groups",
+            "--bootstrap-server",
+            &bootstrap,
+            "--describe",
+            "--group",
+            &group,
+        ])
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let out = describe();
+            let rows: Vec<Vec<String>> = out
+                .lines()
+                .filter(|l| l.starts_with(&group))
+                .map(|l| l.split_whitespace().map(str::to_owned).collect())
+                .collect();
+            rows.len() == 4
+                && rows
+                    .iter()
+                    .all(|r| r.get(5).map(String::as_str) == Some("0"))
+        }),
+        "lag 0 everywhere:\n{}",
+        describe()
+    );
+    let _ = java.kill();
+    let _ = java.wait();
+}
+
+/// A broker of its own (other ports and state dir), so stopping it does not
+/// disturb the other tests.
+struct PrivateBroker {
+    env: Vec<(String, String)>,
+    root: PathBuf,
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let base = 30000 + (std::process::id() % 2000) as u16 * 5;
+        let dir = std::env::temp_dir().join(format!("kafka-private-{}", std::process::id()));
+        let env = vec![
+            ("KAFKA_LOCAL_DIR".to_owned(), dir.display().to_string()),
+            ("KAFKA_LOCAL_PLAINTEXT_PORT".to_owned(), base.to_string()),
+            (
+                "KAFKA_LOCAL_SASL_PLAINTEXT_PORT".to_owned(),
+                (base + 1).to_string(),
+            ),
+            ("KAFKA_LOCAL_SSL_PORT".to_owned(), (base + 2).to_string()),
+            (
+                "KAFKA_LOCAL_SASL_SSL_PORT".to_owned(),
+                (base + 3).to_string(),
+            ),
+            (
+                "KAFKA_LOCAL_CONTROLLER_PORT".to_owned(),
+                (base + 4).to_string(),
+            ),
+        ];
+        let b = Self { env, root };
+        let out = b.script("start");
+        assert!(
+            out.status.success(),
+            "private broker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        b
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.env[1].1)
+    }
+
+    fn script(&self, cmd: &str) -> std::process::Output {
+        Command::new(self.root.join("scripts/kafka-local.sh"))
+            .arg(cmd)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("kafka-local.sh")
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_broker_gone_exits_1_within_the_drain_timeout() {
+    let broker = PrivateBroker::start();
+    let bootstrap = broker.bootstrap();
+    let topic = unique("gone");
+    let group = unique("g-gone");
+    let settings = common::kafka::KafkaSettings::plaintext(bootstrap.clone(), "test");
+    let client = settings
+        .connect(Duration::from_secs(30))
+        .await
+        .expect("connect private broker");
+    client
+        .controller_client()
+        .expect("controller")
+        .create_topic(&topic, 2, 1, 10_000)
+        .await
+        .expect("topic");
+
+    // Commits only at shutdown, so the final commit has work that needs the broker.
+    let mut m = Member::start(
+        &topic,
+        &group,
+        &bootstrap,
+        &[
+            ("CONSUMER_DRAIN_TIMEOUT_MS", "3000"),
+            ("CONSUMER_COMMIT_INTERVAL_MS", "600000"),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || m
+            .assignment()
+            .is_some_and(|(_, p)| p.len() == 2)),
+        "{}",
+        m.log_text()
+    );
+    let p = spawn_producer(&[
+        ("KAFKA_BOOTSTRAP_SERVER", &bootstrap),
+        ("KAFKA_TOPIC", &topic),
+        ("PRODUCER_MESSAGES", "20"),
+    ])
+    .await;
+    assert_eq!(p.handle.await.expect("join").expect("produced").acked, 20);
+    assert!(
+        wait_until(Duration::from_secs(20), || m.records().len() == 20),
+        "{}",
+        m.log_text()
+    );
+
+    let stop = broker.script("stop");
+    assert!(stop.status.success());
+    let t = Instant::now();
+    m.sigterm();
+    let code = m.wait_exit(Duration::from_secs(10));
+    let took = t.elapsed();
+    let log = m.log_text();
+    assert_eq!(code, Some(1), "the final commit cannot succeed:\n{log}");
+    assert!(
+        took < Duration::from_secs(5),
+        "drain bounded by its 3 s timeout, took {took:?}"
+    );
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("\"level\":\"ERROR\"") && last.contains("drain timeout"),
+        "clear last line: {last}"
+    );
+    assert!(!log.contains("panicked"));
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line() {
+    for (key, value, allowed) in [
+        (
+            "KAFKA_CONSUMER_GROUP",
+            "",
+            "KAFKA_CONSUMER_GROUP is required",
+        ),
+        ("CONSUMER_AUTO_OFFSET_RESET", "none", "earliest, latest"),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "5s", "whole number"),
+        ("CONSUMER_ASSIGNORS", "sticky", "range, roundrobin"),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consumer"));
+        cmd.env_clear()
+            .env("KAFKA_CONSUMER_GROUP", "g")
+            .env(key, value);
+        let out = cmd.output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(allowed), "{stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_consumer"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for s in [
+        "--group",
+        "KAFKA_CONSUMER_GROUP",
+        "CONSUMER_DRAIN_TIMEOUT_MS",
+        "healthcheck",
+    ] {
+        assert!(help.contains(s), "--help lacks {s}");
+    }
+}
