@@ -157,16 +157,26 @@ async fn consume(
         health.set_not_ready("joining the consumer group");
         health.beat();
         let counts_client = Arc::clone(&client);
-        let assignment = match member
-            .join(
+        // A JoinGroup may legitimately wait for the whole rebalance timeout;
+        // the loop is alive while it polls the join, so keep /healthz fresh.
+        let joined = {
+            let join = member.join(
                 move |topics| {
                     let c = Arc::clone(&counts_client);
                     async move { partition_counts(&c, &topics).await }
                 },
                 shutdown,
-            )
-            .await
-        {
+            );
+            tokio::pin!(join);
+            let mut beat = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    r = &mut join => break r,
+                    _ = beat.tick() => health.beat(),
+                }
+            }
+        };
+        let assignment = match joined {
             Ok(a) => a,
             Err(MemberError::Cancelled) => {
                 member.leave(config.drain_timeout).await;

@@ -79,8 +79,7 @@ impl Member {
         self.log_text()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["message"] == "assignment received")
-            .last()
+            .rfind(|v| v["message"] == "assignment received")
             .map(|v| {
                 let parts = v["partitions"].as_str().unwrap_or_default();
                 let set = parts
@@ -202,6 +201,15 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
     let first: BTreeSet<(i64, i64)> = seen(&[&a, &b, &c]).into_iter().collect();
     assert_eq!(first.len(), 600, "every record once");
     assert_eq!(seen(&[&a, &b, &c]).len(), 600, "no record twice");
+    // Each partition is handled in offset order.
+    for m in [&a, &b, &c] {
+        let mut last: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new();
+        for (p, o) in m.records() {
+            if let Some(prev) = last.insert(p, o) {
+                assert!(o > prev, "partition {p}: offset {o} after {prev}");
+            }
+        }
+    }
     for m in [&a, &b, &c] {
         let addr = m.http.parse().expect("addr");
         let mut status = 0;
