@@ -31,9 +31,9 @@ if ! scripts/kafka-local.sh status >/dev/null 2>&1; then
 fi
 scripts/kafka-local.sh start
 
-step "Building the services (release)"
-cargo build --release -q -p producer -p consumer
-BIN=target/release
+step "Building the services"
+cargo build -q -p producer -p consumer
+BIN=target/debug
 
 export KAFKA_BOOTSTRAP_SERVER=$BOOTSTRAP KAFKA_TOPIC=$TOPIC KAFKA_CONSUMER_GROUP=$GROUP LOG_FORMAT=json
 

@@ -23,9 +23,11 @@ pub fn filter(cfg: &LogConfig) -> Result<EnvFilter, TelemetryError> {
     let directives = match &cfg.filter {
         Some(f) => f.clone(),
         // Our crates at the chosen level; the Kafka client one step quieter,
-        // since its retries are reported by us with context.
-        None if cfg.debug => "debug,rskafka=info,h2=info,hyper=info".to_owned(),
-        None => "info,rskafka=warn".to_owned(),
+        // since its retries are reported by us with context. rskafka's batcher
+        // warns "BroadcastOnce dropped without producing" whenever a
+        // BatchProducer is dropped, even after every record was acknowledged.
+        None if cfg.debug => "debug,rskafka=info,rskafka::client::producer::broadcast=error,hyper=info".to_owned(),
+        None => "info,rskafka=warn,rskafka::client::producer::broadcast=error".to_owned(),
     };
     EnvFilter::try_new(directives).map_err(|e| TelemetryError::Filter(e.to_string()))
 }
