@@ -5,7 +5,8 @@
 //! - [`kafka`]: connection settings (bootstrap, TLS, SASL) defined once, used
 //!   by rskafka's client and by the group connection.
 //! - [`http`]: the `/healthz`, `/readyz`, `/metrics` sidecar and a probe client.
-//! - [`telemetry`]: JSON or pretty logs.
+//! - [`telemetry`]: JSON or pretty logs with trace ids; OTLP trace export.
+//! - [`trace`]: messaging spans and W3C trace context in record headers.
 //! - [`metrics`]: the Prometheus recorder and every metric name.
 //! - [`shutdown`]: SIGTERM/SIGINT → one cancellation token.
 //! - [`group`]: the Kafka classic consumer-group protocol.
@@ -19,3 +20,4 @@ pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;

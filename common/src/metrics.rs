@@ -222,3 +222,51 @@ pub fn record_build_info(service: &'static str) {
     metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }
+
+/// Every `kind` of [`PRODUCER_ERRORS`].
+pub const PRODUCER_ERROR_KINDS: &[&str] = &[
+    "too_large",
+    "aggregator",
+    "flush",
+    "connection",
+    "request",
+    "broker",
+    "retries_exhausted",
+    "timeout",
+    "other",
+];
+
+/// Every `kind` of [`CONSUMER_ERRORS`].
+pub const CONSUMER_ERROR_KINDS: &[&str] = &[
+    "fetch",
+    "list_offsets",
+    "offset_out_of_range",
+    "commit",
+    "group",
+];
+
+/// Creates the producer's counters at zero, so `rate()` and alerts work from
+/// the first scrape instead of from the first error.
+pub fn init_producer(topic: &str) {
+    metrics::counter!(PRODUCER_RECORDS_SENT, "topic" => topic.to_owned()).absolute(0);
+    metrics::counter!(PRODUCER_BYTES_SENT, "topic" => topic.to_owned()).absolute(0);
+    metrics::gauge!(PRODUCER_RECORDS_PENDING, "topic" => topic.to_owned()).set(0.0);
+    for kind in PRODUCER_ERROR_KINDS {
+        metrics::counter!(PRODUCER_ERRORS, "topic" => topic.to_owned(), "kind" => *kind)
+            .absolute(0);
+    }
+}
+
+/// Creates the consumer's counters at zero (see [`init_producer`]).
+pub fn init_consumer(topics: &[String]) {
+    metrics::counter!(CONSUMER_REBALANCES).absolute(0);
+    metrics::gauge!(CONSUMER_ASSIGNED_PARTITIONS).set(0.0);
+    for kind in CONSUMER_ERROR_KINDS {
+        metrics::counter!(CONSUMER_ERRORS, "kind" => *kind).absolute(0);
+    }
+    for topic in topics {
+        metrics::counter!(DEMO_RECORDS, "topic" => topic.clone()).absolute(0);
+        metrics::counter!(DEMO_DUPLICATES, "topic" => topic.clone()).absolute(0);
+        metrics::gauge!(DEMO_GAPS, "topic" => topic.clone()).set(0.0);
+    }
+}

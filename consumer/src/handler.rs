@@ -91,6 +91,40 @@ impl Handler {
         }
     }
 
+    /// The OpenTelemetry `process {topic}` span for one record, child of the
+    /// producer's `send` span when the record carries a `traceparent`
+    /// header; a disabled span when tracing is off.
+    pub fn span(
+        &self,
+        topic: &str,
+        partition: i32,
+        r: &RecordAndOffset,
+        server_address: &str,
+    ) -> tracing::Span {
+        if !common::trace::enabled() {
+            return tracing::Span::none();
+        }
+        let span = tracing::info_span!(
+            target: common::trace::SPAN_TARGET,
+            "process",
+            "otel.name" = %format_args!("process {topic}"),
+            "otel.kind" = "consumer",
+            "messaging.system" = "kafka",
+            "messaging.operation.type" = "process",
+            "messaging.operation.name" = "process",
+            "messaging.destination.name" = topic,
+            "messaging.consumer.group.name" = %self.group,
+            "messaging.destination.partition.id" = %partition,
+            "messaging.kafka.offset" = r.offset,
+            "messaging.kafka.message.key" = common::trace::printable_key(r.record.key.as_deref()),
+            "server.address" = server_address,
+        );
+        let parent = common::trace::extract(&r.record.headers);
+        // Without a valid traceparent the span stays a root span.
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+        span
+    }
+
     /// Logs the record and verifies it when it is a demo record.
     pub fn handle(&self, topic: &str, partition: i32, r: &RecordAndOffset) -> Verdict {
         let record = &r.record;

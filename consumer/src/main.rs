@@ -21,10 +21,13 @@ fn main() -> ExitCode {
             return code(exit::USAGE);
         }
     };
-    if let Err(e) = common::telemetry::init(&config.log) {
-        eprintln!("consumer: {e}");
-        return code(exit::USAGE);
-    }
+    let telemetry = match common::telemetry::init(&config.log, "consumer") {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("consumer: {e}");
+            return code(exit::USAGE);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -35,7 +38,7 @@ fn main() -> ExitCode {
             return code(exit::FAILURE);
         }
     };
-    runtime.block_on(async move {
+    let exit_code = runtime.block_on(async move {
         let listener = match common::http::bind(config.http_addr).await {
             Ok(l) => l,
             Err(e) => {
@@ -52,7 +55,12 @@ fn main() -> ExitCode {
                 code(exit::FAILURE)
             }
         }
-    })
+    });
+    // Spans still buffered are exported before the process exits (a Job
+    // must not lose its last spans).
+    drop(runtime);
+    telemetry.shutdown();
+    exit_code
 }
 
 fn healthcheck(addr: Option<&str>) -> ExitCode {

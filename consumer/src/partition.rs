@@ -98,6 +98,8 @@ pub struct WorkerSettings {
     pub backoff_initial: Duration,
     /// Longest backoff.
     pub backoff_max: Duration,
+    /// The bootstrap host, for the `server.address` span attribute.
+    pub server_address: String,
 }
 
 /// A running partition worker.
@@ -133,6 +135,7 @@ impl Worker {
         ));
         progress.touch();
         let (tx, rx) = mpsc::channel::<Vec<RecordAndOffset>>(settings.buffer_batches.max(1));
+        let server_address = settings.server_address.clone();
         let fetch = tokio::spawn(fetch_loop(
             client,
             topic.clone(),
@@ -145,6 +148,7 @@ impl Worker {
         let handle = tokio::spawn(handle_loop(
             topic.clone(),
             partition,
+            server_address,
             Arc::clone(&progress),
             handler,
             rx,
@@ -319,6 +323,7 @@ async fn sleep_or_stop(stop: &CancellationToken, backoff: &mut Duration, max: Du
 async fn handle_loop(
     topic: String,
     partition: i32,
+    server_address: String,
     progress: Arc<Progress>,
     handler: Arc<Handler>,
     mut rx: mpsc::Receiver<Vec<RecordAndOffset>>,
@@ -339,7 +344,10 @@ async fn handle_loop(
             if stop.is_cancelled() {
                 return;
             }
+            let span = handler.span(&topic, partition, r, &server_address);
+            let entered = span.enter();
             handler.handle(&topic, partition, r);
+            drop(entered);
             records.increment(1);
             bytes.increment(r.record.approximate_size() as u64);
             progress.position.store(r.offset + 1, Ordering::Release);

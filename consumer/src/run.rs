@@ -64,6 +64,7 @@ pub async fn run(
 ) -> Result<(), ConsumerError> {
     let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
     m::record_build_info("consumer");
+    m::init_consumer(&config.topics);
     let health = Health::new(Duration::from_secs(30));
     health.beat();
     let server_stop = CancellationToken::new();
@@ -148,6 +149,12 @@ async fn consume(
         reset: config.auto_offset_reset,
         backoff_initial: config.kafka.backoff_initial,
         backoff_max: config.kafka.backoff_max,
+        server_address: config
+            .kafka
+            .bootstrap
+            .first()
+            .and_then(|b| b.rsplit_once(':').map(|(h, _)| h.to_owned()))
+            .unwrap_or_default(),
     };
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
     let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);

@@ -29,7 +29,7 @@ use rskafka::{
 };
 use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::{
     config::{Config, Source},
@@ -212,9 +212,13 @@ struct Pending {
     record: Record,
     attempts: u32,
     not_before: Instant,
+    /// The `send {topic}` span (disabled when tracing is off); it covers
+    /// retries and ends with the acknowledgement.
+    span: tracing::Span,
 }
 
-type Outcome = (Pending, Instant, Result<(), ProduceError>);
+/// The record, when it was handed over, and its offset or error.
+type Outcome = (Pending, Instant, Result<i64, ProduceError>);
 
 async fn produce_all(
     config: &Config,
@@ -278,6 +282,7 @@ async fn produce_all(
     info!(topic = %config.topic, partitions = partitions.len(), "metadata known; sending");
 
     let topic = config.topic.clone();
+    m::init_producer(&topic);
     let sent_counter = metrics::counter!(m::PRODUCER_RECORDS_SENT, "topic" => topic.clone());
     let bytes_counter = metrics::counter!(m::PRODUCER_BYTES_SENT, "topic" => topic.clone());
     let pending_gauge = metrics::gauge!(m::PRODUCER_RECORDS_PENDING, "topic" => topic.clone());
@@ -297,6 +302,13 @@ async fn produce_all(
     };
     let mut input_iter = input.map(Vec::into_iter);
 
+    // The broker we bootstrapped from, for the `server.address` attribute.
+    let server_address = config
+        .kafka
+        .bootstrap
+        .first()
+        .and_then(|b| b.rsplit_once(':').map(|(h, _)| h.to_owned()))
+        .unwrap_or_default();
     let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
         FuturesUnordered::new();
     let mut retry_queue: VecDeque<Pending> = VecDeque::new();
@@ -328,7 +340,7 @@ async fn produce_all(
                 }
                 let seq = next_seq;
                 next_seq += 1;
-                let (key, value, headers) = match input_iter.as_mut().and_then(Iterator::next) {
+                let (key, value, mut headers) = match input_iter.as_mut().and_then(Iterator::next) {
                     Some(InputRecord { key, value }) => (key, value, BTreeMap::new()),
                     None => {
                         let value =
@@ -342,9 +354,14 @@ async fn produce_all(
                     .get(partition_idx as usize)
                     .copied()
                     .unwrap_or(partition_idx);
+                let span = send_span(&config.topic, partition, key.as_deref(), &server_address);
+                if !span.is_disabled() {
+                    common::trace::inject(&span, &mut headers);
+                }
                 Some(Pending {
                     seq,
                     partition,
+                    span,
                     record: Record {
                         key,
                         value: Some(value),
@@ -379,7 +396,8 @@ async fn produce_all(
         tokio::select! {
             Some((pending, sent_at, result)) = in_flight.next(), if !in_flight.is_empty() => {
                 match result {
-                    Ok(()) => {
+                    Ok(offset) => {
+                        pending.span.record("messaging.kafka.offset", offset);
                         let latency = sent_at.elapsed();
                         let bytes = pending.record.approximate_size() as u64;
                         summary.acked += 1;
@@ -462,11 +480,39 @@ async fn produce_all(
 async fn send(producer: Arc<BatchProducer<RecordAggregator>>, pending: Pending) -> Outcome {
     let sent_at = Instant::now();
     // The batcher takes the record; keep ours for a retry.
+    let span = pending.span.clone();
     let result = producer
         .produce(pending.record.clone())
-        .await
-        .map(|_offset| ());
+        .instrument(span)
+        .await;
     (pending, sent_at, result)
+}
+
+/// The OpenTelemetry `send {topic}` span for one record (messaging
+/// semantic conventions); a disabled span when tracing is off.
+fn send_span(
+    topic: &str,
+    partition: i32,
+    key: Option<&[u8]>,
+    server_address: &str,
+) -> tracing::Span {
+    if !common::trace::enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        target: common::trace::SPAN_TARGET,
+        "send",
+        "otel.name" = %format_args!("send {topic}"),
+        "otel.kind" = "producer",
+        "messaging.system" = "kafka",
+        "messaging.operation.type" = "send",
+        "messaging.operation.name" = "send",
+        "messaging.destination.name" = topic,
+        "messaging.destination.partition.id" = %partition,
+        "messaging.kafka.message.key" = common::trace::printable_key(key),
+        "messaging.kafka.offset" = tracing::field::Empty,
+        "server.address" = server_address,
+    )
 }
 
 /// Exponential backoff with full jitter between the configured bounds.
