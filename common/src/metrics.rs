@@ -114,6 +114,8 @@ pub const CONSUMER_REBALANCES: &str = "kafka_consumer_rebalances_total";
 pub const CONSUMER_COMMIT_LATENCY: &str = "kafka_consumer_commit_latency_seconds";
 /// Errors by kind: handler, fetch, commit, group (`kind`).
 pub const CONSUMER_ERRORS: &str = "kafka_consumer_errors_total";
+/// 1 while a partition has lag but made no progress for the stall window (`topic`, `partition`).
+pub const CONSUMER_PARTITION_STALLED: &str = "kafka_consumer_partition_stalled";
 /// Partitions currently assigned to this member.
 pub const CONSUMER_ASSIGNED_PARTITIONS: &str = "kafka_consumer_assigned_partitions";
 /// Demo records (from the producer) handled (`topic`).

@@ -8,6 +8,7 @@ use std::{
 };
 
 use base64::Engine as _;
+use futures::future::BoxFuture;
 use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
 use rskafka::record::RecordAndOffset;
@@ -91,40 +92,6 @@ impl Handler {
         }
     }
 
-    /// The OpenTelemetry `process {topic}` span for one record, child of the
-    /// producer's `send` span when the record carries a `traceparent`
-    /// header; a disabled span when tracing is off.
-    pub fn span(
-        &self,
-        topic: &str,
-        partition: i32,
-        r: &RecordAndOffset,
-        server_address: &str,
-    ) -> tracing::Span {
-        if !common::trace::enabled() {
-            return tracing::Span::none();
-        }
-        let span = tracing::info_span!(
-            target: common::trace::SPAN_TARGET,
-            "process",
-            "otel.name" = %format_args!("process {topic}"),
-            "otel.kind" = "consumer",
-            "messaging.system" = "kafka",
-            "messaging.operation.type" = "process",
-            "messaging.operation.name" = "process",
-            "messaging.destination.name" = topic,
-            "messaging.consumer.group.name" = %self.group,
-            "messaging.destination.partition.id" = %partition,
-            "messaging.kafka.offset" = r.offset,
-            "messaging.kafka.message.key" = common::trace::printable_key(r.record.key.as_deref()),
-            "server.address" = server_address,
-        );
-        let parent = common::trace::extract(&r.record.headers);
-        // Without a valid traceparent the span stays a root span.
-        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
-        span
-    }
-
     /// Logs the record and verifies it when it is a demo record.
     pub fn handle(&self, topic: &str, partition: i32, r: &RecordAndOffset) -> Verdict {
         let record = &r.record;
@@ -205,6 +172,76 @@ impl Handler {
         guard.1.get(run_id).map(|r| (r.distinct, r.gaps()))
     }
 }
+
+/// What the consumer does with each record.
+///
+/// The service uses [`Handler`] (one JSON log line per record plus demo
+/// verification). Embedders of the library pass their own to
+/// [`crate::run::run_with_handler`]. A record counts as handled, and its
+/// offset may be committed, only once the future resolves to `Ok`; an `Err`
+/// is counted and the same record retried with backoff, so a failing record
+/// never gets committed (at-least-once) and shows as a stalled partition.
+pub trait RecordHandler: Send + Sync + std::fmt::Debug {
+    /// Handles one record of `topic`/`partition`.
+    fn handle<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        record: &'a RecordAndOffset,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// A handler's failure, counted in `kafka_consumer_errors_total{kind="handler"}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+impl RecordHandler for Handler {
+    fn handle<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        record: &'a RecordAndOffset,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Handler::handle(self, topic, partition, record);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The OpenTelemetry `process {topic}` span for one record, child of the
+/// producer's `send` span when the record carries a `traceparent`
+/// header; a disabled span when tracing is off.
+pub fn record_span(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    r: &RecordAndOffset,
+    server_address: &str,
+) -> tracing::Span {
+    if !common::trace::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: common::trace::SPAN_TARGET,
+        "process",
+        "otel.name" = %format_args!("process {topic}"),
+        "otel.kind" = "consumer",
+        "messaging.system" = "kafka",
+        "messaging.operation.type" = "process",
+        "messaging.operation.name" = "process",
+        "messaging.destination.name" = topic,
+        "messaging.consumer.group.name" = group,
+        "messaging.destination.partition.id" = %partition,
+        "messaging.kafka.offset" = r.offset,
+        "messaging.kafka.message.key" = common::trace::printable_key(r.record.key.as_deref()),
+        "server.address" = server_address,
+    );
+    let parent = common::trace::extract(&r.record.headers);
+    // Without a valid traceparent the span stays a root span.
+    let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
+    span
+}
+
 
 /// UTF-8 text as is, anything else base64; cut at `max` bytes (on a char
 /// boundary for text). Returns (text, encoding, truncated).

@@ -12,4 +12,5 @@ pub mod partition;
 pub mod run;
 
 pub use config::Config;
-pub use run::{run, ConsumerError};
+pub use handler::{Handler, HandlerError, RecordHandler};
+pub use run::{run, run_with_handler, ConsumerError};

@@ -24,9 +24,12 @@ use rskafka::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
-use crate::{config::OffsetReset, handler::Handler};
+use crate::{
+    config::OffsetReset,
+    handler::{record_span, RecordHandler},
+};
 
 /// Shared, lock-free view of one partition's progress.
 #[derive(Debug)]
@@ -100,6 +103,8 @@ pub struct WorkerSettings {
     pub backoff_max: Duration,
     /// The bootstrap host, for the `server.address` span attribute.
     pub server_address: String,
+    /// The group id, for the `messaging.consumer.group.name` span attribute.
+    pub group: String,
 }
 
 /// A running partition worker.
@@ -124,7 +129,7 @@ impl Worker {
         topic: String,
         partition: i32,
         committed: i64,
-        handler: Arc<Handler>,
+        handler: Arc<dyn RecordHandler>,
         settings: WorkerSettings,
         parent: &CancellationToken,
     ) -> Self {
@@ -136,6 +141,7 @@ impl Worker {
         progress.touch();
         let (tx, rx) = mpsc::channel::<Vec<RecordAndOffset>>(settings.buffer_batches.max(1));
         let server_address = settings.server_address.clone();
+        let group = settings.group.clone();
         let fetch = tokio::spawn(fetch_loop(
             client,
             topic.clone(),
@@ -148,7 +154,7 @@ impl Worker {
         let handle = tokio::spawn(handle_loop(
             topic.clone(),
             partition,
-            server_address,
+            (group, server_address),
             Arc::clone(&progress),
             handler,
             rx,
@@ -168,13 +174,22 @@ impl Worker {
     /// waits up to `within`. Returns the position to commit (-1 if none).
     pub async fn stop(self, within: Duration) -> i64 {
         self.stop.cancel();
-        let fetch = self.fetch;
-        let handle = self.handle;
-        let _ = tokio::time::timeout(within, async {
+        let fetch_abort = self.fetch.abort_handle();
+        let handle_abort = self.handle.abort_handle();
+        let (fetch, handle) = (self.fetch, self.handle);
+        let finished = tokio::time::timeout(within, async {
             let _ = handle.await;
             let _ = fetch.await;
         })
         .await;
+        if finished.is_err() {
+            // A handler stuck on a record: stop it rather than leave it
+            // running detached. Its record was not handled, so the position
+            // (and what gets committed) stays before it.
+            warn!(topic = %self.topic, partition = self.partition, "handler did not stop in time; aborting it");
+            handle_abort.abort();
+            fetch_abort.abort();
+        }
         self.progress.position.load(Ordering::Acquire)
     }
 }
@@ -323,9 +338,9 @@ async fn sleep_or_stop(stop: &CancellationToken, backoff: &mut Duration, max: Du
 async fn handle_loop(
     topic: String,
     partition: i32,
-    server_address: String,
+    (group, server_address): (String, String),
     progress: Arc<Progress>,
-    handler: Arc<Handler>,
+    handler: Arc<dyn RecordHandler>,
     mut rx: mpsc::Receiver<Vec<RecordAndOffset>>,
     stop: CancellationToken,
 ) {
@@ -344,17 +359,37 @@ async fn handle_loop(
             if stop.is_cancelled() {
                 return;
             }
-            let span = handler.span(&topic, partition, r, &server_address);
-            let entered = span.enter();
-            handler.handle(&topic, partition, r);
-            drop(entered);
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let span = record_span(&group, &topic, partition, r, &server_address);
+                let outcome = tokio::select! {
+                    // A record abandoned here is not committed: the next
+                    // owner of the partition handles it again.
+                    biased;
+                    o = handler.handle(&topic, partition, r).instrument(span) => o,
+                    () = stop.cancelled() => return,
+                };
+                match outcome {
+                    Ok(()) => break,
+                    Err(e) => {
+                        metrics::counter!(m::CONSUMER_ERRORS, "kind" => "handler").increment(1);
+                        warn!(topic = %topic, partition, offset = r.offset, error = %e, retry_in_ms = backoff.as_millis() as u64, "handler failed; retrying the record");
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
             records.increment(1);
             bytes.increment(r.record.approximate_size() as u64);
             progress.position.store(r.offset + 1, Ordering::Release);
             progress.touch();
         }
         debug!(topic = %topic, partition, n = batch.len(), "batch handled");
-        // Handling is synchronous; let other partitions' tasks run.
+        // A handler that never waits would keep this worker thread to
+        // itself; let other partitions' tasks run between batches.
         tokio::task::yield_now().await;
     }
 }

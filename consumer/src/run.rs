@@ -30,7 +30,7 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    handler::Handler,
+    handler::{Handler, RecordHandler},
     partition::{Worker, WorkerSettings},
 };
 
@@ -56,11 +56,23 @@ pub enum ConsumerError {
     Http(#[from] std::io::Error),
 }
 
-/// Runs the consumer until `shutdown` is cancelled (Ok after a clean drain).
+/// Runs the consumer until `shutdown` is cancelled (Ok after a clean drain),
+/// handling records with the built-in [`Handler`].
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
+    let handler = Arc::new(Handler::new(config.group.clone(), config.log_value_max_bytes));
+    run_with_handler(config, listener, shutdown, handler).await
+}
+
+/// Runs the consumer with a custom [`RecordHandler`].
+pub async fn run_with_handler(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    handler: Arc<dyn RecordHandler>,
 ) -> Result<(), ConsumerError> {
     let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
     m::record_build_info("consumer");
@@ -74,7 +86,7 @@ pub async fn run(
         server_stop.clone(),
     ));
 
-    let result = consume(&config, &health, &shutdown).await;
+    let result = consume(&config, &health, &shutdown, handler).await;
 
     health.set_not_ready("shutting down");
     server_stop.cancel();
@@ -86,6 +98,7 @@ async fn consume(
     config: &Config,
     health: &Health,
     shutdown: &CancellationToken,
+    handler: Arc<dyn RecordHandler>,
 ) -> Result<(), ConsumerError> {
     info!(
         group = %config.group,
@@ -138,10 +151,6 @@ async fn consume(
         },
     };
     let mut member = Member::new(coordinator, settings.clone());
-    let handler = Arc::new(Handler::new(
-        config.group.clone(),
-        config.log_value_max_bytes,
-    ));
     let worker_settings = WorkerSettings {
         fetch_max_bytes: config.fetch_max_bytes,
         fetch_max_wait: config.fetch_max_wait,
@@ -155,6 +164,7 @@ async fn consume(
             .first()
             .and_then(|b| b.rsplit_once(':').map(|(h, _)| h.to_owned()))
             .unwrap_or_default(),
+        group: config.group.clone(),
     };
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
     let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);
@@ -337,7 +347,13 @@ async fn consume(
                 }
                 _ = status_tick.tick() => {
                     health.beat();
-                    update_status(health, &workers, &config.group, config.stall_after, &assignment);
+                    let missing: Vec<&str> = config
+                        .topics
+                        .iter()
+                        .filter(|t| counts_at_join.as_ref().is_some_and(|c| !c.contains_key(t.as_str())))
+                        .map(String::as_str)
+                        .collect();
+                    update_status(health, &workers, &config.group, config.stall_after, &assignment, &missing);
                 }
             }
         };
@@ -484,6 +500,7 @@ fn update_status(
     group: &str,
     stall_after: Duration,
     assignment: &Assignment,
+    missing_topics: &[&str],
 ) {
     let mut stalled = Vec::new();
     for w in workers {
@@ -501,8 +518,16 @@ fn update_status(
                 idle.as_secs()
             ));
         }
+        let is_stalled = lag > 0 && idle > stall_after;
+        metrics::gauge!(m::CONSUMER_PARTITION_STALLED, "topic" => w.topic.clone(), "partition" => w.partition.to_string())
+            .set(if is_stalled { 1.0 } else { 0.0 });
     }
-    if assignment.is_empty() {
+    if !missing_topics.is_empty() && assignment.is_empty() {
+        health.set_not_ready(format!(
+            "subscribed topic(s) {} do not exist; waiting for them to be created",
+            missing_topics.join(", ")
+        ));
+    } else if assignment.is_empty() {
         health.set_not_ready(
             "in the group but no partitions assigned (more members than partitions?)",
         );

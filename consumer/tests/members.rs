@@ -3,163 +3,18 @@
 
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
+mod cluster;
 
 use std::{
     collections::BTreeSet,
-    fs::File,
-    io::Read,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+use cluster::*;
 use support::*;
 
-/// A consumer process whose JSON log goes to a file.
-struct Member {
-    child: Child,
-    log: PathBuf,
-    http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Member {
-    fn start(topic: &str, group: &str, bootstrap: &str, extra: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let log = dir.path().join("consumer.log");
-        let port = free_port();
-        let http = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consumer"));
-        cmd.env_clear()
-            .env("KAFKA_BOOTSTRAP_SERVER", bootstrap)
-            .env("KAFKA_TOPIC", topic)
-            .env("KAFKA_CONSUMER_GROUP", group)
-            .env("HTTP_ADDR", &http)
-            .env("LOG_FORMAT", "json")
-            .env("CONSUMER_SESSION_TIMEOUT_MS", "10000")
-            .env("CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
-            .env("CONSUMER_COMMIT_INTERVAL_MS", "500")
-            .env("CONSUMER_DRAIN_TIMEOUT_MS", "4000")
-            .env("CONSUMER_FETCH_MAX_WAIT_MS", "100")
-            .env("CONSUMER_METADATA_REFRESH_MS", "1000");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let out = File::create(&log).expect("log file");
-        let err = out.try_clone().expect("dup");
-        let child = cmd.stdout(out).stderr(err).spawn().expect("spawn consumer");
-        Self {
-            child,
-            log,
-            http,
-            _dir: dir,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        if let Ok(mut f) = File::open(&self.log) {
-            let _ = f.read_to_string(&mut s);
-        }
-        s
-    }
-
-    /// (partition, offset) of every record this member logged.
-    fn records(&self) -> Vec<(i64, i64)> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["message"] == "record")
-            .filter_map(|v| Some((v["partition"].as_i64()?, v["offset"].as_i64()?)))
-            .collect()
-    }
-
-    /// The partitions of the last assignment this member logged, with its generation.
-    fn assignment(&self) -> Option<(i64, BTreeSet<String>)> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .rfind(|v| v["message"] == "assignment received")
-            .map(|v| {
-                let parts = v["partitions"].as_str().unwrap_or_default();
-                let set = parts
-                    .split(',')
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect();
-                (v["generation"].as_i64().unwrap_or(-1), set)
-            })
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
-}
-
-/// Every assignment is from one generation and the members split `n` partitions.
-fn balanced(members: &[&Member], n: usize) -> bool {
-    let assignments: Vec<_> = members.iter().filter_map(|m| m.assignment()).collect();
-    if assignments.len() != members.len() {
-        return false;
-    }
-    let generations: BTreeSet<i64> = assignments.iter().map(|(g, _)| *g).collect();
-    let all: BTreeSet<&String> = assignments.iter().flat_map(|(_, p)| p.iter()).collect();
-    let total: usize = assignments.iter().map(|(_, p)| p.len()).sum();
-    generations.len() == 1 && all.len() == n && total == n
-}
-
-fn kafka_tool(args: &[&str]) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(root.join("scripts/kafka-tool.sh"))
-        .args(args)
-        .output()
-        .expect("kafka-tool.sh");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 async fn produce(topic: &str, n: u64, run_id: &str) {
     let p = spawn_producer(&[
@@ -375,63 +230,6 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
     let _ = java.wait();
 }
 
-/// A broker of its own (other ports and state dir), so stopping it does not
-/// disturb the other tests.
-struct PrivateBroker {
-    env: Vec<(String, String)>,
-    root: PathBuf,
-}
-
-impl PrivateBroker {
-    fn start() -> Self {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let base = 30000 + (std::process::id() % 2000) as u16 * 5;
-        let dir = std::env::temp_dir().join(format!("kafka-private-{}", std::process::id()));
-        let env = vec![
-            ("KAFKA_LOCAL_DIR".to_owned(), dir.display().to_string()),
-            ("KAFKA_LOCAL_PLAINTEXT_PORT".to_owned(), base.to_string()),
-            (
-                "KAFKA_LOCAL_SASL_PLAINTEXT_PORT".to_owned(),
-                (base + 1).to_string(),
-            ),
-            ("KAFKA_LOCAL_SSL_PORT".to_owned(), (base + 2).to_string()),
-            (
-                "KAFKA_LOCAL_SASL_SSL_PORT".to_owned(),
-                (base + 3).to_string(),
-            ),
-            (
-                "KAFKA_LOCAL_CONTROLLER_PORT".to_owned(),
-                (base + 4).to_string(),
-            ),
-        ];
-        let b = Self { env, root };
-        let out = b.script("start");
-        assert!(
-            out.status.success(),
-            "private broker: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        b
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.env[1].1)
-    }
-
-    fn script(&self, cmd: &str) -> std::process::Output {
-        Command::new(self.root.join("scripts/kafka-local.sh"))
-            .arg(cmd)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .output()
-            .expect("kafka-local.sh")
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.script("stop");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_the_broker_gone_exits_1_within_the_drain_timeout() {

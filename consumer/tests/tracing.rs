@@ -5,10 +5,10 @@
 
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
+mod cluster;
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -20,6 +20,7 @@ use opentelemetry_proto::tonic::{
     common::v1::any_value::Value,
 };
 use prost::Message;
+use cluster::producer_bin;
 use support::*;
 
 #[derive(Debug, Clone)]
@@ -82,20 +83,6 @@ fn text(v: &Value) -> String {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The producer binary next to ours (cargo test --workspace builds it);
-/// built on demand when this crate's tests run alone.
-fn producer_bin() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_consumer")).with_file_name("producer");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "producer", "--bin", "producer"])
-            .status()
-            .expect("cargo build producer");
-        assert!(status.success(), "building the producer binary failed");
-    }
-    path
 }
 
 const SPAN_KIND_PRODUCER: i32 = 4;
