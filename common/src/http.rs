@@ -265,3 +265,47 @@ mod tests {
         assert!(health.liveness().is_err());
     }
 }
+
+/// The running sidecar of one service: its health state and server task.
+#[derive(Debug)]
+pub struct Sidecar {
+    /// Liveness and readiness, shared with the service's loops.
+    pub health: Health,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Sidecar {
+    /// Installs the metrics recorder, records `kafka_service_build_info` for
+    /// `service`, and serves `/healthz`, `/readyz`, `/metrics` on `listener`.
+    pub fn start(
+        listener: TcpListener,
+        service: &'static str,
+    ) -> Result<Self, crate::metrics::MetricsError> {
+        let metrics = crate::metrics::install()?;
+        crate::metrics::record_build_info(service);
+        let health = Health::new(Duration::from_secs(30));
+        health.beat();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            router(health.clone(), metrics),
+            stop.clone(),
+        ));
+        Ok(Self {
+            health,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP sidecar stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "HTTP sidecar task failed"),
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`trace`]: messaging spans and W3C trace context in record headers.
 //! - [`metrics`]: the Prometheus recorder and every metric name.
 //! - [`shutdown`]: SIGTERM/SIGINT → one cancellation token.
+//! - [`service`]: the shared `main` (config, telemetry, runtime, exit codes) and `healthcheck`.
 //! - [`group`]: the Kafka classic consumer-group protocol.
 //! - [`exit`]: process exit codes shared by both binaries.
 
@@ -18,6 +19,7 @@ pub mod group;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

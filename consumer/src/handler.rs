@@ -8,8 +8,8 @@ use std::{
 };
 
 use base64::Engine as _;
-use futures::future::BoxFuture;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use metrics::{counter, gauge, histogram};
 use rskafka::record::RecordAndOffset;
 use serde::Deserialize;
@@ -203,8 +203,12 @@ impl RecordHandler for Handler {
         partition: i32,
         record: &'a RecordAndOffset,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Handler::handle(self, topic, partition, record);
-        Box::pin(std::future::ready(Ok(())))
+        // The work happens when the future is polled, i.e. inside the span
+        // the caller instruments it with.
+        Box::pin(async move {
+            Handler::handle(self, topic, partition, record);
+            Ok(())
+        })
     }
 }
 
@@ -241,7 +245,6 @@ pub fn record_span(
     let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
     span
 }
-
 
 /// UTF-8 text as is, anything else base64; cut at `max` bytes (on a char
 /// boundary for text). Returns (text, encoding, truncated).

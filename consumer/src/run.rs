@@ -19,7 +19,7 @@ use common::{
         protocol::Assignment,
         state::{Action, RetryBackoff},
     },
-    http::{self, Health},
+    http::{Health, Sidecar},
     kafka::KafkaError,
     metrics as m,
 };
@@ -63,7 +63,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
-    let handler = Arc::new(Handler::new(config.group.clone(), config.log_value_max_bytes));
+    let handler = Arc::new(Handler::new(
+        config.group.clone(),
+        config.log_value_max_bytes,
+    ));
     run_with_handler(config, listener, shutdown, handler).await
 }
 
@@ -74,23 +77,15 @@ pub async fn run_with_handler(
     shutdown: CancellationToken,
     handler: Arc<dyn RecordHandler>,
 ) -> Result<(), ConsumerError> {
-    let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
-    m::record_build_info("consumer");
+    let sidecar =
+        Sidecar::start(listener, "consumer").map_err(|e| std::io::Error::other(e.to_string()))?;
     m::init_consumer(&config.topics);
-    let health = Health::new(Duration::from_secs(30));
-    health.beat();
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        http::router(health.clone(), metrics),
-        server_stop.clone(),
-    ));
+    let health = sidecar.health.clone();
 
     let result = consume(&config, &health, &shutdown, handler).await;
 
     health.set_not_ready("shutting down");
-    server_stop.cancel();
-    let _ = server.await;
+    sidecar.stop().await;
     result
 }
 
@@ -158,12 +153,7 @@ async fn consume(
         reset: config.auto_offset_reset,
         backoff_initial: config.kafka.backoff_initial,
         backoff_max: config.kafka.backoff_max,
-        server_address: config
-            .kafka
-            .bootstrap
-            .first()
-            .and_then(|b| b.rsplit_once(':').map(|(h, _)| h.to_owned()))
-            .unwrap_or_default(),
+        server_address: config.kafka.server_address(),
         group: config.group.clone(),
     };
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);

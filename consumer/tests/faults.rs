@@ -3,9 +3,9 @@
 //! handler, and a topic deleted and recreated. Each test prints what it saw
 //! (`FAULT …` lines) for docs/reliability.md.
 
+mod cluster;
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
-mod cluster;
 
 use std::{
     collections::BTreeSet,
@@ -71,7 +71,10 @@ async fn broker_restart_under_the_producer_loses_nothing() {
     create_at(&bootstrap, &topic, 3).await;
 
     // 3000 records at 300/s: about 10 s, with the broker down from 3 s to ~8 s.
-    let child = producer_cmd(&bootstrap, &topic, 3000, 300, 90).stdout(std::process::Stdio::piped()).spawn().expect("producer");
+    let child = producer_cmd(&bootstrap, &topic, 3000, 300, 90)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("producer");
     std::thread::sleep(Duration::from_secs(3));
     let down = Instant::now();
     broker.stop_keep();
@@ -80,20 +83,41 @@ async fn broker_restart_under_the_producer_loses_nothing() {
     let outage = down.elapsed();
     let out = child.wait_with_output().expect("producer output");
     let summary = summary_of(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "every record acknowledged:\n{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "every record acknowledged:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_eq!(summary["acked"], 3000);
 
     // Read back: every seq present; duplicates come from retried batches.
     let mut seqs = Vec::new();
     let by_partition = {
-        let c = common::kafka::KafkaSettings::plaintext(bootstrap.clone(), "t").connect(Duration::from_secs(30)).await.expect("c");
+        let c = common::kafka::KafkaSettings::plaintext(bootstrap.clone(), "t")
+            .connect(Duration::from_secs(30))
+            .await
+            .expect("c");
         let mut all = Vec::new();
         for p in 0..3 {
-            let pc = c.partition_client(topic.as_str(), p, rskafka::client::partition::UnknownTopicHandling::Retry).await.expect("pc");
-            let hi = pc.get_offset(rskafka::client::partition::OffsetAt::Latest).await.expect("hi");
+            let pc = c
+                .partition_client(
+                    topic.as_str(),
+                    p,
+                    rskafka::client::partition::UnknownTopicHandling::Retry,
+                )
+                .await
+                .expect("pc");
+            let hi = pc
+                .get_offset(rskafka::client::partition::OffsetAt::Latest)
+                .await
+                .expect("hi");
             let mut o = 0;
             while o < hi {
-                let (recs, _) = pc.fetch_records(o, 1..10_000_000, 1000).await.expect("fetch");
+                let (recs, _) = pc
+                    .fetch_records(o, 1..10_000_000, 1000)
+                    .await
+                    .expect("fetch");
                 for r in recs {
                     o = o.max(r.offset + 1);
                     all.push(r);
@@ -103,7 +127,8 @@ async fn broker_restart_under_the_producer_loses_nothing() {
         all
     };
     for r in &by_partition {
-        let v: serde_json::Value = serde_json::from_slice(r.record.value.as_deref().unwrap_or_default()).expect("demo");
+        let v: serde_json::Value =
+            serde_json::from_slice(r.record.value.as_deref().unwrap_or_default()).expect("demo");
         seqs.push(v["seq"].as_u64().expect("seq"));
     }
     let distinct: BTreeSet<u64> = seqs.iter().copied().collect();
@@ -126,9 +151,16 @@ async fn broker_restart_under_consumers_loses_nothing() {
     create_at(&bootstrap, &topic, 4).await;
     let a = Member::start(&topic, &group, &bootstrap, &[]);
     let b = Member::start(&topic, &group, &bootstrap, &[]);
-    assert!(wait_until(Duration::from_secs(30), || balanced(&[&a, &b], 4)), "{}", a.log_text());
+    assert!(
+        wait_until(Duration::from_secs(30), || balanced(&[&a, &b], 4)),
+        "{}",
+        a.log_text()
+    );
 
-    let producer = producer_cmd(&bootstrap, &topic, 2000, 250, 90).stdout(std::process::Stdio::null()).spawn().expect("producer");
+    let producer = producer_cmd(&bootstrap, &topic, 2000, 250, 90)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("producer");
     std::thread::sleep(Duration::from_secs(3));
     broker.stop_keep();
     std::thread::sleep(Duration::from_secs(2));
@@ -143,8 +175,21 @@ async fn broker_restart_under_consumers_loses_nothing() {
         expected.iter().all(|k| d.contains_key(k))
     });
     let d = deliveries(&[&a, &b]);
-    let missing: Vec<_> = expected.iter().filter(|k| !d.contains_key(k)).take(5).collect();
-    assert!(ok, "every record handled after the restart; missing e.g. {missing:?}\n{}", a.log_text().lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|k| !d.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        ok,
+        "every record handled after the restart; missing e.g. {missing:?}\n{}",
+        a.log_text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let dups: usize = d.values().map(|n| n - 1).sum();
     eprintln!(
         "FAULT broker-restart-consumers: {} records in the log, all handled; {dups} handled twice; caught up {:.1}s after the broker came back",
@@ -159,11 +204,20 @@ async fn kill9_then_restart_resumes_from_the_last_commit() {
     let topic = unique("fault-kill9");
     let group = unique("g-fault-kill9");
     create_topic(&topic, 2).await;
-    let extra = [("CONSUMER_COMMIT_INTERVAL_MS", "1000"), ("CONSUMER_SESSION_TIMEOUT_MS", "6000"), ("CONSUMER_DRAIN_TIMEOUT_MS", "3000")];
+    let extra = [
+        ("CONSUMER_COMMIT_INTERVAL_MS", "1000"),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
+        ("CONSUMER_DRAIN_TIMEOUT_MS", "3000"),
+    ];
     let mut first = Member::start(&topic, &group, &bootstrap, &extra);
-    assert!(wait_until(Duration::from_secs(30), || first.assignment().is_some_and(|(_, p)| p.len() == 2)));
+    assert!(wait_until(Duration::from_secs(30), || first
+        .assignment()
+        .is_some_and(|(_, p)| p.len() == 2)));
 
-    let producer = producer_cmd(&bootstrap, &topic, 1500, 300, 60).stdout(std::process::Stdio::null()).spawn().expect("producer");
+    let producer = producer_cmd(&bootstrap, &topic, 1500, 300, 60)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("producer");
     std::thread::sleep(Duration::from_millis(2500));
     first.kill9();
     let before_kill = first.records().len();
@@ -183,8 +237,11 @@ async fn kill9_then_restart_resumes_from_the_last_commit() {
     let dups: usize = d.values().map(|n| n - 1).sum();
     // At most what one commit interval can hold: 300 records/s for 1 s plus
     // the batch in hand.
-    assert!(dups <= 450, "{dups} duplicates exceed one commit interval's worth");
-    let resumed = second.records().first().map(|r| *r);
+    assert!(
+        dups <= 450,
+        "{dups} duplicates exceed one commit interval's worth"
+    );
+    let resumed = second.records().first().copied();
     eprintln!(
         "FAULT kill-9: first process handled {before_kill} before SIGKILL; replacement resumed at {resumed:?}; {dups} records handled twice (≤ 1 commit interval at 300/s); all {} handled {:.1}s after the kill",
         expected.len(),
@@ -199,21 +256,34 @@ async fn scaling_1_3_1_during_a_steady_stream_handles_every_record() {
     let group = unique("g-fault-scale");
     create_topic(&topic, 6).await;
     let a = Member::start(&topic, &group, &bootstrap, &[]);
-    assert!(wait_until(Duration::from_secs(30), || a.assignment().is_some_and(|(_, p)| p.len() == 6)));
-    let producer = producer_cmd(&bootstrap, &topic, 3000, 250, 60).stdout(std::process::Stdio::null()).spawn().expect("producer");
+    assert!(wait_until(Duration::from_secs(30), || a
+        .assignment()
+        .is_some_and(|(_, p)| p.len() == 6)));
+    let producer = producer_cmd(&bootstrap, &topic, 3000, 250, 60)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("producer");
 
     std::thread::sleep(Duration::from_secs(2));
     let up = Instant::now();
     let b = Member::start(&topic, &group, &bootstrap, &[]);
     let c = Member::start(&topic, &group, &bootstrap, &[]);
-    assert!(wait_until(Duration::from_secs(30), || balanced(&[&a, &b, &c], 6)), "scaled to 3");
+    assert!(
+        wait_until(Duration::from_secs(30), || balanced(&[&a, &b, &c], 6)),
+        "scaled to 3"
+    );
     let scale_up = up.elapsed();
 
     std::thread::sleep(Duration::from_secs(3));
     let down = Instant::now();
     b.sigterm();
     c.sigterm();
-    assert!(wait_until(Duration::from_secs(30), || a.assignment().is_some_and(|(_, p)| p.len() == 6)), "back to 1");
+    assert!(
+        wait_until(Duration::from_secs(30), || a
+            .assignment()
+            .is_some_and(|(_, p)| p.len() == 6)),
+        "back to 1"
+    );
     let scale_down = down.elapsed();
     let out = producer.wait_with_output().expect("producer");
     assert_eq!(out.status.code(), Some(0));
@@ -242,7 +312,12 @@ struct StuckOnPartition0 {
 }
 
 impl consumer::RecordHandler for StuckOnPartition0 {
-    fn handle<'a>(&'a self, topic: &'a str, partition: i32, record: &'a RecordAndOffset) -> BoxFuture<'a, Result<(), consumer::HandlerError>> {
+    fn handle<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+        record: &'a RecordAndOffset,
+    ) -> BoxFuture<'a, Result<(), consumer::HandlerError>> {
         Box::pin(async move {
             if partition == 0 && record.offset >= 1 {
                 std::future::pending::<()>().await;
@@ -270,11 +345,20 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
         ("CONSUMER_STALL_SECS", "2"),
     ]))
     .expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let handler = Arc::new(StuckOnPartition0 { inner: consumer::Handler::new(group.clone(), 64) });
-    let task = tokio::spawn(consumer::run_with_handler(config, listener, shutdown.clone(), handler));
+    let handler = Arc::new(StuckOnPartition0 {
+        inner: consumer::Handler::new(group.clone(), 64),
+    });
+    let task = tokio::spawn(consumer::run_with_handler(
+        config,
+        listener,
+        shutdown.clone(),
+        handler,
+    ));
 
     // 90 records, keyless: 30 per partition, round robin.
     let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "90")]).await;
@@ -284,30 +368,48 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let (status, reason) = get(addr, "/readyz").await;
     assert_eq!(status, 503, "{reason}");
-    assert!(reason.contains(&format!("{topic}-0")) && reason.contains("stalled"), "{reason}");
+    assert!(
+        reason.contains(&format!("{topic}-0")) && reason.contains("stalled"),
+        "{reason}"
+    );
     let (_, metrics) = get(addr, "/metrics").await;
     let line = |name: &str, p: i32| {
         metrics
             .lines()
-            .find(|l| l.starts_with(name) && l.contains(&format!("topic=\"{topic}\"")) && l.contains(&format!("partition=\"{p}\"")))
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains(&format!("topic=\"{topic}\""))
+                    && l.contains(&format!("partition=\"{p}\""))
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(-1.0)
     };
-    assert_eq!(line("kafka_consumer_partition_stalled{", 0), 1.0, "{metrics}");
+    assert_eq!(
+        line("kafka_consumer_partition_stalled{", 0),
+        1.0,
+        "{metrics}"
+    );
     assert_eq!(line("kafka_consumer_partition_stalled{", 1), 0.0);
     // The other partitions flowed; partition 0 stopped after one record.
     assert_eq!(line("kafka_consumer_records_consumed_total{", 1), 30.0);
     assert_eq!(line("kafka_consumer_records_consumed_total{", 2), 30.0);
     assert_eq!(line("kafka_consumer_records_consumed_total{", 0), 1.0);
     // Heartbeats kept the member in its generation: one rebalance only.
-    assert!(metrics.lines().any(|l| l == "kafka_consumer_rebalances_total 1"), "not evicted:\n{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "kafka_consumer_rebalances_total 1"),
+        "not evicted:\n{metrics}"
+    );
 
     // Shutdown aborts the stuck handler within the drain timeout and
     // commits only what was handled.
     let t = Instant::now();
     shutdown.cancel();
-    task.await.expect("join").expect("clean shutdown despite the stuck handler");
+    task.await
+        .expect("join")
+        .expect("clean shutdown despite the stuck handler");
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
     eprintln!("FAULT stuck-handler: partition 0 stuck after 1 record; /readyz 503 \"{}\"; partitions 1,2 handled 30+30; 1 rebalance in 7 s (session timeout 3 s); shutdown in {:.1}s", reason.trim(), t.elapsed().as_secs_f64());
 }
@@ -324,7 +426,11 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
     assert!(wait_until(Duration::from_secs(30), || m.records().len() == 40));
 
     let c = client().await;
-    c.controller_client().expect("controller").delete_topic(topic.as_str(), 10_000).await.expect("delete");
+    c.controller_client()
+        .expect("controller")
+        .delete_topic(topic.as_str(), 10_000)
+        .await
+        .expect("delete");
     let addr = m.http.parse().expect("addr");
     let mut seen_reason = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -336,7 +442,10 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(seen_reason.contains("not ready"), "not ready while the topic is gone");
+    assert!(
+        seen_reason.contains("not ready"),
+        "not ready while the topic is gone"
+    );
     // Once the group has rebalanced without the topic, the reason names it.
     let named = {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -352,15 +461,36 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
-    assert!(named, "clear reason naming the missing topic: {seen_reason}");
+    assert!(
+        named,
+        "clear reason naming the missing topic: {seen_reason}"
+    );
 
     create_topic(&topic, 2).await;
-    let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "20"), ("PRODUCER_RUN_ID", "after-recreate")]).await;
+    let p = spawn_producer(&[
+        ("KAFKA_TOPIC", &topic),
+        ("PRODUCER_MESSAGES", "20"),
+        ("PRODUCER_RUN_ID", "after-recreate"),
+    ])
+    .await;
     assert_eq!(p.handle.await.expect("join").expect("produced").acked, 20);
     let recovered = wait_until(Duration::from_secs(60), || {
-        m.log_text().lines().filter(|l| l.contains("\"message\":\"record\"") && l.contains("after-recreate")).count() == 20
+        m.log_text()
+            .lines()
+            .filter(|l| l.contains("\"message\":\"record\"") && l.contains("after-recreate"))
+            .count()
+            == 20
     });
-    assert!(recovered, "records of the recreated topic handled:\n{}", m.log_text().lines().rev().take(15).collect::<Vec<_>>().join("\n"));
+    assert!(
+        recovered,
+        "records of the recreated topic handled:\n{}",
+        m.log_text()
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     let (status, _) = get(addr, "/readyz").await;
     eprintln!("FAULT topic-deleted: /readyz 503 \"{}\" while gone; after recreation 20/20 new records handled, /readyz {status}", seen_reason.trim());
 }

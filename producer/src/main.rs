@@ -1,135 +1,70 @@
-//! `producer`: load config, init telemetry, bind, run, exit 0/1/2.
+//! `producer`: parse, then [`common::service::main`] (config, telemetry,
+//! runtime, sidecar port, signals) around [`producer::run`]; exit 0 when
+//! every record was acknowledged, 1 when not, 2 for bad configuration or input.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::process::ExitCode;
 
 use clap::Parser;
-use common::{config::ConfigSource, exit};
-use producer::config::{self, Cli, Command};
-use tokio_util::sync::CancellationToken;
+use common::{config::ConfigSource, exit, service};
+use producer::{
+    config::{self, Cli, Command, Source},
+    ProducerError,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { addr }) = &cli.command {
-        return healthcheck(addr.as_deref());
+        return service::healthcheck(addr.as_deref());
     }
-    let config = match ConfigSource::load(&config::all_keys(), &cli.opts.flags())
-        .and_then(|src| config::validate(&src))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("producer: {e}");
-            return code(exit::USAGE);
-        }
-    };
-    let telemetry = match common::telemetry::init(&config.log, "producer") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("producer: {e}");
-            return code(exit::USAGE);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return code(exit::FAILURE);
-        }
-    };
-    let exit_code = runtime.block_on(async move {
-        let listener = match common::http::bind(config.http_addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start");
-                return code(exit::FAILURE);
-            }
-        };
-        let shutdown = CancellationToken::new();
-        common::shutdown::cancel_on_signal(shutdown.clone());
-        let expected = match &config.source {
-            config::Source::Demo { count, .. } => Some(*count),
-            config::Source::Input { .. } => None,
-        };
-        match producer::run(config, listener, shutdown).await {
-            Ok(summary) => {
-                summary.log();
-                code(exit::OK)
-            }
-            Err(producer::ProducerError::Incomplete { summary, .. } ) if summary.records > 0 => {
-                summary.log();
-                tracing::error!(acked = summary.acked, not_acked = summary.records.saturating_sub(summary.acked), "{}", incomplete_line(&summary));
-                code(exit::FAILURE)
-            }
-            Err(e @ producer::ProducerError::Input(_)) => {
-                tracing::error!(error = %e, "producer: bad input");
-                code(exit::USAGE)
-            }
-            Err(e) => {
-                match expected {
-                    Some(n) => tracing::error!(acked = 0, not_acked = n, error = %e, "producer failed: 0 of {n} records acknowledged, {n} not acknowledged"),
-                    None => tracing::error!(acked = 0, error = %e, "producer failed: no record acknowledged"),
+    service::main(
+        "producer",
+        || {
+            ConfigSource::load(&config::all_keys(), &cli.opts.flags())
+                .and_then(|src| config::validate(&src))
+        },
+        |c| &c.log,
+        |c| c.http_addr,
+        |config, listener, shutdown| async move {
+            let expected = match &config.source {
+                Source::Demo { count, .. } => Some(*count),
+                Source::Input { .. } => None,
+            };
+            match producer::run(config, listener, shutdown).await {
+                Ok(summary) => {
+                    summary.log();
+                    exit::OK
                 }
-                code(exit::FAILURE)
+                Err(ProducerError::Incomplete { summary, .. }) if summary.records > 0 => {
+                    summary.log();
+                    let not_acked = summary.records.saturating_sub(summary.acked);
+                    tracing::error!(
+                        acked = summary.acked,
+                        not_acked,
+                        "producer failed: {} of {} records acknowledged, {not_acked} not acknowledged",
+                        summary.acked,
+                        summary.records
+                    );
+                    exit::FAILURE
+                }
+                Err(e @ ProducerError::Input(_)) => {
+                    tracing::error!(error = %e, "producer: bad input");
+                    exit::USAGE
+                }
+                Err(e) => {
+                    match expected {
+                        Some(n) => tracing::error!(
+                            acked = 0,
+                            not_acked = n,
+                            error = %e,
+                            "producer failed: 0 of {n} records acknowledged, {n} not acknowledged"
+                        ),
+                        None => {
+                            tracing::error!(acked = 0, error = %e, "producer failed: no record acknowledged")
+                        }
+                    }
+                    exit::FAILURE
+                }
             }
-        }
-    });
-    // Spans still buffered are exported before the process exits (a Job
-    // must not lose its last spans).
-    drop(runtime);
-    telemetry.shutdown();
-    exit_code
-}
-
-fn incomplete_line(s: &producer::Summary) -> String {
-    format!(
-        "producer failed: {} of {} records acknowledged, {} not acknowledged",
-        s.acked,
-        s.records,
-        s.records.saturating_sub(s.acked)
+        },
     )
-}
-
-fn healthcheck(addr: Option<&str>) -> ExitCode {
-    let raw = addr
-        .map(str::to_owned)
-        .or_else(|| std::env::var("HTTP_ADDR").ok())
-        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    let Ok(mut addr) = raw.parse::<SocketAddr>() else {
-        eprintln!("healthcheck: {raw:?} is not IP:PORT");
-        return code(exit::USAGE);
-    };
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("healthcheck: {e}");
-            return code(exit::FAILURE);
-        }
-    };
-    match rt.block_on(common::http::probe(
-        addr,
-        "/healthz",
-        Duration::from_secs(3),
-    )) {
-        Ok(200) => code(exit::OK),
-        Ok(status) => {
-            eprintln!("healthcheck: http://{addr}/healthz answered {status}");
-            code(exit::FAILURE)
-        }
-        Err(e) => {
-            eprintln!("healthcheck: {e}");
-            code(exit::FAILURE)
-        }
-    }
-}
-
-fn code(c: i32) -> ExitCode {
-    ExitCode::from(u8::try_from(c).unwrap_or(1))
 }

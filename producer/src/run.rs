@@ -9,7 +9,7 @@ use std::{
 
 use chrono::Utc;
 use common::{
-    http::{self, Health},
+    http::{Health, Sidecar},
     kafka::KafkaError,
     metrics as m,
 };
@@ -165,16 +165,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Summary, ProducerError> {
-    let metrics = common::metrics::install().map_err(|e| std::io::Error::other(e.to_string()))?;
-    m::record_build_info("producer");
-    let health = Health::new(Duration::from_secs(30));
-    health.beat();
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        http::router(health.clone(), metrics),
-        server_stop.clone(),
-    ));
+    let sidecar =
+        Sidecar::start(listener, "producer").map_err(|e| std::io::Error::other(e.to_string()))?;
+    let health = sidecar.health.clone();
 
     let result = produce_all(&config, &health, &shutdown).await;
 
@@ -195,12 +188,7 @@ pub async fn run(
             () = shutdown.cancelled() => {}
         }
     }
-    server_stop.cancel();
-    match server.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "HTTP sidecar stopped with an error"),
-        Err(e) => warn!(error = %e, "HTTP sidecar task failed"),
-    }
+    sidecar.stop().await;
     result
 }
 
@@ -302,13 +290,7 @@ async fn produce_all(
     };
     let mut input_iter = input.map(Vec::into_iter);
 
-    // The broker we bootstrapped from, for the `server.address` attribute.
-    let server_address = config
-        .kafka
-        .bootstrap
-        .first()
-        .and_then(|b| b.rsplit_once(':').map(|(h, _)| h.to_owned()))
-        .unwrap_or_default();
+    let server_address = config.kafka.server_address();
     let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
         FuturesUnordered::new();
     let mut retry_queue: VecDeque<Pending> = VecDeque::new();
