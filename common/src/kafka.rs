@@ -19,12 +19,13 @@ use rustls::{
     DigitallySignedStruct, RootCertStore,
 };
 
+use kafka_protocol::{messages::SaslHandshakeRequest, protocol::StrBytes};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::{
     config::{ConfigError, ConfigSource, Secret},
-    group::connection::{BrokerConnection, ConnectionConfig, ConnectionError},
+    group::connection::{BrokerConnection, ConnectionConfig, ConnectionError, SendOptions},
 };
 
 /// `KAFKA_SECURITY_PROTOCOL`.
@@ -296,6 +297,18 @@ impl KafkaSettings {
         }
     }
 
+    /// The host of the first bootstrap broker, for the `server.address`
+    /// span attribute.
+    pub fn server_address(&self) -> String {
+        self.bootstrap
+            .first()
+            .and_then(|b| {
+                b.rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+            })
+            .unwrap_or_default()
+    }
+
     /// rskafka's backoff, bounded by `deadline` so no call retries forever.
     pub fn backoff(&self, deadline: Option<Duration>) -> BackoffConfig {
         BackoffConfig {
@@ -321,8 +334,10 @@ impl KafkaSettings {
         })
     }
 
-    /// The rustls configuration, when TLS is on. Built once per process and
-    /// shared by rskafka and the group connection.
+    /// The rustls configuration, when TLS is on, read from the PEM files.
+    /// [`connect`](Self::connect) builds it once per attempt and gives the
+    /// same one to the probe and to rskafka; the group connection builds its
+    /// own from the same settings.
     ///
     /// With `KAFKA_SSL_VERIFY_HOSTNAME=false` the first call in a process
     /// logs a warning: it happens when a service first connects, at start.
@@ -353,45 +368,87 @@ impl KafkaSettings {
     /// `ApiVersions`, SASL, with the very same TLS configuration — until one
     /// succeeds. A failure a retry cannot fix (certificate, authentication,
     /// security-protocol mismatch, TLS files) is returned at once as one
-    /// clear line naming the broker ([`KafkaError::Broker`]); network
-    /// trouble is retried with growing backoff until `deadline`
-    /// ([`KafkaError::Unreachable`]). Callers that must keep trying those
-    /// too use [`connect_retrying`](Self::connect_retrying).
+    /// clear line naming the broker ([`KafkaError::Broker`],
+    /// [`KafkaError::SaslRequired`]); network trouble is retried with
+    /// growing backoff until `deadline` ([`KafkaError::Unreachable`]).
+    /// Callers that must keep trying those too use
+    /// [`connect_retrying`](Self::connect_retrying).
     pub async fn connect(&self, deadline: Duration) -> Result<Client, KafkaError> {
+        self.connect_loop(deadline, false, |_| {}).await
+    }
+
+    /// Like [`connect`](Self::connect), but retries *every* failure except
+    /// unusable TLS files — wrong password, unknown CA and protocol mismatch
+    /// included, since operators provision users and certificates
+    /// asynchronously — with growing backoff until `deadline`. Each failure
+    /// is passed to `on_failure` (e.g. to set `/readyz`) and each retry
+    /// logged as a warning; the last failure is returned.
+    pub async fn connect_retrying(
+        &self,
+        deadline: Duration,
+        on_failure: impl FnMut(&KafkaError),
+    ) -> Result<Client, KafkaError> {
+        self.connect_loop(deadline, true, on_failure).await
+    }
+
+    async fn connect_loop(
+        &self,
+        deadline: Duration,
+        retry_all: bool,
+        mut on_failure: impl FnMut(&KafkaError),
+    ) -> Result<Client, KafkaError> {
         let until = Instant::now() + deadline;
-        let tls = self.rustls_config()?;
+        let tls = match self.rustls_config() {
+            Ok(tls) => tls,
+            Err(e) => {
+                on_failure(&e);
+                return Err(e);
+            }
+        };
+        // The last attempt starts at least this long before the deadline, so
+        // the error reported is the broker's answer, not a cut-off attempt.
+        let last_attempt = FINAL_ATTEMPT_BUDGET.min(deadline / 4);
         let mut backoff = self.backoff_initial;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            match self.probe(tls.clone(), until).await {
+            let e = match self.probe(tls.clone(), until).await {
                 Ok(broker) => {
-                    debug!(broker = %broker, "bootstrap broker reachable; connecting the Kafka client");
-                    break;
-                }
-                Err(e) if e.is_retriable() => {
-                    let wait = jittered(backoff);
-                    if Instant::now() + wait >= until {
-                        return Err(KafkaError::Unreachable {
-                            bootstrap: self.bootstrap.join(","),
-                            after: deadline,
-                            last: Box::new(e),
-                        });
-                    }
-                    warn!(
-                        bootstrap = %self.bootstrap.join(","),
-                        error = %e,
-                        attempt,
-                        retry_in_ms = wait.as_millis() as u64,
-                        "cannot reach Kafka; retrying"
+                    debug!(
+                        broker,
+                        "bootstrap broker reachable; connecting the Kafka client"
                     );
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(self.backoff_max);
+                    match self.build_client(tls.clone(), until).await {
+                        Ok(client) => return Ok(client),
+                        Err(e) => e,
+                    }
                 }
-                Err(e) => return Err(KafkaError::Broker(Box::new(e))),
+                Err(e) => e,
+            };
+            on_failure(&e);
+            let remaining = until.saturating_duration_since(Instant::now());
+            if !(e.is_retriable() || retry_all) || remaining <= last_attempt {
+                return Err(e);
             }
+            let wait = jittered(backoff).min(remaining - last_attempt);
+            warn!(
+                bootstrap = %self.bootstrap.join(","),
+                error = %e,
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                "cannot connect to Kafka; retrying"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.backoff_max);
         }
+    }
 
+    /// rskafka's client, after a successful probe.
+    async fn build_client(
+        &self,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        until: Instant,
+    ) -> Result<Client, KafkaError> {
         let remaining = until.saturating_duration_since(Instant::now());
         let mut builder = ClientBuilder::new(self.bootstrap.clone())
             .client_id(self.client_id.as_str())
@@ -412,85 +469,87 @@ impl KafkaSettings {
             }),
             Err(_) => Err(KafkaError::ConnectTimeout {
                 bootstrap: self.bootstrap.join(","),
-                after: deadline,
+                after: remaining,
             }),
         }
     }
 
-    /// Like [`connect`](Self::connect), but keeps retrying *every* failure
-    /// except unusable TLS files — wrong password, unknown CA, protocol
-    /// mismatch included, since operators provision users and certificates
-    /// asynchronously — with growing backoff until `deadline`, logging each
-    /// retry as a warning and passing each failure to `on_failure` (e.g. to
-    /// set `/readyz`). Returns the last failure when the deadline passes.
-    pub async fn connect_retrying(
-        &self,
-        deadline: Duration,
-        mut on_failure: impl FnMut(&KafkaError),
-    ) -> Result<Client, KafkaError> {
-        let until = Instant::now() + deadline;
-        let mut backoff = self.backoff_initial;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let remaining = until.saturating_duration_since(Instant::now());
-            let e = match self.connect(remaining).await {
-                Ok(client) => return Ok(client),
-                Err(e) => e,
-            };
-            on_failure(&e);
-            let wait = jittered(backoff);
-            if matches!(e, KafkaError::TlsFile { .. } | KafkaError::Tls(_))
-                || Instant::now() + wait >= until
-            {
-                return Err(e);
-            }
-            warn!(
-                error = %e,
-                attempt,
-                retry_in_ms = wait.as_millis() as u64,
-                "cannot connect to Kafka; retrying"
-            );
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.backoff_max);
-        }
-    }
-
     /// One pass over the bootstrap brokers: the first that connects (TCP,
-    /// TLS, `ApiVersions`, SASL) ends it. A non-retriable failure ends it at
-    /// once (the next broker has the same certificate authority and users);
-    /// otherwise the last failure is returned.
+    /// TLS, `ApiVersions`, SASL) ends it. A failure retrying cannot fix ends
+    /// it at once (the next broker has the same CA and users); otherwise the
+    /// last broker's failure is returned.
     async fn probe(
         &self,
         tls: Option<Arc<rustls::ClientConfig>>,
         until: Instant,
-    ) -> Result<&str, ConnectionError> {
-        let config = ConnectionConfig::with_tls(self, tls)?;
+    ) -> Result<&str, KafkaError> {
+        let config =
+            ConnectionConfig::with_tls(self, tls).map_err(|e| KafkaError::Broker(Box::new(e)))?;
         let mut last = None;
         for broker in &self.bootstrap {
             let remaining = until.saturating_duration_since(Instant::now());
             let result =
                 tokio::time::timeout(remaining, BrokerConnection::connect(&config, broker)).await;
-            match result {
-                Ok(Ok(_connection)) => return Ok(broker),
-                Ok(Err(e)) if !e.is_retriable() => return Err(e),
-                Ok(Err(e)) => last = Some(e),
-                Err(_) => {
-                    last = Some(ConnectionError::Timeout {
-                        broker: broker.clone(),
-                        during: "connect",
-                        after: remaining,
-                    })
+            let e = match result {
+                Ok(Ok(mut conn)) => {
+                    if self.sasl.is_none() {
+                        self.check_sasl_not_required(&mut conn, remaining).await?;
+                    }
+                    return Ok(broker);
                 }
+                Ok(Err(e)) => e,
+                Err(_) => ConnectionError::Timeout {
+                    broker: broker.clone(),
+                    during: "connect",
+                    after: remaining,
+                },
+            };
+            if !e.is_retriable() {
+                return Err(KafkaError::Broker(Box::new(e)));
             }
+            last = Some(e);
         }
-        Err(last.unwrap_or_else(|| ConnectionError::Timeout {
+        let last = last.unwrap_or_else(|| ConnectionError::Timeout {
             broker: self.bootstrap.join(","),
             during: "connect",
             after: Duration::ZERO,
-        }))
+        });
+        Err(KafkaError::Unreachable {
+            bootstrap: self.bootstrap.join(","),
+            last: Box::new(last),
+        })
+    }
+
+    /// Without SASL configured, a SASL listener accepts `ApiVersions` and
+    /// then drops the connection at the first real request, which rskafka
+    /// reports as "Connection is poisoned … early eof". A `SaslHandshake`
+    /// tells the two apart: a PLAINTEXT or SSL listener answers
+    /// `ILLEGAL_SASL_STATE`, a SASL listener lists its mechanisms. Any
+    /// other outcome is left to rskafka.
+    async fn check_sasl_not_required(
+        &self,
+        conn: &mut BrokerConnection,
+        within: Duration,
+    ) -> Result<(), KafkaError> {
+        let request = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(SaslMechanism::Plain.name()));
+        let options = SendOptions::new().timeout(within.max(Duration::from_millis(1)));
+        match conn.send_with(request, options).await {
+            Ok(r) if r.error_code != ILLEGAL_SASL_STATE => Err(KafkaError::SaslRequired {
+                broker: conn.broker().to_owned(),
+                protocol: self.security_protocol,
+                offered: r.mechanisms.iter().map(|m| m.to_string()).collect(),
+            }),
+            _ => Ok(()),
+        }
     }
 }
+
+/// See `connect_loop`.
+const FINAL_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
+
+/// `ILLEGAL_SASL_STATE`: a `SaslHandshake` on a listener without SASL.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// `d` scaled by a random factor in [0.5, 1): retries of many clients spread out.
 fn jittered(d: Duration) -> Duration {
@@ -560,18 +619,29 @@ pub enum KafkaError {
     /// own connection's one-line explanation, naming the broker.
     #[error("{0}")]
     Broker(Box<ConnectionError>),
-    /// No bootstrap broker could be reached before the deadline.
-    #[error(
-        "cannot connect to Kafka at {bootstrap} within {:.1}s: {last}",
-        after.as_secs_f64()
-    )]
+    /// No bootstrap broker could be reached (network trouble, timeouts).
+    #[error("cannot connect to Kafka at {bootstrap}: {last}")]
     Unreachable {
         /// The bootstrap list.
         bootstrap: String,
-        /// The deadline.
-        after: Duration,
         /// The last broker's failure.
         last: Box<ConnectionError>,
+    },
+    /// SASL is not configured but the listener requires it.
+    #[error(
+        "Kafka broker {broker} requires SASL authentication (it offers {}) but \
+         KAFKA_SECURITY_PROTOCOL is {protocol}: set it to {} and KAFKA_SASL_MECHANISM, \
+         KAFKA_USERNAME, KAFKA_PASSWORD",
+        if offered.is_empty() { "no mechanism".to_owned() } else { offered.join(", ") },
+        if protocol.uses_tls() { "SASL_SSL" } else { "SASL_PLAINTEXT" }
+    )]
+    SaslRequired {
+        /// `host:port`.
+        broker: String,
+        /// The configured protocol (PLAINTEXT or SSL).
+        protocol: SecurityProtocol,
+        /// The mechanisms the listener enables.
+        offered: Vec<String>,
     },
     /// rskafka's client could not reach the cluster (after a successful probe).
     #[error("cannot connect to Kafka at {bootstrap}: {source}")]
@@ -596,7 +666,7 @@ impl KafkaError {
     /// network trouble and timeouts, not bad files, certificates or passwords.
     pub fn is_retriable(&self) -> bool {
         match self {
-            Self::TlsFile { .. } | Self::Tls(_) => false,
+            Self::TlsFile { .. } | Self::Tls(_) | Self::SaslRequired { .. } => false,
             Self::Broker(e) => e.is_retriable(),
             Self::Unreachable { .. } | Self::Connect { .. } | Self::ConnectTimeout { .. } => true,
         }
@@ -841,6 +911,60 @@ mod tests {
             .expect_err("x")
             .to_string();
         assert!(e.contains("no such file"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn connect_gives_up_on_an_unreachable_broker_at_the_deadline() {
+        let s = KafkaSettings::plaintext("127.0.0.1:1", "t");
+        let started = std::time::Instant::now();
+        let e = s
+            .connect(Duration::from_millis(800))
+            .await
+            .expect_err("nothing listens on port 1");
+        assert!(started.elapsed() < Duration::from_secs(2), "{e}");
+        assert!(e.is_retriable(), "{e}");
+        assert!(
+            e.to_string().starts_with(
+                "cannot connect to Kafka at 127.0.0.1:1: cannot connect to Kafka broker 127.0.0.1:1: "
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_retrying_reports_every_failure_with_growing_waits() {
+        let s = KafkaSettings::plaintext("127.0.0.1:1", "t");
+        let mut failures = 0;
+        let started = std::time::Instant::now();
+        let e = s
+            .connect_retrying(Duration::from_millis(1200), |_| failures += 1)
+            .await
+            .expect_err("nothing listens on port 1");
+        // 100 ms doubling, jittered, within 1.2 s: a handful, not a tight loop.
+        assert!((2..=8).contains(&failures), "{failures} failures: {e}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn error_lines_say_what_to_do() {
+        let e = KafkaError::SaslRequired {
+            broker: "b:9093".to_owned(),
+            protocol: SecurityProtocol::Ssl,
+            offered: vec!["PLAIN".to_owned(), "SCRAM-SHA-512".to_owned()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "Kafka broker b:9093 requires SASL authentication (it offers PLAIN, SCRAM-SHA-512) but \
+             KAFKA_SECURITY_PROTOCOL is SSL: set it to SASL_SSL and KAFKA_SASL_MECHANISM, \
+             KAFKA_USERNAME, KAFKA_PASSWORD"
+        );
+        assert!(!e.is_retriable());
+        let tls = KafkaError::TlsFile {
+            what: "CA file",
+            path: "/x".to_owned(),
+            problem: "no usable certificate in it".to_owned(),
+        };
+        assert!(!tls.is_retriable());
     }
 
     #[test]

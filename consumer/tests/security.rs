@@ -1,0 +1,605 @@
+//! Both services against the local broker's four listeners.
+//!
+//! - Every security protocol × mechanism: the producer (in-process) sends N
+//!   records and our consumer group (in-process) receives all N and commits
+//!   them; rskafka's connections and the group-coordinator connection get
+//!   only the secure listener, so both use the settings.
+//! - The `consumer` binary with a wrong password: `/readyz` 503 with the
+//!   reason, retries with growing backoff, a clean SIGTERM.
+//! - Certificate and protocol errors on the consumer's `/readyz`.
+//! - Hostname verification off: explicit, warned about at start.
+//! - A known password nowhere in the consumer's logs (DEBUG, trace),
+//!   errors, `/metrics` or `--help`; `KAFKA_PASSWORD_FILE` end to end.
+//!
+//! The producer binary's failure cases are in `producer/tests/security.rs`.
+
+#[path = "../../producer/tests/security_support/mod.rs"]
+mod security_support;
+#[path = "../../producer/tests/support/mod.rs"]
+mod support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use common::{config::ConfigSource, kafka::KafkaSettings};
+use security_support::*;
+use tokio_util::sync::CancellationToken;
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
+
+/// Consumer keys that make a test group quick (as in `tests/group.rs`).
+fn consumer_keys(topic: &str, group: &str) -> Pairs {
+    vec![
+        ("KAFKA_TOPIC", topic.to_owned()),
+        ("KAFKA_CONSUMER_GROUP", group.to_owned()),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ("CONSUMER_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
+        ("CONSUMER_COMMIT_INTERVAL_MS", "300".to_owned()),
+        ("CONSUMER_DRAIN_TIMEOUT_MS", "4000".to_owned()),
+        ("CONSUMER_FETCH_MAX_WAIT_MS", "100".to_owned()),
+    ]
+}
+
+fn merged(mut a: Pairs, b: Pairs) -> Pairs {
+    for (k, v) in b {
+        a = with(a, k, v);
+    }
+    a
+}
+
+/// Sends `n` demo records to `topic` (created with 2 partitions) in-process.
+async fn produce(settings: &[(&'static str, String)], topic: &str, n: u64) {
+    let pairs = merged(
+        settings.to_vec(),
+        vec![
+            ("KAFKA_TOPIC", topic.to_owned()),
+            ("PRODUCER_MESSAGES", n.to_string()),
+            ("PRODUCER_KEY_TEMPLATE", "key-{seq % 8}".to_owned()),
+            ("PRODUCER_CREATE_TOPIC", "true".to_owned()),
+            ("PRODUCER_TOPIC_PARTITIONS", "2".to_owned()),
+            ("PRODUCER_TIMEOUT_SECS", "30".to_owned()),
+        ],
+    );
+    let config = producer::config::validate(&ConfigSource::from_pairs(borrowed(&pairs)))
+        .expect("valid producer config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let summary = producer::run(config, listener, CancellationToken::new())
+        .await
+        .unwrap_or_else(|e| panic!("produce to {topic}: {e}"));
+    assert_eq!((summary.acked, summary.failed), (n, 0));
+}
+
+struct InProcess {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), consumer::ConsumerError>>,
+}
+
+async fn spawn_consumer(pairs: &[(&'static str, String)]) -> InProcess {
+    let config = consumer::config::validate(&ConfigSource::from_pairs(borrowed(pairs)))
+        .expect("valid consumer config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let handle = tokio::spawn(consumer::run(config, listener, shutdown.clone()));
+    InProcess {
+        addr,
+        shutdown,
+        handle,
+    }
+}
+
+/// `kafka_consumer_records_consumed_total` for `topic`, summed.
+async fn consumed(addr: SocketAddr, topic: &str) -> u64 {
+    let (_, body) = http_get(addr, "/metrics").await;
+    body.lines()
+        .filter(|l| {
+            l.starts_with("kafka_consumer_records_consumed_total{")
+                && l.contains(&format!("topic=\"{topic}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Committed offsets of `group` for `topic`'s partitions, read over the
+/// same secure listener with our coordinator client.
+async fn committed(settings: &[(&'static str, String)], topic: &str, group: &str) -> i64 {
+    let kafka = KafkaSettings::from_source(
+        &ConfigSource::from_pairs(borrowed(settings)),
+        "security-test-reader",
+    )
+    .expect("settings");
+    let mut client =
+        common::group::coordinator::CoordinatorClient::from_settings(&kafka, group, None)
+            .expect("coordinator client");
+    let tps = vec![common::group::protocol::TopicPartitions::new(
+        topic,
+        vec![0, 1],
+    )];
+    let r = client.offset_fetch(&tps).await.expect("offset fetch");
+    (0..2)
+        .map(|p| {
+            r.offsets
+                .get(&(topic.to_owned(), p))
+                .map_or(0, |o| o.offset.max(0))
+        })
+        .sum()
+}
+
+/// Producer sends N, a consumer group receives all N and commits them, all
+/// over `security` only.
+async fn roundtrip(security: Security) {
+    let started = std::time::Instant::now();
+    let settings = security.pairs();
+    let topic = support::unique(&format!("sec-{}", security.slug()));
+    let group = support::unique(&format!("g-sec-{}", security.slug()));
+    let n = 60;
+    produce(&settings, &topic, n).await;
+
+    let c = spawn_consumer(&merged(settings.clone(), consumer_keys(&topic, &group))).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let mut got = 0;
+    while tokio::time::Instant::now() < deadline {
+        got = consumed(c.addr, &topic).await;
+        if got >= n || c.handle.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, reason) = http_get(c.addr, "/readyz").await;
+    assert_eq!(
+        got, n,
+        "{security:?}: consumed {got} of {n}; /readyz {status} {reason}"
+    );
+    // Let a periodic commit land, then leave cleanly (final commit).
+    c.shutdown.cancel();
+    c.handle
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{security:?}: consumer failed: {e}"));
+    assert_eq!(
+        committed(&settings, &topic, &group).await,
+        n as i64,
+        "{security:?}: committed offsets"
+    );
+    eprintln!(
+        "{security:?}: {n} produced, {n} consumed and committed in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn roundtrip_plaintext() {
+    roundtrip(Security::Plaintext).await;
+}
+
+#[tokio::test]
+async fn roundtrip_ssl_with_ca() {
+    roundtrip(Security::Ssl).await;
+}
+
+#[tokio::test]
+async fn roundtrip_ssl_with_client_certificate() {
+    roundtrip(Security::SslMutual).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_plaintext_plain() {
+    roundtrip(Security::SaslPlaintext("PLAIN")).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_plaintext_scram_sha_256() {
+    roundtrip(Security::SaslPlaintext("SCRAM-SHA-256")).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_plaintext_scram_sha_512() {
+    roundtrip(Security::SaslPlaintext("SCRAM-SHA-512")).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_ssl_plain() {
+    roundtrip(Security::SaslSsl("PLAIN")).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_ssl_scram_sha_256() {
+    roundtrip(Security::SaslSsl("SCRAM-SHA-256")).await;
+}
+
+#[tokio::test]
+async fn roundtrip_sasl_ssl_scram_sha_512() {
+    roundtrip(Security::SaslSsl("SCRAM-SHA-512")).await;
+}
+
+#[tokio::test]
+async fn a_client_certificate_the_broker_does_not_trust_is_refused() {
+    // The SSL listener requests a client certificate: ours is really sent,
+    // and one from another CA is refused.
+    let dir = tempfile::tempdir().expect("tmp");
+    let (cert, key) = self_signed(dir.path(), "rogue", "/CN=rogue client");
+    let settings = with(
+        with(
+            Security::SslMutual.pairs(),
+            "KAFKA_SSL_CERT_FILE",
+            cert.display().to_string(),
+        ),
+        "KAFKA_SSL_KEY_FILE",
+        key.display().to_string(),
+    );
+    let kafka = KafkaSettings::from_source(&ConfigSource::from_pairs(borrowed(&settings)), "t")
+        .expect("settings");
+    let e = kafka
+        .connect(Duration::from_secs(3))
+        .await
+        .expect_err("a rogue client certificate is refused")
+        .to_string();
+    eprintln!("rogue client certificate: {e}");
+    assert!(
+        e.contains(&broker().ssl) && e.contains("CertificateUnknown"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
+    let b = broker();
+    let password = random_secret();
+    let http = free_addr();
+    let topic = support::unique("sec-cons-pw");
+    let env = merged(
+        merged(
+            with(
+                Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
+                "KAFKA_PASSWORD",
+                password.clone(),
+            ),
+            consumer_keys(&topic, &support::unique("g-sec-pw")),
+        ),
+        vec![("HTTP_ADDR", http.to_string())],
+    );
+    let run = Running::start(CONSUMER, &[], &env);
+    let scraper = Scraper::start(http);
+    let expected = format!(
+        "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
+        b.user, b.sasl_plaintext
+    );
+    let ((status, body), ok) = poll_until(http, "/readyz", Duration::from_secs(5), |s, body| {
+        s == 503 && body.contains(&expected)
+    })
+    .await;
+    assert!(ok, "/readyz: {status} {body}");
+    eprintln!("consumer /readyz: {status} {}", body.trim());
+    // Watch it retry for a few seconds, alive all along.
+    let watch = Duration::from_secs(6);
+    tokio::time::sleep(watch).await;
+    assert_eq!(http_get(http, "/healthz").await.0, 200);
+    assert_eq!(http_get(http, "/readyz").await.0, 503);
+    run.terminate();
+    let out = run.finish(Duration::from_secs(10)).await;
+    let served = scraper.finish().await;
+    assert_eq!(out.code, Some(0), "SIGTERM while retrying: {}", out.all());
+
+    let lines = out.lines();
+    let attempts: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| {
+            l["level"] == "WARN"
+                && l["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with(&expected))
+        })
+        .collect();
+    let waits: Vec<u64> = attempts
+        .iter()
+        .map(|l| l["retry_in_ms"].as_u64().unwrap_or(0))
+        .collect();
+    let times: Vec<&str> = attempts
+        .iter()
+        .map(|l| l["timestamp"].as_str().unwrap_or_default())
+        .collect();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| seconds_between(w[0], w[1]))
+        .collect();
+    eprintln!(
+        "consumer wrong password: {} attempts in {:.1}s, backoff {waits:?} ms, gaps {gaps:.2?} s",
+        attempts.len(),
+        watch.as_secs_f64()
+    );
+    // A tight loop would make hundreds; 100 ms doubling makes six or seven.
+    assert!(
+        (3..=12).contains(&attempts.len()),
+        "{} attempts: {waits:?}",
+        attempts.len()
+    );
+    assert!(
+        waits.windows(2).all(|w| w[0] < w[1]),
+        "backoff does not grow: {waits:?}"
+    );
+    // Each logged backoff b is really waited (at least b/2 with jitter)
+    // before the next attempt, however long an attempt itself takes.
+    for (gap, wait) in gaps.iter().zip(&waits) {
+        assert!(
+            *gap >= *wait as f64 / 2000.0,
+            "attempts closer than their backoff: gaps {gaps:?} s, backoff {waits:?} ms"
+        );
+    }
+    assert_absent(
+        &password,
+        &[
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("the sidecar", &served),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn consumer_reports_certificate_and_protocol_errors_on_readyz() {
+    let b = broker();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (other_ca, _) = self_signed(dir.path(), "other-ca", "/CN=not the broker's CA");
+    let (name, _) = wrong_name();
+    let cases = [
+        (
+            "unknown CA",
+            with(
+                Security::Ssl.pairs(),
+                "KAFKA_SSL_CA_FILE",
+                other_ca.display().to_string(),
+            ),
+            format!(
+                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
+                b.ssl
+            ),
+        ),
+        (
+            "wrong host name",
+            with(Security::Ssl.pairs(), "KAFKA_BOOTSTRAP_SERVER", name.clone()),
+            format!(
+                "TLS handshake with Kafka broker {name} failed: invalid peer certificate: \
+                 certificate not valid for name"
+            ),
+        ),
+        (
+            "SSL to the PLAINTEXT port",
+            with(
+                Security::Ssl.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.plaintext.clone(),
+            ),
+            format!(
+                "TLS handshake with Kafka broker {} failed: tls handshake eof (the broker does not \
+                 speak TLS on this port",
+                b.plaintext
+            ),
+        ),
+        (
+            "PLAINTEXT to the SSL port",
+            with(
+                Security::Plaintext.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.ssl.clone(),
+            ),
+            format!("Kafka broker {} answered with TLS", b.ssl),
+        ),
+    ];
+    let runs = cases.map(|(case, settings, expected)| async move {
+        let topic = support::unique("sec-cons-err");
+        let c = spawn_consumer(&merged(
+            settings,
+            consumer_keys(&topic, &support::unique("g-sec-err")),
+        ))
+        .await;
+        let ((status, body), ok) =
+            poll_until(c.addr, "/readyz", Duration::from_secs(5), |s, body| {
+                s == 503 && body.contains(&expected)
+            })
+            .await;
+        assert!(ok, "{case}: /readyz {status} {body}");
+        eprintln!("{case}: /readyz {status} {}", body.trim());
+        c.shutdown.cancel();
+        c.handle
+            .await
+            .expect("join")
+            .unwrap_or_else(|e| panic!("{case}: stopping while retrying: {e}"));
+    });
+    futures::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn consumer_warns_at_start_when_hostname_verification_is_off() {
+    let b = broker();
+    let topic = support::unique("sec-cons-noverify");
+    produce(&Security::Plaintext.pairs(), &topic, 10).await;
+    let (name, dns) = wrong_name();
+    let bootstrap = if dns { name } else { b.ssl.clone() };
+    let http = free_addr();
+    let env = merged(
+        merged(
+            with(
+                with(Security::Ssl.pairs(), "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+                "KAFKA_BOOTSTRAP_SERVER",
+                bootstrap.clone(),
+            ),
+            consumer_keys(&topic, &support::unique("g-sec-noverify")),
+        ),
+        vec![("HTTP_ADDR", http.to_string())],
+    );
+    let run = Running::start(CONSUMER, &[], &env);
+    let ((status, body), ok) =
+        poll_until(http, "/readyz", Duration::from_secs(30), |s, _| s == 200).await;
+    run.terminate();
+    let out = run.finish(Duration::from_secs(15)).await;
+    assert!(
+        ok,
+        "{bootstrap}: never ready: {status} {body}\n{}",
+        out.stdout
+    );
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    let lines = out.lines();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l["level"] == "WARN"
+                && l["message"].as_str().is_some_and(|m| {
+                    m.contains("TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false)")
+                })
+        })
+        .unwrap_or_else(|| panic!("no warning: {}", out.stdout));
+    assert!(at < 3, "the warning is line {at}: {}", out.stdout);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("TLS hostname verification is OFF")))
+            .count(),
+        1,
+        "warned once"
+    );
+}
+
+#[tokio::test]
+async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
+    let user = support::unique("sec-cons-user");
+    let password = random_secret();
+    create_scram_user(&user, &password);
+    let dir = tempfile::tempdir().expect("tmp");
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let topic = support::unique("sec-cons-secret");
+    let n = 25;
+    produce(&Security::Plaintext.pairs(), &topic, n).await;
+
+    let as_user = |security: Security| {
+        with(
+            with(security.pairs(), "KAFKA_USERNAME", user.clone()),
+            "KAFKA_PASSWORD",
+            password.clone(),
+        )
+    };
+    let runs: Vec<(&str, Pairs, bool)> = vec![
+        (
+            "SASL_SSL SCRAM-SHA-512, KAFKA_PASSWORD_FILE, DEBUG=true",
+            merged(
+                with(
+                    without(
+                        as_user(Security::SaslSsl("SCRAM-SHA-512")),
+                        "KAFKA_PASSWORD",
+                    ),
+                    "KAFKA_PASSWORD_FILE",
+                    password_file.display().to_string(),
+                ),
+                vec![("DEBUG", "true".to_owned())],
+            ),
+            true,
+        ),
+        (
+            "SASL_SSL SCRAM-SHA-256, RUST_LOG=trace",
+            with(
+                as_user(Security::SaslSsl("SCRAM-SHA-256")),
+                "RUST_LOG",
+                "trace",
+            ),
+            true,
+        ),
+        (
+            "SASL_SSL PLAIN with that string as a wrong password, RUST_LOG=trace",
+            with(
+                with(
+                    Security::SaslSsl("PLAIN").pairs(),
+                    "KAFKA_PASSWORD",
+                    password.clone(),
+                ),
+                "RUST_LOG",
+                "trace",
+            ),
+            false,
+        ),
+    ];
+    for (case, settings, succeeds) in runs {
+        let http = free_addr();
+        let env = merged(
+            merged(
+                settings,
+                consumer_keys(&topic, &support::unique("g-sec-secret")),
+            ),
+            vec![("HTTP_ADDR", http.to_string())],
+        );
+        let run = Running::start(CONSUMER, &[], &env);
+        let scraper = Scraper::start(http);
+        let (got, ok) = if succeeds {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let mut got = 0;
+            while tokio::time::Instant::now() < deadline {
+                got = consumed(http, &topic).await;
+                if got >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (format!("consumed {got} of {n}"), got == n)
+        } else {
+            let (got, ok) = poll_until(http, "/readyz", Duration::from_secs(5), |s, body| {
+                s == 503 && body.contains("authentication failed for user")
+            })
+            .await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (format!("/readyz {got:?}"), ok)
+        };
+        run.terminate();
+        let out = run.finish(Duration::from_secs(15)).await;
+        let served = scraper.finish().await;
+        assert!(ok, "{case}: {got}\n{}", out.all());
+        assert_eq!(out.code, Some(0), "{case}: {}", out.all());
+        assert!(
+            out.stdout.contains("\"level\":\"DEBUG\""),
+            "{case}: no debug output"
+        );
+        if case.contains("trace") {
+            assert!(
+                out.stdout.contains("\"level\":\"TRACE\""),
+                "{case}: no trace output"
+            );
+        }
+        assert!(
+            served.contains("kafka_service_build_info"),
+            "{case}: /metrics not scraped"
+        );
+        assert_absent(
+            &password,
+            &[
+                ("stdout", &out.stdout),
+                ("stderr", &out.stderr),
+                ("the sidecar", &served),
+            ],
+        );
+        eprintln!(
+            "{case}: exit {:?} after {:?}, {} log lines, {} sidecar bytes, no secret",
+            out.code,
+            out.elapsed,
+            out.stdout.lines().count(),
+            served.len()
+        );
+    }
+
+    for args in [&["--help"][..], &["--group", ""][..]] {
+        let env = vec![
+            ("KAFKA_PASSWORD", password.clone()),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("KAFKA_USERNAME", user.clone()),
+        ];
+        let out = Running::start(CONSUMER, args, &env)
+            .finish(Duration::from_secs(10))
+            .await;
+        assert!(!out.all().trim().is_empty(), "{args:?}: no output");
+        assert_absent(&password, &[(&format!("{args:?}"), &out.all())]);
+    }
+}

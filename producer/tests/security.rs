@@ -1,0 +1,453 @@
+//! The `producer` binary against the local broker's TLS and SASL listeners:
+//! what a user sees when the password, the CA, the host name or the security
+//! protocol is wrong, the explicit opt-out of hostname verification, and that
+//! the password is nowhere in what the process prints or serves.
+//!
+//! The happy paths (every protocol × mechanism, producer and consumer group)
+//! are in `consumer/tests/security.rs`, which has both services.
+
+mod security_support;
+mod support;
+
+use std::time::Duration;
+
+use security_support::*;
+
+const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
+
+fn base(timeout_secs: u64, http: std::net::SocketAddr) -> Pairs {
+    vec![
+        ("HTTP_ADDR", http.to_string()),
+        ("KAFKA_TOPIC", support::unique("sec-producer")),
+        ("PRODUCER_CREATE_TOPIC", "true".to_owned()),
+        ("PRODUCER_MESSAGES", "30".to_owned()),
+        ("PRODUCER_TIMEOUT_SECS", timeout_secs.to_string()),
+    ]
+}
+
+fn env_of(mut base: Pairs, settings: Pairs) -> Pairs {
+    for (k, v) in settings {
+        base = with(base, k, v);
+    }
+    base
+}
+
+/// Runs the producer to its end with `settings` and a `timeout_secs` deadline.
+async fn run_producer(settings: Pairs, timeout_secs: u64) -> Finished {
+    let env = env_of(base(timeout_secs, free_addr()), settings);
+    Running::start(PRODUCER, &[], &env)
+        .finish(Duration::from_secs(timeout_secs + 15))
+        .await
+}
+
+/// Exit 1 within the timeout (plus start-up slack), the last line an ERROR
+/// carrying `expected`, nothing panicked.
+fn assert_failed_with(case: &str, out: &Finished, timeout_secs: u64, expected: &[&str]) {
+    let last = out.last_line();
+    assert_eq!(out.code, Some(1), "{case}: exit code; last line: {last}");
+    assert!(
+        out.elapsed < Duration::from_secs(timeout_secs + 3),
+        "{case}: took {:?} with a {timeout_secs}s timeout",
+        out.elapsed
+    );
+    assert!(last.contains("\"level\":\"ERROR\""), "{case}: {last}");
+    for e in expected {
+        assert!(last.contains(e), "{case}: last line lacks {e:?}: {last}");
+    }
+    assert!(
+        !out.all().contains("panicked"),
+        "{case}: panic: {}",
+        out.all()
+    );
+    eprintln!("{case}: exit 1 after {:?}: {last}", out.elapsed);
+}
+
+#[tokio::test]
+async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after_the_timeout() {
+    let b = broker();
+    let password = random_secret();
+    let http = free_addr();
+    let timeout = 5;
+    let settings = with(
+        Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
+        "KAFKA_PASSWORD",
+        password.clone(),
+    );
+    let env = env_of(base(timeout, http), settings);
+    let run = Running::start(PRODUCER, &[], &env);
+    let scraper = Scraper::start(http);
+
+    // While it retries: not ready, with the reason.
+    let expected = format!(
+        "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
+        b.user, b.sasl_plaintext
+    );
+    let ((status, body), ok) = poll_until(http, "/readyz", Duration::from_secs(4), |s, body| {
+        s == 503 && body.contains(&expected)
+    })
+    .await;
+    assert!(ok, "/readyz while failing: {status} {body}");
+    assert!(body.starts_with("not ready: "), "{body}");
+
+    let out = run.finish(Duration::from_secs(timeout + 15)).await;
+    let served = scraper.finish().await;
+    assert_failed_with("wrong password", &out, timeout, &[&expected]);
+    // It gave up because the timeout was up, not at the first refusal.
+    assert!(
+        out.elapsed >= Duration::from_secs(timeout - 1),
+        "exited after {:?}, before its {timeout}s timeout",
+        out.elapsed
+    );
+    assert!(
+        out.last_line()
+            .contains("producer failed: 0 of 30 records acknowledged, 30 not acknowledged"),
+        "{}",
+        out.last_line()
+    );
+
+    // Retries with growing backoff, not a tight loop.
+    let retries = retries(&out.lines(), "cannot connect to Kafka; retrying");
+    let waits: Vec<u64> = retries.iter().map(|(_, ms)| *ms).collect();
+    assert!(
+        (3..=12).contains(&retries.len()),
+        "{} retries in {timeout}s: {waits:?}",
+        retries.len()
+    );
+    // Jittered within [b/2, b) with b doubling: strictly increasing, except
+    // the last, which is cut to the deadline.
+    let grown = &waits[..waits.len() - 1];
+    assert!(
+        grown.windows(2).all(|w| w[0] < w[1]),
+        "backoff does not grow: {waits:?}"
+    );
+    let span = seconds_between(&retries[0].0, &retries[retries.len() - 1].0);
+    eprintln!(
+        "wrong password: {} retries over {span:.2}s, waits {waits:?} ms",
+        retries.len()
+    );
+    assert_absent(
+        &password,
+        &[
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("the sidecar", &served),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn certificate_errors_name_the_broker_and_fail_within_the_timeout() {
+    let b = broker();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (other_ca, _) = self_signed(dir.path(), "other-ca", "/CN=not the broker's CA");
+    let (name, _) = wrong_name();
+    let ssl = Security::Ssl.pairs();
+    let timeout = 3;
+    let cases = [
+        (
+            "unknown CA",
+            with(ssl.clone(), "KAFKA_SSL_CA_FILE", other_ca.display().to_string()),
+            format!(
+                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
+                b.ssl
+            ),
+        ),
+        (
+            // A certificate from the broker's dir that is not its CA.
+            "client certificate as the CA",
+            with(
+                ssl.clone(),
+                "KAFKA_SSL_CA_FILE",
+                b.client_cert.display().to_string(),
+            ),
+            format!(
+                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
+                b.ssl
+            ),
+        ),
+        (
+            "wrong host name",
+            with(ssl.clone(), "KAFKA_BOOTSTRAP_SERVER", name.clone()),
+            format!(
+                "TLS handshake with Kafka broker {name} failed: invalid peer certificate: \
+                 certificate not valid for name"
+            ),
+        ),
+        (
+            // Turning the name check off does not turn the CA check off.
+            "unknown CA, hostname verification off",
+            with(
+                with(ssl.clone(), "KAFKA_SSL_CA_FILE", other_ca.display().to_string()),
+                "KAFKA_SSL_VERIFY_HOSTNAME",
+                "false",
+            ),
+            format!(
+                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
+                b.ssl
+            ),
+        ),
+    ];
+    let runs = cases.map(|(case, settings, expected)| async move {
+        let out = run_producer(settings, timeout).await;
+        assert_failed_with(case, &out, timeout, &[&expected]);
+    });
+    futures::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn security_protocol_mismatch_fails_clearly_within_the_timeout() {
+    let b = broker();
+    let timeout = 3;
+    let cases = [
+        (
+            "SSL to the PLAINTEXT port",
+            with(
+                Security::Ssl.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.plaintext.clone(),
+            ),
+            vec![
+                format!("TLS handshake with Kafka broker {} failed", b.plaintext),
+                "the broker does not speak TLS on this port".to_owned(),
+            ],
+        ),
+        (
+            "PLAINTEXT to the SSL port",
+            with(
+                Security::Plaintext.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.ssl.clone(),
+            ),
+            vec![format!(
+                "Kafka broker {} answered with TLS: it is a TLS listener, set the security \
+                 protocol to SSL or SASL_SSL",
+                b.ssl
+            )],
+        ),
+        (
+            "PLAINTEXT to the SASL_PLAINTEXT port",
+            with(
+                Security::Plaintext.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.sasl_plaintext.clone(),
+            ),
+            vec![format!(
+                "Kafka broker {} requires SASL authentication (it offers ",
+                b.sasl_plaintext
+            )],
+        ),
+        (
+            "SASL_PLAINTEXT to the PLAINTEXT port",
+            with(
+                Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.plaintext.clone(),
+            ),
+            vec![format!(
+                "Kafka broker {} does not expect SASL authentication",
+                b.plaintext
+            )],
+        ),
+    ];
+    let runs = cases.map(|(case, settings, expected)| async move {
+        let out = run_producer(settings, timeout).await;
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        assert_failed_with(case, &out, timeout, &expected);
+    });
+    futures::future::join_all(runs).await;
+}
+
+#[tokio::test]
+async fn hostname_verification_off_must_be_explicit_and_is_logged_as_a_warning() {
+    let b = broker();
+    let warning = "TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false)";
+
+    // Default: verified, no warning.
+    let out = run_producer(Security::Ssl.pairs(), 20).await;
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(!out.stdout.contains(warning), "{}", out.stdout);
+
+    // Explicitly off: works against a name the certificate does not cover,
+    // and says so at start.
+    let (name, dns) = wrong_name();
+    // rskafka cannot use a bracketed IPv6 address with TLS; then the broker's
+    // own address shows the warning and the connection.
+    let bootstrap = if dns { name } else { b.ssl.clone() };
+    let settings = with(
+        with(Security::Ssl.pairs(), "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+        "KAFKA_BOOTSTRAP_SERVER",
+        bootstrap.clone(),
+    );
+    let out = run_producer(settings, 20).await;
+    assert_eq!(out.code, Some(0), "{bootstrap}: {}", out.all());
+    let lines = out.lines();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l["level"] == "WARN" && l["message"].as_str().is_some_and(|m| m.contains(warning))
+        })
+        .unwrap_or_else(|| panic!("no warning: {}", out.stdout));
+    let summary = lines
+        .iter()
+        .position(|l| l["message"] == "summary")
+        .expect("summary");
+    assert!(
+        at < 3 && at < summary,
+        "warning is line {at}: {}",
+        out.stdout
+    );
+    eprintln!(
+        "verify off ({bootstrap}): {}",
+        out.stdout.lines().nth(at).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_help() {
+    let b = broker();
+    let user = support::unique("sec-user");
+    let password = random_secret();
+    create_scram_user(&user, &password);
+    let dir = tempfile::tempdir().expect("tmp");
+    let password_file = dir.path().join("password");
+    // As a mounted Secret has it: with a trailing newline.
+    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let key_pem = std::fs::read_to_string(&b.client_key).expect("client key");
+    let key_body: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() > 16)
+        .collect();
+
+    let as_user = |security: Security| {
+        with(
+            with(security.pairs(), "KAFKA_USERNAME", user.clone()),
+            "KAFKA_PASSWORD",
+            password.clone(),
+        )
+    };
+    let runs: Vec<(&str, Pairs, Option<i32>)> = vec![
+        (
+            // KAFKA_PASSWORD_FILE end to end, DEBUG=true.
+            "SASL_SSL SCRAM-SHA-512, password file, DEBUG=true",
+            with(
+                without(
+                    as_user(Security::SaslSsl("SCRAM-SHA-512")),
+                    "KAFKA_PASSWORD",
+                ),
+                "KAFKA_PASSWORD_FILE",
+                password_file.display().to_string(),
+            )
+            .into_iter()
+            .chain([("DEBUG", "true".to_owned())])
+            .collect(),
+            Some(0),
+        ),
+        (
+            "SASL_SSL SCRAM-SHA-256, RUST_LOG=trace",
+            with(
+                as_user(Security::SaslSsl("SCRAM-SHA-256")),
+                "RUST_LOG",
+                "trace",
+            ),
+            Some(0),
+        ),
+        (
+            // PLAIN sends the password itself; a wrong one is refused.
+            "SASL_SSL PLAIN, wrong password, RUST_LOG=trace and DEBUG=true",
+            with(
+                with(
+                    with(
+                        Security::SaslSsl("PLAIN").pairs(),
+                        "KAFKA_PASSWORD",
+                        password.clone(),
+                    ),
+                    "RUST_LOG",
+                    "trace",
+                ),
+                "DEBUG",
+                "true",
+            ),
+            Some(1),
+        ),
+        (
+            "SSL with a client certificate, RUST_LOG=trace",
+            with(Security::SslMutual.pairs(), "RUST_LOG", "trace"),
+            Some(0),
+        ),
+    ];
+    for (case, settings, code) in runs {
+        let http = free_addr();
+        let env = env_of(
+            with(
+                base(if code == Some(0) { 30 } else { 3 }, http),
+                "PRODUCER_METRICS_GRACE_SECS",
+                "1",
+            ),
+            settings,
+        );
+        let run = Running::start(PRODUCER, &[], &env);
+        let scraper = Scraper::start(http);
+        let out = run.finish(Duration::from_secs(45)).await;
+        let served = scraper.finish().await;
+        assert_eq!(out.code, code, "{case}: {}", out.last_line());
+        // The logs really were verbose.
+        assert!(
+            out.stdout.contains("\"level\":\"DEBUG\""),
+            "{case}: no debug output"
+        );
+        if case.contains("trace") {
+            assert!(
+                out.stdout.contains("\"level\":\"TRACE\""),
+                "{case}: no trace output"
+            );
+        }
+        assert!(
+            served.contains("kafka_service_build_info"),
+            "{case}: /metrics not scraped"
+        );
+        assert_absent(
+            &password,
+            &[
+                ("stdout", &out.stdout),
+                ("stderr", &out.stderr),
+                ("the sidecar", &served),
+            ],
+        );
+        for line in &key_body {
+            assert_absent(line, &[("stdout", &out.stdout), ("stderr", &out.stderr)]);
+        }
+        eprintln!(
+            "{case}: exit {:?} after {:?}, {} log lines, {} sidecar bytes, no secret",
+            out.code,
+            out.elapsed,
+            out.stdout.lines().count(),
+            served.len()
+        );
+    }
+
+    // --help and a configuration error with the password in the environment.
+    for args in [&["--help"][..], &["--messages", "lots"][..]] {
+        let env = vec![
+            ("KAFKA_PASSWORD", password.clone()),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("KAFKA_USERNAME", user.clone()),
+        ];
+        let out = Running::start(PRODUCER, args, &env)
+            .finish(Duration::from_secs(10))
+            .await;
+        assert!(!out.all().trim().is_empty(), "{args:?}: no output");
+        assert_absent(&password, &[(&format!("{args:?}"), &out.all())]);
+    }
+    let out = Running::start(
+        PRODUCER,
+        &["--help"],
+        &[("KAFKA_PASSWORD_FILE", password_file.display().to_string())],
+    )
+    .finish(Duration::from_secs(10))
+    .await;
+    assert_absent(
+        &password,
+        &[("--help with KAFKA_PASSWORD_FILE", &out.all())],
+    );
+}
