@@ -1,9 +1,9 @@
 //! The `consumer` binary as real group members (separate processes, real
 //! signals) against the real broker, next to Kafka's own Java tools.
 
+mod cluster;
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
-mod cluster;
 
 use std::{
     collections::BTreeSet,
@@ -14,7 +14,6 @@ use std::{
 
 use cluster::*;
 use support::*;
-
 
 async fn produce(topic: &str, n: u64, run_id: &str) {
     let p = spawn_producer(&[
@@ -229,7 +228,6 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
     let _ = java.kill();
     let _ = java.wait();
 }
-
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_the_broker_gone_exits_1_within_the_drain_timeout() {

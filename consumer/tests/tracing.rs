@@ -3,9 +3,9 @@
 //! consumer `process` span is a child of the producer `send` span of the same
 //! record, and that the consumer's log line carries that trace id.
 
+mod cluster;
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
-mod cluster;
 
 use std::{
     collections::BTreeMap,
@@ -15,12 +15,12 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State, routing::post, Router};
+use cluster::producer_bin;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::any_value::Value,
 };
 use prost::Message;
-use cluster::producer_bin;
 use support::*;
 
 #[derive(Debug, Clone)]

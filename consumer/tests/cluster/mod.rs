@@ -228,13 +228,21 @@ impl PrivateBroker {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("kafka-local.sh stop");
-        assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Starts it again on its old data.
     pub fn start_again(&self) {
         let out = self.script("start");
-        assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -286,7 +294,10 @@ pub async fn log_contents(bootstrap: &str, topic: &str) -> BTreeSet<(i64, i64)> 
         .partitions;
     let mut out = BTreeSet::new();
     for p in parts {
-        let pc = c.partition_client(topic, p, UnknownTopicHandling::Retry).await.expect("pc");
+        let pc = c
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("pc");
         let lo = pc.get_offset(OffsetAt::Earliest).await.expect("lo");
         let hi = pc.get_offset(OffsetAt::Latest).await.expect("hi");
         for o in lo..hi {
