@@ -127,3 +127,35 @@ tools: ## Install what is missing: cargo-auditable, cargo-cyclonedx, kustomize, 
 test-faults: ## Fault tests alone (broker restarts, kill -9, scaling, stuck handler, topic deletion); make test runs them too
 	scripts/kafka-local.sh status >/dev/null 2>&1 || scripts/kafka-local.sh start
 	$(CARGO) test -p consumer --test faults --test members -- --nocapture
+
+# --- Benchmarks (issue 7) ---
+.PHONY: bench bench-smoke
+bench: ## Benchmark vs Kafka's perf tools, librdkafka, kafka-python; writes BENCHMARKS.md + docs/bench/ (~40 min)
+	scripts/bench.sh full
+
+bench-smoke: ## The benchmark harness with tiny counts (seconds): every tool runs, no speed asserted
+	scripts/bench.sh smoke
+
+# --- Reliability (issue 8) ---
+# Fuzzing needs the nightly toolchain; scripts/fuzz.sh installs cargo-fuzz
+# when it is missing. test-load needs the local broker (make broker) and wrk;
+# test-network needs root and iproute2 (it runs its own broker in a network
+# namespace).
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS (default 60) each; a crash fails
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+.PHONY: test-load
+test-load: ## wrk on /metrics, /healthz, /readyz while the consumer drains a backlog: p99 and records/s
+	scripts/load-test.sh
+
+.PHONY: test-network
+test-network: ## Fault 7: broker in a network namespace, netem delay+loss then a cut; nothing lost
+	scripts/netns-fault.sh
+
+# --- Monitoring (issue 6) ---
+.PHONY: monitoring-check
+monitoring-check: ## Validate k8s/monitoring (promtool, schemas) and that every metric it uses is really exported
+	scripts/monitoring-check.sh

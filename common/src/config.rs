@@ -222,7 +222,7 @@ impl ConfigSource {
         if let Some(path) = file {
             let file_err = |problem: String| ConfigError::File {
                 path: path.to_owned(),
-                problem,
+                problem: one_line(problem),
             };
             let text = std::fs::read_to_string(path)
                 .map_err(|e| file_err(format!("cannot read it: {e}")))?;
@@ -230,8 +230,13 @@ impl ConfigSource {
             // the file rather than silently ignored.
             let table: BTreeMap<String, RawValue> =
                 Figment::from(Toml::string(&text)).extract().map_err(|e| {
+                    // Name the key when the value is the problem (a table, a date).
+                    let key = match e.path.join(".") {
+                        k if k.is_empty() => String::new(),
+                        k => format!("`{k}`: "),
+                    };
                     file_err(format!(
-                        "not a flat TOML table of `key = value` lines: {}",
+                        "not a flat TOML table of `key = value` lines: {key}{}",
                         e.kind
                     ))
                 })?;
@@ -329,8 +334,8 @@ impl ConfigSource {
             key: key.to_owned(),
             shown,
             origin: self.origin(key).to_string(),
-            problem: problem.into(),
-            allowed: allowed.into(),
+            problem: one_line(problem),
+            allowed: one_line(allowed),
         }
     }
 
@@ -466,6 +471,24 @@ impl ConfigSource {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// Error text kept on one line: control characters (a newline inside a
+/// value, a multi-line TOML parser message) are escaped.
+fn one_line(text: impl Into<String>) -> String {
+    let text = text.into();
+    if !text.contains(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Keys whose values are never echoed back.
@@ -658,14 +681,42 @@ mod tests {
             let e = ConfigSource::layer(KEYS, Some(Path::new("bad.toml")), Env::raw(), &[])
                 .expect_err("bad");
             assert!(e.to_string().contains("CONFIG_FILE"), "{e}");
+            // The TOML parser's message spans lines; the error does not.
+            assert!(!e.to_string().contains('\n'), "{e}");
             let e = ConfigSource::layer(KEYS, Some(Path::new("nope.toml")), Env::raw(), &[])
                 .expect_err("missing");
             assert!(e.to_string().contains("cannot read"), "{e}");
             let e = ConfigSource::layer(KEYS, Some(Path::new("typo.toml")), Env::raw(), &[])
                 .expect_err("typo");
             assert!(e.to_string().contains("unknown key `kafka_topik`"), "{e}");
+            // A value of the wrong type names its key (found by the bad-input tests).
+            jail.create_file("table.toml", "kafka_topic = { nested = 1 }\n")?;
+            let e = ConfigSource::layer(KEYS, Some(Path::new("table.toml")), Env::raw(), &[])
+                .expect_err("table");
+            assert!(
+                e.to_string()
+                    .contains("`kafka_topic`: invalid type: found map"),
+                "{e}"
+            );
             Ok(())
         });
+    }
+
+    #[test]
+    fn errors_stay_on_one_line_whatever_the_value() {
+        // Found by fuzz/fuzz_targets/config.rs: a value with a newline made
+        // the "one line" error span lines (and could forge a log line).
+        let src = ConfigSource::from_pairs([("KAFKA_BOOTSTRAP_SERVER", "\t\0\n\0")]);
+        let e = crate::kafka::KafkaSettings::from_source(&src, "t")
+            .expect_err("not host:port")
+            .to_string();
+        assert!(
+            !e.contains('\n') && e.contains("KAFKA_BOOTSTRAP_SERVER"),
+            "{e}"
+        );
+        assert!(e.contains("`\\u{0}\\n\\u{0}` is not host:port"), "{e}");
+        assert_eq!(one_line("a\nb\u{7f}"), "a\\nb\\u{7f}");
+        assert_eq!(one_line("plain ✓"), "plain ✓");
     }
 
     #[test]

@@ -356,6 +356,7 @@ async fn consume(
                 let lost = member.revocation_pending().unwrap_or(true);
                 let stop_within = config.drain_timeout;
                 for w in workers.drain(..) {
+                    clear_partition_gauges(&config.group, &w.topic, w.partition);
                     let topic = w.topic.clone();
                     let partition = w.partition;
                     let committed_before = w.progress.committed.load(Ordering::Relaxed);
@@ -480,6 +481,15 @@ fn record_commit(positions: &BTreeMap<(String, i32), i64>) {
         .map(|d| d.as_secs_f64())
         .unwrap_or_default();
     metrics::gauge!(m::CONSUMER_LAST_COMMIT).set(now);
+}
+
+/// A partition this member no longer owns must not keep reporting its last
+/// lag or stall (alerts would fire on the old owner).
+fn clear_partition_gauges(group: &str, topic: &str, partition: i32) {
+    let p = partition.to_string();
+    metrics::gauge!(m::CONSUMER_LAG, "consumergroup" => group.to_owned(), "topic" => topic.to_owned(), "partition" => p.clone()).set(0.0);
+    metrics::gauge!(m::CONSUMER_PARTITION_STALLED, "topic" => topic.to_owned(), "partition" => p)
+        .set(0.0);
 }
 
 /// Readiness and lag: ready only while Stable with partitions, none of them
