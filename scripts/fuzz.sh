@@ -9,7 +9,8 @@
 # found (fuzz/corpus/TARGET, git-ignored), with a dictionary where one
 # exists (fuzz/dicts/). A crash, a timeout or an out-of-memory stops that
 # target, leaves the input in fuzz/artifacts/TARGET/ and fails the run; the
-# others still run. Prints executions/s and total runs per target.
+# others still run. Prints executions/s and total runs per target; the
+# libFuzzer output of the last run is in fuzz/artifacts/logs/TARGET.log.
 #
 # Environment: FUZZ_SECONDS (60 per target), FUZZ_JOBS (1), FUZZ_SANITIZER
 # (address; `none` runs faster), FUZZ_TIMEOUT (10 s per input),
@@ -51,8 +52,9 @@ dict_for() {
 echo "fuzz: building ${targets[*]} (sanitizer $FUZZ_SANITIZER)" >&2
 cargo +nightly fuzz build -s "$FUZZ_SANITIZER"
 
-LOGS=$(mktemp -d "${TMPDIR:-/tmp}/fuzz.XXXXXX")
-trap 'rm -rf "$LOGS"' EXIT
+# The last run's libFuzzer output per target (git-ignored).
+LOGS=fuzz/artifacts/logs
+mkdir -p "$LOGS"
 rows=()
 failed=()
 for t in "${targets[@]}"; do
@@ -67,8 +69,8 @@ for t in "${targets[@]}"; do
     timeout --kill-after=30 $((FUZZ_SECONDS + 300)) \
         cargo +nightly fuzz run -s "$FUZZ_SANITIZER" "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- "${args[@]}" \
         >"$LOGS/$t.log" 2>&1 || rc=$?
-    runs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$LOGS/$t.log" | tail -n 1)
-    eps=$(awk -F: '/stat::average_exec_per_sec/ {gsub(/ /, "", $2); print $2}' "$LOGS/$t.log" | tail -n 1)
+    runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$LOGS/$t.log" | tail -n 1)
+    eps=$(awk '/stat::average_exec_per_sec/ {print $NF}' "$LOGS/$t.log" | tail -n 1)
     cov=$(grep -oE 'cov: [0-9]+' "$LOGS/$t.log" | tail -n 1 | cut -d' ' -f2)
     corpus=$(find "fuzz/corpus/$t" -type f | wc -l)
     if ((rc == 0)); then

@@ -16,7 +16,7 @@
 # phase (no progress in any 2 s window while backlog remains).
 # All traffic is on 127.0.0.1; every wait is bounded. About a minute.
 #
-# Environment: MESSAGES (300000), WRK_SECONDS (10), WRK_CONNECTIONS (4),
+# Environment: MESSAGES (500000), WRK_SECONDS (10), WRK_CONNECTIONS (4),
 # WRK_THREADS (2), P99_MAX_MS (100), KAFKA_TEST_BOOTSTRAP (127.0.0.1:19092),
 # BIN_DIR (target/debug; built with cargo unless SKIP_BUILD=1),
 # REPORT (file to append the result table to, optional).
@@ -24,7 +24,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
-MESSAGES=${MESSAGES:-300000}
+MESSAGES=${MESSAGES:-500000}
 WRK_SECONDS=${WRK_SECONDS:-10}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-4}
 WRK_THREADS=${WRK_THREADS:-2}

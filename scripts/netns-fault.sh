@@ -86,8 +86,12 @@ broker() {
 }
 cleanup() {
     local pid
+    if [[ -s $WORK/proxy.pid ]]; then kill "$(<"$WORK/proxy.pid")" 2>/dev/null || true; fi
     for pid in "$PRODUCER_PID" "$CONSUMER_PID" "$SAMPLER_PID" "$PROXY_PID"; do
-        if [[ -n $pid ]]; then kill -KILL "$pid" 2>/dev/null || true; fi
+        if [[ -n $pid ]]; then
+            kill -KILL "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
     done
     if ip netns list 2>/dev/null | grep -qw "$NS"; then
         if [[ -d $KDIR ]]; then broker stop >/dev/null 2>&1 || true; fi
@@ -139,14 +143,21 @@ trouble() {  # trouble off | trouble loss PCT | trouble cut
 # forwarding to the broker on the namespace's loopback, each chunk
 # $DELAY_MS late (read from a file). It stops by itself after an hour.
 cat >"$WORK/delay_proxy.py" <<'EOF'
-import asyncio, sys, time
+import asyncio, os, sys, time
 
 LISTEN, PORT, TARGET, DELAY_FILE = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+OWNER = int(sys.argv[5])
+with open(sys.argv[6], "w") as f:
+    f.write(str(os.getpid()))
 delay = 0.0
 
 async def watch():
     global delay
     while True:
+        try:
+            os.kill(OWNER, 0)  # the script is gone: so are we
+        except ProcessLookupError:
+            os._exit(0)
         try:
             with open(DELAY_FILE) as f:
                 delay = int(f.read().strip() or 0) / 1000
@@ -199,7 +210,10 @@ try:
 except asyncio.TimeoutError:
     pass
 EOF
-in_ns python3 "$WORK/delay_proxy.py" "$NS_IP" 19092 127.0.0.1 "$WORK/delay_ms" >"$WORK/proxy.log" 2>&1 &
+# `ip netns exec` may fork: the proxy records its own pid, and exits by
+# itself when this script is gone.
+in_ns python3 "$WORK/delay_proxy.py" "$NS_IP" 19092 127.0.0.1 "$WORK/delay_ms" "$$" "$WORK/proxy.pid" \
+    >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!
 
 # ------------------------------------------------------------------- broker
@@ -324,6 +338,8 @@ all_handled() {
 wait_for 120 "consumer handling every record" all_handled
 t_consumer_done=$(now_ms)
 kill "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+SAMPLER_PID=
 
 missing=$(comm -23 "$WORK/expected" "$WORK/logged" | wc -l)
 extra=$(comm -13 "$WORK/expected" "$WORK/logged" | wc -l)
