@@ -227,9 +227,6 @@ pub fn record_build_info(service: &'static str) {
 
 /// Every `kind` of [`PRODUCER_ERRORS`].
 pub const PRODUCER_ERROR_KINDS: &[&str] = &[
-    "too_large",
-    "aggregator",
-    "flush",
     "connection",
     "request",
     "broker",

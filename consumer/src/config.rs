@@ -9,6 +9,8 @@ use common::{
     kafka::{KafkaSettings, KAFKA_KEYS},
 };
 
+use crate::partition::MIN_FETCH_BYTES;
+
 /// A Kafka consumer-group member: replicas with the same KAFKA_CONSUMER_GROUP
 /// split the topic's partitions, log every record as one JSON line, commit
 /// offsets of handled records, and rebalance when a replica comes or goes.
@@ -82,6 +84,9 @@ pub struct ConsumeArgs {
     /// Fetched batches buffered per partition ahead of the handler [env: CONSUMER_BUFFER_BATCHES] [default: 2]
     #[arg(long, value_name = "N")]
     pub buffer_batches: Option<String>,
+    /// Memory budget for fetched records not yet handled, split over the assigned partitions: each fetches at most budget / partitions / (buffer batches + 2) bytes, at least 64 KiB, at most --fetch-max-bytes [env: CONSUMER_BUFFER_MAX_BYTES] [default: 8388608]
+    #[arg(long, value_name = "BYTES")]
+    pub buffer_max_bytes: Option<String>,
     /// Longest value logged per record, in bytes; longer values are cut [env: CONSUMER_LOG_VALUE_MAX_BYTES] [default: 1024]
     #[arg(long, value_name = "BYTES")]
     pub log_value_max_bytes: Option<String>,
@@ -99,7 +104,7 @@ pub struct ConsumeArgs {
 impl ConsumeArgs {
     /// `(KEY, --flag, value)` for every flag given.
     pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 17] = [
+        let pairs: [(&'static str, &'static str, &Option<String>); 18] = [
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("KAFKA_CONSUMER_GROUP", "--group", &self.group),
             (
@@ -154,6 +159,11 @@ impl ConsumeArgs {
                 &self.buffer_batches,
             ),
             (
+                "CONSUMER_BUFFER_MAX_BYTES",
+                "--buffer-max-bytes",
+                &self.buffer_max_bytes,
+            ),
+            (
                 "CONSUMER_LOG_VALUE_MAX_BYTES",
                 "--log-value-max-bytes",
                 &self.log_value_max_bytes,
@@ -188,6 +198,7 @@ pub const CONSUMER_KEYS: &[&str] = &[
     "CONSUMER_FETCH_MAX_BYTES",
     "CONSUMER_FETCH_MAX_WAIT_MS",
     "CONSUMER_BUFFER_BATCHES",
+    "CONSUMER_BUFFER_MAX_BYTES",
     "CONSUMER_LOG_VALUE_MAX_BYTES",
     "CONSUMER_STALL_SECS",
     "CONSUMER_METADATA_REFRESH_MS",
@@ -242,6 +253,9 @@ pub struct Config {
     pub fetch_max_wait: Duration,
     /// Batches buffered per partition.
     pub buffer_batches: usize,
+    /// Budget for fetched, not yet handled records over all partitions; see
+    /// [`crate::partition::fetch_bytes_per_partition`].
+    pub buffer_max_bytes: u64,
     /// Longest logged value.
     pub log_value_max_bytes: usize,
     /// Readiness stall window.
@@ -360,6 +374,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         )?,
         fetch_max_wait: src.millis("CONSUMER_FETCH_MAX_WAIT_MS", 500, 0..=30_000)?,
         buffer_batches: src.number("CONSUMER_BUFFER_BATCHES", 2u64, 1..=64)? as usize,
+        buffer_max_bytes: src.number(
+            "CONSUMER_BUFFER_MAX_BYTES",
+            8_388_608u64,
+            MIN_FETCH_BYTES as u64..=17_179_869_184,
+        )?,
         log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)?
             as usize,
         stall_after: Duration::from_secs(src.number("CONSUMER_STALL_SECS", 60u64, 1..=86_400)?),
@@ -394,6 +413,46 @@ mod tests {
         assert_eq!(c.group, "admin");
         assert_eq!(c.auto_offset_reset, OffsetReset::Earliest);
         assert_eq!(c.assignors, vec!["range", "roundrobin"]);
+    }
+
+    #[test]
+    fn the_buffer_budget_defaults_to_8_mib_and_has_a_floor() {
+        let c = cfg(&[("KAFKA_CONSUMER_GROUP", "g")]).expect("valid");
+        assert_eq!(c.buffer_max_bytes, 8_388_608);
+        let c = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_BUFFER_MAX_BYTES", "16_777_216"),
+        ])
+        .expect("valid");
+        assert_eq!(c.buffer_max_bytes, 16_777_216);
+        for bad in ["65535", "0", "8M", "-1"] {
+            let e = cfg(&[
+                ("KAFKA_CONSUMER_GROUP", "g"),
+                ("CONSUMER_BUFFER_MAX_BYTES", bad),
+            ])
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                e.contains("CONSUMER_BUFFER_MAX_BYTES")
+                    && e.contains("a whole number from 65536")
+                    && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let flags = ConsumeArgs {
+            buffer_max_bytes: Some("1".into()),
+            ..ConsumeArgs::default()
+        }
+        .flags();
+        assert_eq!(
+            flags,
+            vec![(
+                "CONSUMER_BUFFER_MAX_BYTES",
+                "--buffer-max-bytes",
+                "1".into()
+            )]
+        );
+        assert!(CONSUMER_KEYS.contains(&"CONSUMER_BUFFER_MAX_BYTES"));
     }
 
     #[test]

@@ -86,10 +86,35 @@ impl Progress {
     }
 }
 
+/// The smallest fetch size [`fetch_bytes_per_partition`] chooses (also the
+/// smallest `CONSUMER_BUFFER_MAX_BYTES`): smaller fetches would mostly cost
+/// round trips.
+pub const MIN_FETCH_BYTES: i32 = 65_536;
+
+/// Bytes per fetch for each of `partitions` partitions, so that what a member
+/// holds fetched but not handled — per partition `buffer_batches` queued
+/// batches, one being handled and one being decoded — stays within `budget`
+/// (`CONSUMER_BUFFER_MAX_BYTES`): `budget / partitions / (buffer_batches +
+/// 2)`, at least [`MIN_FETCH_BYTES`] and at most `fetch_max_bytes`
+/// (`CONSUMER_FETCH_MAX_BYTES`, which wins when set below the floor). A
+/// one-partition member keeps full-size fetches, a member with many
+/// partitions fetches less from each.
+pub fn fetch_bytes_per_partition(
+    budget: u64,
+    partitions: usize,
+    buffer_batches: usize,
+    fetch_max_bytes: i32,
+) -> i32 {
+    let batches_held = buffer_batches.saturating_add(2) as u64;
+    let share = budget / (partitions.max(1) as u64) / batches_held;
+    let share = i32::try_from(share).unwrap_or(i32::MAX);
+    share.max(MIN_FETCH_BYTES).min(fetch_max_bytes)
+}
+
 /// Settings a partition worker needs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Bytes per fetch.
+    /// Bytes per fetch: [`fetch_bytes_per_partition`] of the assignment.
     pub fetch_max_bytes: i32,
     /// Broker-side wait.
     pub fetch_max_wait: Duration,
@@ -238,7 +263,7 @@ async fn fetch_loop(
             r = pc.fetch_records(next, 1..settings.fetch_max_bytes, max_wait_ms) => r,
         };
         match fetched {
-            Ok((records, high_watermark)) => {
+            Ok((mut records, high_watermark)) => {
                 backoff = settings.backoff_initial;
                 progress
                     .high_watermark
@@ -246,9 +271,10 @@ async fn fetch_loop(
                 if let Ok(mut e) = progress.last_error.lock() {
                     *e = None;
                 }
-                // A compressed batch may start before the offset we asked for.
-                let records: Vec<RecordAndOffset> =
-                    records.into_iter().filter(|r| r.offset >= next).collect();
+                // A compressed batch may start before the offset we asked
+                // for. In place: a second Vec per batch would add to the
+                // memory the buffer budget is meant to bound.
+                records.retain(|r| r.offset >= next);
                 let Some(last) = records.last().map(|r| r.offset) else {
                     continue;
                 };
@@ -402,5 +428,40 @@ async fn handle_loop(
         // A handler that never waits would keep this worker thread to
         // itself; let other partitions' tasks run between batches.
         tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1_048_576;
+
+    #[test]
+    fn the_buffer_budget_is_split_over_the_assigned_partitions() {
+        // The defaults: 8 MiB, 2 buffered batches, 1 MiB fetches.
+        let split = |partitions| fetch_bytes_per_partition(8 * MIB, partitions, 2, 1_048_576);
+        // One partition: 8 MiB / 4 batches = 2 MiB, capped at the fetch size.
+        assert_eq!(split(1), 1_048_576);
+        assert_eq!(split(0), 1_048_576, "no partitions counts as one");
+        // Six: 8 MiB / 6 / 4 = 349 525 bytes each.
+        assert_eq!(split(6), 349_525);
+        assert!(6 * 4 * split(6) as u64 <= 8 * MIB);
+        // A hundred would be 20 971 bytes each: the floor.
+        assert_eq!(split(100), MIN_FETCH_BYTES);
+        // A budget below the floor still fetches the floor.
+        assert_eq!(
+            fetch_bytes_per_partition(1_000, 1, 2, 1_048_576),
+            MIN_FETCH_BYTES
+        );
+        // A fetch size set below the floor wins over it.
+        assert_eq!(fetch_bytes_per_partition(8 * MIB, 100, 2, 4_096), 4_096);
+        // More buffered batches, smaller fetches.
+        assert_eq!(fetch_bytes_per_partition(8 * MIB, 2, 6, 1_048_576), 524_288);
+        // A huge budget does not overflow the i32 fetch size.
+        assert_eq!(
+            fetch_bytes_per_partition(u64::MAX, 1, 1, i32::MAX),
+            i32::MAX
+        );
     }
 }

@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::Config,
     handler::{Handler, RecordHandler},
-    partition::{Worker, WorkerSettings},
+    partition::{fetch_bytes_per_partition, Worker, WorkerSettings},
 };
 
 /// Errors that end the consumer.
@@ -146,6 +146,7 @@ async fn consume(
         },
     };
     let mut member = Member::new(coordinator, settings.clone());
+    // fetch_max_bytes is set per assignment (fetch_bytes_per_partition).
     let worker_settings = WorkerSettings {
         fetch_max_bytes: config.fetch_max_bytes,
         fetch_max_wait: config.fetch_max_wait,
@@ -244,6 +245,28 @@ async fn consume(
                 }
                 continue;
             }
+        };
+
+        // The buffer budget is split over the partitions assigned now.
+        let fetch_max_bytes = fetch_bytes_per_partition(
+            config.buffer_max_bytes,
+            partitions.len(),
+            config.buffer_batches,
+            config.fetch_max_bytes,
+        );
+        if !partitions.is_empty() {
+            info!(
+                group = %config.group,
+                partitions = partitions.len(),
+                fetch_max_bytes,
+                buffer_max_bytes = config.buffer_max_bytes,
+                buffer_batches = config.buffer_batches,
+                "fetch size per partition"
+            );
+        }
+        let worker_settings = WorkerSettings {
+            fetch_max_bytes,
+            ..worker_settings.clone()
         };
 
         let generation_stop = shutdown.child_token();

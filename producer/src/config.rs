@@ -78,6 +78,9 @@ pub struct ProduceArgs {
     /// Most records sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT] [default: 10000]
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<String>,
+    /// Most key+value+header bytes sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT_BYTES] [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    pub max_in_flight_bytes: Option<String>,
     /// none, gzip, snappy, lz4 or zstd [env: PRODUCER_COMPRESSION] [default: none]
     #[arg(long, value_name = "CODEC")]
     pub compression: Option<String>,
@@ -110,7 +113,7 @@ pub struct ProduceArgs {
 impl ProduceArgs {
     /// `(KEY, --flag, value)` for every flag given.
     pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 19] = [
+        let pairs: [(&'static str, &'static str, &Option<String>); 20] = [
             ("PRODUCER_MESSAGES", "--messages", &self.messages),
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("PRODUCER_RECORD_SIZE", "--record-size", &self.record_size),
@@ -132,6 +135,11 @@ impl ProduceArgs {
                 "PRODUCER_MAX_IN_FLIGHT",
                 "--max-in-flight",
                 &self.max_in_flight,
+            ),
+            (
+                "PRODUCER_MAX_IN_FLIGHT_BYTES",
+                "--max-in-flight-bytes",
+                &self.max_in_flight_bytes,
             ),
             ("PRODUCER_COMPRESSION", "--compression", &self.compression),
             ("PRODUCER_RATE", "--rate", &self.rate),
@@ -183,6 +191,7 @@ pub const PRODUCER_KEYS: &[&str] = &[
     "PRODUCER_LINGER_MS",
     "PRODUCER_MAX_BATCH_BYTES",
     "PRODUCER_MAX_IN_FLIGHT",
+    "PRODUCER_MAX_IN_FLIGHT_BYTES",
     "PRODUCER_COMPRESSION",
     "PRODUCER_RATE",
     "PRODUCER_CREATE_TOPIC",
@@ -247,8 +256,11 @@ pub struct Config {
     pub linger: Duration,
     /// Batch size limit.
     pub max_batch_bytes: usize,
-    /// In-flight limit.
+    /// In-flight limit in records.
     pub max_in_flight: usize,
+    /// In-flight limit in key+value+header bytes; with `max_in_flight` it
+    /// bounds the memory the records waiting for their ack take.
+    pub max_in_flight_bytes: usize,
     /// Codec.
     pub compression: Compression,
     /// Records per second, if limited.
@@ -359,6 +371,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         linger: src.millis("PRODUCER_LINGER_MS", 5, 0..=60_000)?,
         max_batch_bytes: max_batch_bytes as usize,
         max_in_flight: src.number("PRODUCER_MAX_IN_FLIGHT", 10_000u64, 1..=1_000_000)? as usize,
+        max_in_flight_bytes: src.number(
+            "PRODUCER_MAX_IN_FLIGHT_BYTES",
+            4u64 << 20,
+            65_536..=1u64 << 30,
+        )? as usize,
         compression,
         rate: (rate > 0).then_some(rate as f64),
         create_topic,
@@ -503,6 +520,7 @@ mod tests {
             linger_ms: Some(String::new()),
             max_batch_bytes: Some(String::new()),
             max_in_flight: Some(String::new()),
+            max_in_flight_bytes: Some(String::new()),
             compression: Some(String::new()),
             rate: Some(String::new()),
             create_topic: Some(String::new()),
