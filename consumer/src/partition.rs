@@ -2,6 +2,12 @@
 //! small bounded channel (backpressure: at most `buffer_batches` batches
 //! wait), a handler task handles them in order and publishes how far it got.
 //!
+//! Memory: a fetched batch holds a share of the member's buffer budget
+//! ([`Budget`], decoded bytes) from its decoding until it is handled, and
+//! the fetch size adapts so that one fetch decodes to about that share. The
+//! broker's fetch limit counts compressed bytes: with well-compressing data
+//! a fixed fetch size decoded to many times the budget.
+//!
 //! Only the handler's position is ever committed, so a record is committed
 //! only after it was handled (at-least-once).
 
@@ -22,7 +28,7 @@ use rskafka::{
     },
     record::RecordAndOffset,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -111,11 +117,74 @@ pub fn fetch_bytes_per_partition(
     share.max(MIN_FETCH_BYTES).min(fetch_max_bytes)
 }
 
+/// The member's buffer budget (`CONSUMER_BUFFER_MAX_BYTES`): decoded bytes
+/// of fetched records not yet handled, over all its partitions. Counted in
+/// KiB, so that a budget up to 4 TiB fits the semaphore's `u32` permits.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    kib: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+/// What a decoded record is counted as beyond its key, value and headers:
+/// `RecordAndOffset`, its allocations and the header map.
+const RECORD_OVERHEAD: usize = 96;
+
+impl Budget {
+    /// A budget of `bytes` (at least 1 KiB).
+    pub fn new(bytes: u64) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let total_kib = total_kib.min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        Self {
+            kib: Arc::new(Semaphore::new(total_kib as usize)),
+            total_kib,
+        }
+    }
+
+    /// Decoded size of `records`, in bytes.
+    fn size_of(records: &[RecordAndOffset]) -> usize {
+        records
+            .iter()
+            .map(|r| r.record.approximate_size() + RECORD_OVERHEAD)
+            .sum()
+    }
+
+    /// Waits until `bytes` fit the budget (a batch larger than the whole
+    /// budget waits for all of it, so it still goes through, alone).
+    async fn acquire(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        Arc::clone(&self.kib).acquire_many_owned(kib).await.ok()
+    }
+}
+
+/// The smallest fetch size the adaptation goes down to. The broker returns
+/// at least one whole record batch whatever the size, so a small size only
+/// means "one batch at a time" for data that compresses well.
+const MIN_ADAPTED_FETCH_BYTES: i32 = 1024;
+
+/// The next fetch size: scaled so the next fetch decodes to about `target`
+/// bytes, given that asking for `asked` decoded to `decoded`; within
+/// [`MIN_ADAPTED_FETCH_BYTES`] (or `max` when lower) and `max`. Shrinks or
+/// grows by at most 4× at a time, so one odd batch does not swing it.
+pub fn next_fetch_size(asked: i32, decoded: usize, target: usize, max: i32) -> i32 {
+    let floor = MIN_ADAPTED_FETCH_BYTES.min(max);
+    if decoded == 0 {
+        return asked.clamp(floor, max);
+    }
+    let scaled = asked as f64 * (target as f64 / decoded as f64).clamp(0.25, 4.0);
+    (scaled.min(f64::from(i32::MAX)) as i32).clamp(floor, max)
+}
+
 /// Settings a partition worker needs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Bytes per fetch: [`fetch_bytes_per_partition`] of the assignment.
+    /// Bytes per fetch: [`fetch_bytes_per_partition`] of the assignment,
+    /// also the decoded size a fetch aims at; never exceeded.
     pub fetch_max_bytes: i32,
+    /// The member's buffer budget, shared by its partitions.
+    pub budget: Budget,
     /// Broker-side wait.
     pub fetch_max_wait: Duration,
     /// Batches buffered ahead of the handler.
@@ -164,7 +233,7 @@ impl Worker {
             committed,
         ));
         progress.touch();
-        let (tx, rx) = mpsc::channel::<Vec<RecordAndOffset>>(settings.buffer_batches.max(1));
+        let (tx, rx) = mpsc::channel::<Fetched>(settings.buffer_batches.max(1));
         let server_address = settings.server_address.clone();
         let group = settings.group.clone();
         let fetch = tokio::spawn(fetch_loop(
@@ -219,13 +288,20 @@ impl Worker {
     }
 }
 
+/// A fetched batch and its share of the [`Budget`].
+#[derive(Debug)]
+struct Fetched {
+    records: Vec<RecordAndOffset>,
+    _permit: OwnedSemaphorePermit,
+}
+
 async fn fetch_loop(
     client: Arc<Client>,
     topic: String,
     partition: i32,
     progress: Arc<Progress>,
     settings: WorkerSettings,
-    tx: mpsc::Sender<Vec<RecordAndOffset>>,
+    tx: mpsc::Sender<Fetched>,
     stop: CancellationToken,
 ) {
     let mut backoff = settings.backoff_initial;
@@ -257,10 +333,15 @@ async fn fetch_loop(
     }
     backoff = settings.backoff_initial;
     let max_wait_ms = i32::try_from(settings.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
+    let target = usize::try_from(settings.fetch_max_bytes).unwrap_or(usize::MAX);
+    let share = target.saturating_mul(settings.buffer_batches.saturating_add(2));
+    // Start small and let the adaptation grow it: the first fetch cannot
+    // know how well the data compresses.
+    let mut ask = MIN_FETCH_BYTES.min(settings.fetch_max_bytes);
     loop {
         let fetched = tokio::select! {
             () = stop.cancelled() => return,
-            r = pc.fetch_records(next, 1..settings.fetch_max_bytes, max_wait_ms) => r,
+            r = pc.fetch_records(next, 1..ask, max_wait_ms) => r,
         };
         match fetched {
             Ok((mut records, high_watermark)) => {
@@ -275,13 +356,25 @@ async fn fetch_loop(
                 // for. In place: a second Vec per batch would add to the
                 // memory the buffer budget is meant to bound.
                 records.retain(|r| r.offset >= next);
+                let decoded = Budget::size_of(&records);
+                // A short fetch (caught up) grows the size back towards the
+                // share, which is harmless: the next full one shrinks it.
+                ask = next_fetch_size(ask, decoded, target, settings.fetch_max_bytes);
                 let Some(last) = records.last().map(|r| r.offset) else {
                     continue;
                 };
                 next = last + 1;
+                // Charged at most this partition's part of the budget, so a
+                // partition whose handler is stuck can never hold the budget
+                // the others need (a batch over it, before the fetch size
+                // has adapted, is let through over budget instead).
+                let permit = tokio::select! {
+                    () = stop.cancelled() => return,
+                    p = settings.budget.acquire(decoded.min(share)) => match p { Some(p) => p, None => return },
+                };
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    sent = tx.send(records) => if sent.is_err() { return },
+                    sent = tx.send(Fetched { records, _permit: permit }) => if sent.is_err() { return },
                 }
             }
             Err(ClientError::ServerError {
@@ -370,7 +463,7 @@ async fn handle_loop(
     (group, server_address): (String, String),
     progress: Arc<Progress>,
     handler: Arc<dyn RecordHandler>,
-    mut rx: mpsc::Receiver<Vec<RecordAndOffset>>,
+    mut rx: mpsc::Receiver<Fetched>,
     stop: CancellationToken,
 ) {
     let part = partition.to_string();
@@ -384,7 +477,8 @@ async fn handle_loop(
             () = stop.cancelled() => return,
             b = rx.recv() => match b { Some(b) => b, None => return },
         };
-        for (i, r) in batch.iter().enumerate() {
+        // The batch's budget share is given back when `batch` drops.
+        for (i, r) in batch.records.iter().enumerate() {
             if stop.is_cancelled() {
                 return;
             }
@@ -424,7 +518,7 @@ async fn handle_loop(
             progress.position.store(r.offset + 1, Ordering::Release);
             progress.touch();
         }
-        debug!(topic = %topic, partition, n = batch.len(), "batch handled");
+        debug!(topic = %topic, partition, n = batch.records.len(), "batch handled");
         // A handler that never waits would keep this worker thread to
         // itself; let other partitions' tasks run between batches.
         tokio::task::yield_now().await;
@@ -462,6 +556,63 @@ mod tests {
         assert_eq!(
             fetch_bytes_per_partition(u64::MAX, 1, 1, i32::MAX),
             i32::MAX
+        );
+    }
+
+    #[test]
+    fn the_fetch_size_follows_how_the_data_decodes() {
+        let target = 349_525;
+        let max = 349_525;
+        // Data that decodes to 40× its wire size: shrink, at most 4× a step.
+        assert_eq!(next_fetch_size(65_536, 65_536 * 40, target, max), 16_384);
+        // 20×: shrink to where the next fetch decodes to about the target.
+        assert_eq!(next_fetch_size(65_536, 65_536 * 20, target, max), 17_476);
+        // Close to the target: scaled proportionally.
+        assert_eq!(next_fetch_size(100_000, 200_000, 200_000, max), 100_000);
+        assert_eq!(next_fetch_size(100_000, 100_000, 200_000, max), 200_000);
+        // Incompressible data grows back to the share, never beyond it.
+        assert_eq!(next_fetch_size(262_144, 100, target, max), max);
+        // Never below the floor (the broker still returns one whole batch).
+        assert_eq!(next_fetch_size(1_024, 10_000_000, target, max), 1_024);
+        // A lower CONSUMER_FETCH_MAX_BYTES wins over the floor.
+        assert_eq!(next_fetch_size(1_024, 10_000_000, 512, 512), 512);
+        // Nothing decoded (an empty fetch): unchanged.
+        assert_eq!(next_fetch_size(65_536, 0, target, max), 65_536);
+    }
+
+    #[tokio::test]
+    async fn the_budget_blocks_until_batches_are_handled_and_lets_an_oversized_one_through() {
+        let budget = Budget::new(64 * 1024);
+        let a = budget.acquire(48 * 1024).await.expect("fits");
+        // 32 KiB more does not fit while `a` is held.
+        let pending = tokio::time::timeout(Duration::from_millis(50), budget.acquire(32 * 1024));
+        assert!(pending.await.is_err(), "acquired over the budget");
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_millis(50), budget.acquire(32 * 1024))
+            .await
+            .expect("fits once the first batch is handled");
+        drop(b);
+        // Larger than the whole budget: waits for all of it, then passes.
+        let huge = tokio::time::timeout(Duration::from_millis(50), budget.acquire(1 << 30))
+            .await
+            .expect("an oversized batch is not stuck forever");
+        assert!(huge.is_some());
+    }
+
+    #[test]
+    fn decoded_size_counts_the_per_record_overhead() {
+        let record = RecordAndOffset {
+            record: rskafka::record::Record {
+                key: None,
+                value: Some(vec![0; 1000]),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            },
+            offset: 0,
+        };
+        assert_eq!(
+            Budget::size_of(&[record]),
+            1000 + RECORD_OVERHEAD
         );
     }
 }

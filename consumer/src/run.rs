@@ -31,7 +31,7 @@ use tracing::{error, info, warn};
 use crate::{
     config::Config,
     handler::{Handler, RecordHandler},
-    partition::{fetch_bytes_per_partition, Worker, WorkerSettings},
+    partition::{fetch_bytes_per_partition, Budget, Worker, WorkerSettings},
 };
 
 /// Errors that end the consumer.
@@ -149,6 +149,7 @@ async fn consume(
     // fetch_max_bytes is set per assignment (fetch_bytes_per_partition).
     let worker_settings = WorkerSettings {
         fetch_max_bytes: config.fetch_max_bytes,
+        budget: Budget::new(config.buffer_max_bytes),
         fetch_max_wait: config.fetch_max_wait,
         buffer_batches: config.buffer_batches,
         reset: config.auto_offset_reset,
