@@ -56,7 +56,13 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: clean
-clean: ## Remove build output
+clean: ## Remove the kind cluster and its registry (when kind and docker exist), stop the local broker, remove build output
+	@if command -v kind >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; then \
+		scripts/deploy.sh clean || echo "clean: could not remove the kind cluster/registry (is Docker running?)"; \
+	else \
+		echo "clean: kind or docker not installed: no cluster to remove"; \
+	fi
+	-scripts/kafka-local.sh stop
 	$(CARGO) clean
 
 # --- Containers and Kubernetes (issue 5) ---

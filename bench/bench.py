@@ -84,22 +84,16 @@ PROFILES = {
 }
 
 PRODUCER_TOOLS = ["ours", "java", "kcat", "rdkafka-py", "kafka-python-async", "kafka-python-sync",
-                  "ours-whatif"]
-CONSUMER_TOOLS = ["ours", "ours-logging", "java", "kcat", "rdkafka-py", "ours-whatif"]
+                  "ours-static"]
+CONSUMER_TOOLS = ["ours", "ours-logging", "java", "kcat", "rdkafka-py", "ours-static"]
+# "ours-static": the same code as the static musl binaries the images ship
+# (BENCH_STATIC_DIR, default target/static); skipped with a note when absent.
 
-# What-if rows: our unchanged binaries with the changes the profile suggests,
-# as far as they can be made without touching the code, measured in the same
-# run. Never counted as "ours" against the goals.
-#   producer: TCP_NODELAY on rskafka's sockets (bench/nodelay.c, LD_PRELOAD;
-#             needs the dynamically linked build) and --max-in-flight 2000
-#   consumer: CONSUMER_FETCH_MAX_BYTES=262144, CONSUMER_BUFFER_BATCHES=1
-WHATIF_PRODUCER_ARGS = ["--max-in-flight", "2000"]
-WHATIF_CONSUMER_ENV = {"CONSUMER_FETCH_MAX_BYTES": "262144", "CONSUMER_BUFFER_BATCHES": "1"}
 
 LABELS = {
     "producer": {
         "ours": "ours (producer)",
-        "ours-whatif": "ours + TCP_NODELAY + --max-in-flight 2000 (what-if)",
+        "ours-static": "ours, static musl build (the image)",
         "java": "Kafka ProducerPerformance (Java)",
         "kcat": "kcat (librdkafka, C)",
         "rdkafka-py": "confluent-kafka (librdkafka)",
@@ -109,7 +103,7 @@ LABELS = {
     "consumer": {
         "ours": "ours (consumer), record log off",
         "ours-logging": "ours (consumer), record log on > /dev/null",
-        "ours-whatif": "ours, fetch 256 KiB, buffer 1 batch (what-if)",
+        "ours-static": "ours, static musl build (the image), record log off",
         "java": "Kafka ConsumerPerformance (Java)",
         "kcat": "kcat -G (librdkafka, C)",
         "rdkafka-py": "confluent-kafka (librdkafka)",
@@ -408,14 +402,11 @@ class Bench:
 
     def producer_cmd(self, tool, topic, n, size, comp):
         bs = self.bootstrap
-        if tool in ("ours", "ours-whatif"):
-            cmd = [self.bin / "producer", "--messages", n, "--record-size", size, "--topic", topic,
+        if tool in ("ours", "ours-static"):
+            cmd = [self.bin_for(tool) / "producer", "--messages", n, "--record-size", size, "--topic", topic,
                    "--compression", comp, "--timeout", self.cfg["run_timeout"], "--progress-secs", 3600]
             env = {"KAFKA_BOOTSTRAP_SERVER": bs, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
                    "RUST_LOG": "info"}
-            if tool == "ours-whatif":
-                cmd += WHATIF_PRODUCER_ARGS
-                env["LD_PRELOAD"] = str(self.nodelay_shim())
             return cmd, env
         if tool == "java":
             return ([ROOT / "scripts/kafka-tool.sh", "producer-perf-test", "--bootstrap-server", bs,
@@ -436,15 +427,12 @@ class Bench:
                      "--mode", tool.rsplit("-", 1)[1]], {})
         raise ValueError(tool)
 
-    def nodelay_shim(self):
-        """Builds bench/nodelay.c once; raises when our build is static (LD_PRELOAD would do nothing)."""
-        shim = self.tmp / "nodelay.so"
-        if not shim.exists():
-            if "dynamically linked" not in cmd_output(["file", "-L", self.bin / "producer"]):
-                raise RuntimeError(f"{self.bin / 'producer'} is not dynamically linked: no LD_PRELOAD what-if")
-            subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", shim, BENCH / "nodelay.c", "-ldl"],
-                           check=True, capture_output=True)
-        return shim
+    def bin_for(self, tool):
+        if tool != "ours-static":
+            return self.bin
+        if not (STATIC_DIR / "producer").exists() or not (STATIC_DIR / "consumer").exists():
+            raise RuntimeError(f"no static binaries in {STATIC_DIR} (scripts/build-static.sh)")
+        return STATIC_DIR
 
     def run_producer(self, tool, size, comp, parts, rep):
         n = self.records_for(tool)
@@ -461,8 +449,6 @@ class Bench:
             return row
         self.broker.create_topic(topic, parts)
         shown = " ".join(str(c) for c in cmd)
-        if "LD_PRELOAD" in env:
-            shown = "LD_PRELOAD=nodelay.so (cc -shared bench/nodelay.c) " + shown
         self.results["commands"].setdefault(f"producer/{tool}", shown)
         out, err = self.logfiles(f"producer-{tool}-{size}-{comp}-{parts}-{rep}")
         try:
@@ -546,12 +532,15 @@ class Bench:
         env = {"KAFKA_BOOTSTRAP_SERVER": self.bootstrap, "KAFKA_TOPIC": topic,
                "KAFKA_CONSUMER_GROUP": group, "HTTP_ADDR": f"127.0.0.1:{port}", "LOG_FORMAT": "json",
                "RUST_LOG": "info" if tool == "ours-logging" else "info,consumer::record=off"}
-        if tool == "ours-whatif":
-            env.update(WHATIF_CONSUMER_ENV)
+        try:
+            binary = self.bin_for(tool) / "consumer"
+        except RuntimeError as e:
+            row["error"] = f"cannot run: {e}"
+            return row
         out, err = self.logfiles(f"consumer-{tool}-{topic}-{row['rep']}")
         with out, err:
             stdout = subprocess.DEVNULL if tool == "ours-logging" else out
-            r = Run([self.bin / "consumer"], env, stdout=stdout, stderr=err)
+            r = Run([binary], env, stdout=stdout, stderr=err)
             deadline = time.perf_counter() + self.cfg["run_timeout"]
             first = None
             last = None
@@ -610,11 +599,9 @@ class Bench:
             row["error"] = "skipped: time budget used up"
             return row
         if tool.startswith("ours"):
-            extra = {"ours-logging": "RUST_LOG=info, stdout > /dev/null",
-                     "ours-whatif": "RUST_LOG=info,consumer::record=off "
-                     + " ".join(f"{k}={v}" for k, v in WHATIF_CONSUMER_ENV.items())}
+            extra = {"ours-logging": "RUST_LOG=info, stdout > /dev/null"}
             self.results["commands"].setdefault(
-                f"consumer/{tool}", f"{self.bin / 'consumer'} (KAFKA_TOPIC, KAFKA_CONSUMER_GROUP, HTTP_ADDR, "
+                f"consumer/{tool}", f"{(STATIC_DIR if tool == 'ours-static' else self.bin) / 'consumer'} (KAFKA_TOPIC, KAFKA_CONSUMER_GROUP, HTTP_ADDR, "
                 + extra.get(tool, "RUST_LOG=info,consumer::record=off") + ")")
             self.run_ours_consumer(tool, topic, n, row)
         else:
@@ -909,6 +896,11 @@ def main():
     a = ap.parse_args()
 
     cfg = env_overrides(dict(PROFILES[a.mode]))
+    if not ((STATIC_DIR / "producer").exists() and (STATIC_DIR / "consumer").exists()):
+        # make test runs before the static build: no static rows then.
+        log(f"no static binaries in {STATIC_DIR}: leaving out the ours-static rows")
+        for k in ("producer_tools", "consumer_tools"):
+            cfg[k] = [t for t in cfg[k] if t != "ours-static"]
     out = Path(a.out or (ROOT / ("docs/bench" if a.mode == "full" else "target/bench-smoke")))
     work = ROOT / "target" / f"bench-{a.mode}"
     for d in (out, work / "tmp", work / "logs"):

@@ -23,6 +23,11 @@ fi
 # linker stays rustc's default for the target, which links a static-pie
 # (naming musl-gcc as the linker would make a dynamic PIE).
 export CC_x86_64_unknown_linux_musl=musl-gcc
+# The binaries allocate with mimalloc (musl's allocator made them 2-3x
+# slower). Its arenas commit eagerly by default, which showed as +18 MB peak
+# RSS in the producer for no speed gain; commit on demand instead. The
+# option can only be set at build time or through the environment.
+export CFLAGS_x86_64_unknown_linux_musl="-DMI_DEFAULT_ARENA_EAGER_COMMIT=0 ${CFLAGS_x86_64_unknown_linux_musl:-}"
 
 # cargo-auditable embeds the dependency list in the binary when available.
 BUILD=(cargo build)

@@ -17,7 +17,9 @@
 # All traffic is on 127.0.0.1; every wait is bounded. About a minute.
 #
 # Environment: MESSAGES (500000), WRK_SECONDS (10), WRK_CONNECTIONS (4),
-# WRK_THREADS (2), P99_MAX_MS (100), KAFKA_TEST_BOOTSTRAP (127.0.0.1:19092),
+# WRK_THREADS (2), P99_MAX_MS (1000: half the probes' timeoutSeconds in
+# k8s/, so a probe under this load cannot fail; a correctness bound, not a
+# speed target: the p99 itself is reported), KAFKA_TEST_BOOTSTRAP (127.0.0.1:19092),
 # BIN_DIR (target/debug; built with cargo unless SKIP_BUILD=1),
 # REPORT (file to append the result table to, optional).
 set -euo pipefail
@@ -28,7 +30,7 @@ MESSAGES=${MESSAGES:-500000}
 WRK_SECONDS=${WRK_SECONDS:-10}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-4}
 WRK_THREADS=${WRK_THREADS:-2}
-P99_MAX_MS=${P99_MAX_MS:-100}
+P99_MAX_MS=${P99_MAX_MS:-1000}
 BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 BIN_DIR=${BIN_DIR:-target/debug}
 

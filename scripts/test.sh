@@ -35,3 +35,8 @@ scripts/k8s-check.sh
 scripts/image-test.sh
 scripts/monitoring-check.sh
 scripts/bench.sh smoke   # issue 7: the benchmark harness with tiny counts; asserts no speed
+# Issue 8, the two fault runs that need more than cargo: probes under wrk load
+# while the consumer drains a backlog, and the broker behind a degraded then
+# cut network (its own broker in a network namespace).
+scripts/load-test.sh
+scripts/netns-fault.sh

@@ -610,9 +610,6 @@ mod tests {
             },
             offset: 0,
         };
-        assert_eq!(
-            Budget::size_of(&[record]),
-            1000 + RECORD_OVERHEAD
-        );
+        assert_eq!(Budget::size_of(&[record]), 1000 + RECORD_OVERHEAD);
     }
 }

@@ -75,7 +75,7 @@ pub struct ProduceArgs {
     /// Largest batch per produce request, in bytes [env: PRODUCER_MAX_BATCH_BYTES] [default: 524288]
     #[arg(long, value_name = "BYTES")]
     pub max_batch_bytes: Option<String>,
-    /// Most records sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT] [default: 10000]
+    /// Most records sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT] [default: 100000]
     #[arg(long, value_name = "N")]
     pub max_in_flight: Option<String>,
     /// Most key+value+header bytes sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT_BYTES] [default: 4194304]
@@ -370,7 +370,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         run_id,
         linger: src.millis("PRODUCER_LINGER_MS", 5, 0..=60_000)?,
         max_batch_bytes: max_batch_bytes as usize,
-        max_in_flight: src.number("PRODUCER_MAX_IN_FLIGHT", 10_000u64, 1..=1_000_000)? as usize,
+        max_in_flight: src.number("PRODUCER_MAX_IN_FLIGHT", 100_000u64, 1..=1_000_000)? as usize,
         max_in_flight_bytes: src.number(
             "PRODUCER_MAX_IN_FLIGHT_BYTES",
             4u64 << 20,

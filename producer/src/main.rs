@@ -11,6 +11,13 @@ use producer::{
     ProducerError,
 };
 
+// The static musl build (the image) allocates with mimalloc: musl's own
+// allocator made these services 2-3x slower, most of it in system time
+// (BENCHMARKS.md, the "static musl" rows).
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Healthcheck { addr }) = &cli.command {
