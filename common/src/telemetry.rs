@@ -412,31 +412,59 @@ fn write_value<W: fmt::Write + ?Sized>(out: &mut W, v: Value<'_>, as_string: boo
 /// UTF-8, DEL included) as it is — the escapes serde_json uses.
 fn write_escaped<W: fmt::Write + ?Sized>(out: &mut W, s: &str) -> fmt::Result {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        // `i` is at an ASCII byte, so on a char boundary.
-        out.write_str(&s[start..i])?;
-        if short.is_empty() {
-            out.write_str("\\u00")?;
-            out.write_char(char::from(HEX[usize::from(b >> 4)]))?;
-            out.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
-        } else {
-            out.write_str(short)?;
+    let mut i = 0;
+    while i < bytes.len() {
+        // Most text needs no escape: skip it 8 bytes at a time (the per-byte
+        // loop alone was a quarter of the consumer's CPU with the record log
+        // on), and look at single bytes only around what needs escaping.
+        if let Some(chunk) = bytes.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if !needs_escape(u64::from_le_bytes(word)) {
+                i += 8;
+                continue;
+            }
         }
-        start = i + 1;
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
+            let short = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // `j` is at an ASCII byte, so on a char boundary.
+            out.write_str(s.get(start..j).unwrap_or_default())?;
+            if short.is_empty() {
+                out.write_str("\\u00")?;
+                out.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+                out.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
+            } else {
+                out.write_str(short)?;
+            }
+            start = j + 1;
+        }
+        i = end;
     }
-    out.write_str(&s[start..])
+    out.write_str(s.get(start..).unwrap_or_default())
+}
+
+/// Whether any of the 8 bytes in `x` is a control character (< 0x20), `"`
+/// or `\\` (the classic "has a byte less than n / equal to c" bit tricks).
+fn needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_byte = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+    below_space | zero_byte(x ^ (ONES * u64::from(b'"'))) | zero_byte(x ^ (ONES * u64::from(b'\\')))
+        != 0
 }
 
 /// A `fmt::Write` that JSON-escapes what is written through it, so `Debug`
@@ -905,6 +933,32 @@ mod tests {
             }
             pieces.push('"');
             assert_eq!(pieces, ours);
+        }
+    }
+
+    #[test]
+    fn the_8_byte_fast_path_finds_every_escape_at_every_position() {
+        // Every ASCII byte and a few multi-byte chars, at each position of
+        // strings long enough for one and two 8-byte words and a tail.
+        let specials: Vec<char> = (0u8..=0x7f)
+            .map(char::from)
+            .chain(['é', '€', '\u{fffd}', '😀', '\u{7f}'])
+            .collect();
+        for len in [1usize, 7, 8, 9, 16, 17, 23] {
+            for pos in 0..len {
+                for &c in &specials {
+                    let s: String = (0..len).map(|i| if i == pos { c } else { 'a' }).collect();
+                    let mut ours = String::from("\"");
+                    write_escaped(&mut ours, &s).expect("write");
+                    ours.push('"');
+                    assert_eq!(ours, serde_json::to_string(&s).expect("json"), "{s:?}");
+                }
+            }
+        }
+        for x in [0u64, u64::MAX, 0x8080_8080_8080_8080, 0x2020_2020_2020_2020] {
+            let bytes = x.to_le_bytes();
+            let expected = bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+            assert_eq!(needs_escape(x), expected, "{x:#x}");
         }
     }
 
