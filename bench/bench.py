@@ -115,6 +115,11 @@ def log(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def image_env(tool):
+    """The environment the images set (Dockerfile.*: ENV) for the static rows."""
+    return {"MIMALLOC_PURGE_DELAY": "0"} if tool == "ours-static" else {}
+
+
 def env_overrides(cfg):
     ints = {
         "BENCH_REPS": "reps",
@@ -407,6 +412,7 @@ class Bench:
                    "--compression", comp, "--timeout", self.cfg["run_timeout"], "--progress-secs", 3600]
             env = {"KAFKA_BOOTSTRAP_SERVER": bs, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
                    "RUST_LOG": "info"}
+            env.update(image_env(tool))
             return cmd, env
         if tool == "java":
             return ([ROOT / "scripts/kafka-tool.sh", "producer-perf-test", "--bootstrap-server", bs,
@@ -448,7 +454,7 @@ class Bench:
             row["error"] = f"cannot run: {e}"
             return row
         self.broker.create_topic(topic, parts)
-        shown = " ".join(str(c) for c in cmd)
+        shown = " ".join([f"{k}={v}" for k, v in image_env(tool).items()] + [str(c) for c in cmd])
         self.results["commands"].setdefault(f"producer/{tool}", shown)
         out, err = self.logfiles(f"producer-{tool}-{size}-{comp}-{parts}-{rep}")
         try:
@@ -532,6 +538,7 @@ class Bench:
         env = {"KAFKA_BOOTSTRAP_SERVER": self.bootstrap, "KAFKA_TOPIC": topic,
                "KAFKA_CONSUMER_GROUP": group, "HTTP_ADDR": f"127.0.0.1:{port}", "LOG_FORMAT": "json",
                "RUST_LOG": "info" if tool == "ours-logging" else "info,consumer::record=off"}
+        env.update(image_env(tool))
         try:
             binary = self.bin_for(tool) / "consumer"
         except RuntimeError as e:
@@ -599,7 +606,8 @@ class Bench:
             row["error"] = "skipped: time budget used up"
             return row
         if tool.startswith("ours"):
-            extra = {"ours-logging": "RUST_LOG=info, stdout > /dev/null"}
+            extra = {"ours-logging": "RUST_LOG=info, stdout > /dev/null",
+                     "ours-static": "RUST_LOG=info,consumer::record=off MIMALLOC_PURGE_DELAY=0 as in the image"}
             self.results["commands"].setdefault(
                 f"consumer/{tool}", f"{(STATIC_DIR if tool == 'ours-static' else self.bin) / 'consumer'} (KAFKA_TOPIC, KAFKA_CONSUMER_GROUP, HTTP_ADDR, "
                 + extra.get(tool, "RUST_LOG=info,consumer::record=off") + ")")
