@@ -117,7 +117,7 @@ def log(msg):
 
 def image_env(tool):
     """The environment the images set (Dockerfile.*: ENV) for the static rows."""
-    return {"MIMALLOC_PURGE_DELAY": "0"} if tool == "ours-static" else {}
+    return {"MIMALLOC_PURGE_DELAY": "10"} if tool == "ours-static" else {}
 
 
 def env_overrides(cfg):
@@ -607,7 +607,7 @@ class Bench:
             return row
         if tool.startswith("ours"):
             extra = {"ours-logging": "RUST_LOG=info, stdout > /dev/null",
-                     "ours-static": "RUST_LOG=info,consumer::record=off MIMALLOC_PURGE_DELAY=0 as in the image"}
+                     "ours-static": "RUST_LOG=info,consumer::record=off MIMALLOC_PURGE_DELAY=10 as in the image"}
             self.results["commands"].setdefault(
                 f"consumer/{tool}", f"{(STATIC_DIR if tool == 'ours-static' else self.bin) / 'consumer'} (KAFKA_TOPIC, KAFKA_CONSUMER_GROUP, HTTP_ADDR, "
                 + extra.get(tool, "RUST_LOG=info,consumer::record=off") + ")")

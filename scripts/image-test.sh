@@ -225,8 +225,8 @@ for svc in producer consumer; do
         die "$svc: entrypoint is $(jq -c .config.Entrypoint <<<"$cfg"), want exec form [\"/$svc\"]"
     jq -e '(.config.Cmd // []) == []' <<<"$cfg" >/dev/null || die "$svc: unexpected Cmd $(jq -c .config.Cmd <<<"$cfg")"
     jq -e '.config.ExposedPorts | has("8080/tcp")' <<<"$cfg" >/dev/null || die "$svc: 8080/tcp not exposed"
-    jq -e '.config.Env | index("MIMALLOC_PURGE_DELAY=0")' <<<"$cfg" >/dev/null ||
-        die "$svc: MIMALLOC_PURGE_DELAY=0 missing from the image environment $(jq -c .config.Env <<<"$cfg")"
+    jq -e '.config.Env | index("MIMALLOC_PURGE_DELAY=10")' <<<"$cfg" >/dev/null ||
+        die "$svc: MIMALLOC_PURGE_DELAY=10 missing from the image environment $(jq -c .config.Env <<<"$cfg")"
     jq -e --arg b "/$svc" '.config.Healthcheck.Test == ["CMD", $b, "healthcheck"]' <<<"$cfg" >/dev/null ||
         die "$svc: healthcheck is $(jq -c .config.Healthcheck <<<"$cfg")"
     for label in source version revision licenses; do

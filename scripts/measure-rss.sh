@@ -17,7 +17,7 @@ N=${1:-100000}
 SIZE=${2:-256}
 BIN=target/static
 # As the images run them (Dockerfile.*: ENV).
-export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-10}
 BOOTSTRAP=${MEASURE_BOOTSTRAP:-127.0.0.1:19092}
 TOPIC=rss-$$-$(date +%s)
 LOG=$(mktemp -d "${TMPDIR:-/tmp}/measure-rss.XXXXXX")
