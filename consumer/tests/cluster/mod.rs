@@ -177,7 +177,11 @@ impl PrivateBroker {
         // Unique per instance: tests of one binary run in parallel.
         static NEXT: AtomicU16 = AtomicU16::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = 30000 + ((std::process::id() % 400) as u16 * 40 + n * 5) % 20000;
+        // Below the kernel's ephemeral range (32768 and up): a stopped broker
+        // must get its ports back on restart, and an outgoing connection of
+        // another test could otherwise take one as its local port meanwhile
+        // (seen: "Address already in use" on restart).
+        let base = 20000 + ((std::process::id() % 400) as u16 * 30 + n * 5) % 12000;
         let dir = std::env::temp_dir().join(format!("kafka-private-{}-{n}", std::process::id()));
         let env = vec![
             ("KAFKA_LOCAL_DIR".to_owned(), dir.display().to_string()),
