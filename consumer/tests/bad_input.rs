@@ -4,17 +4,17 @@
 //! JSON where a demo record is expected, odd headers — each logged and
 //! counted while consumption goes on.
 
+mod cluster;
 #[path = "../../producer/tests/support/mod.rs"]
 mod support;
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::Read,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
+
+use cluster::{free_port, Member};
 
 use rskafka::{
     client::partition::{Compression, UnknownTopicHandling},
@@ -49,111 +49,6 @@ const EMPTY_FAILS: &[&str] = &[
     "CONSUMER_ASSIGNORS",
     "HTTP_ADDR",
 ];
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A consumer process with its JSON log (stdout and stderr) in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-    http: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    fn start(env: &BTreeMap<String, String>) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let log = dir.path().join("consumer.log");
-        let out = File::create(&log).expect("log");
-        let err = out.try_clone().expect("dup");
-        let http = env
-            .get("HTTP_ADDR")
-            .cloned()
-            .unwrap_or_else(|| "0.0.0.0:8080".to_owned());
-        let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn consumer");
-        Self {
-            child,
-            log,
-            http,
-            _dir: dir,
-        }
-    }
-
-    fn log_text(&self) -> String {
-        read(&self.log)
-    }
-
-    fn lines(&self) -> Vec<serde_json::Value> {
-        self.log_text()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -TERM");
-    }
-
-    /// The exit code, or `None` (after SIGKILL) if it did not exit in time.
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(&self.http).expect("connect /metrics");
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-        std::io::Write::write_all(
-            &mut s,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .expect("request");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s
-}
 
 /// The sum of a metric's samples whose labels contain all of `labels`.
 fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
@@ -221,7 +116,7 @@ enum Outcome {
 }
 
 fn run_one(env: &BTreeMap<String, String>) -> Outcome {
-    let mut p = Proc::start(env);
+    let mut p = Member::with_env(env);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = p.child.try_wait() {
@@ -522,7 +417,7 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
 
     // The consumer first, so it is seen to keep going after each kind.
     let env = base_env(&bootstrap, &topic);
-    let mut p = Proc::start(&env);
+    let mut p = Member::with_env(&env);
 
     let client = support::client().await;
     let pc = client
@@ -681,7 +576,7 @@ async fn a_non_utf8_header_name_does_not_stop_the_partition() {
         drop(child.stdin.take());
         assert!(child.wait().expect("kcat").success());
     }
-    let p = Proc::start(&base_env(&bootstrap, &topic));
+    let p = Member::with_env(&base_env(&bootstrap, &topic));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut offsets = Vec::new();
     while Instant::now() < deadline {

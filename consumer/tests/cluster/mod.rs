@@ -7,7 +7,7 @@ use std::{
     fs::File,
     io::Read,
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::{Child, Command, Stdio},
     sync::atomic::{AtomicU16, Ordering},
     time::{Duration, Instant},
 };
@@ -22,29 +22,47 @@ pub struct Member {
 
 impl Member {
     pub fn start(topic: &str, group: &str, bootstrap: &str, extra: &[(&str, &str)]) -> Self {
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut env: BTreeMap<String, String> = [
+            ("KAFKA_BOOTSTRAP_SERVER", bootstrap),
+            ("KAFKA_TOPIC", topic),
+            ("KAFKA_CONSUMER_GROUP", group),
+            ("HTTP_ADDR", &http),
+            ("LOG_FORMAT", "json"),
+            ("CONSUMER_SESSION_TIMEOUT_MS", "10000"),
+            ("CONSUMER_HEARTBEAT_INTERVAL_MS", "500"),
+            ("CONSUMER_COMMIT_INTERVAL_MS", "500"),
+            ("CONSUMER_DRAIN_TIMEOUT_MS", "4000"),
+            ("CONSUMER_FETCH_MAX_WAIT_MS", "100"),
+            ("CONSUMER_METADATA_REFRESH_MS", "1000"),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        env.insert("HTTP_ADDR".to_owned(), http);
+        Self::with_env(&env)
+    }
+
+    /// A consumer with exactly `env` (nothing inherited); its sidecar is
+    /// expected at `HTTP_ADDR` (the service default when unset).
+    pub fn with_env(env: &BTreeMap<String, String>) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
         let log = dir.path().join("consumer.log");
-        let port = free_port();
-        let http = format!("127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consumer"));
-        cmd.env_clear()
-            .env("KAFKA_BOOTSTRAP_SERVER", bootstrap)
-            .env("KAFKA_TOPIC", topic)
-            .env("KAFKA_CONSUMER_GROUP", group)
-            .env("HTTP_ADDR", &http)
-            .env("LOG_FORMAT", "json")
-            .env("CONSUMER_SESSION_TIMEOUT_MS", "10000")
-            .env("CONSUMER_HEARTBEAT_INTERVAL_MS", "500")
-            .env("CONSUMER_COMMIT_INTERVAL_MS", "500")
-            .env("CONSUMER_DRAIN_TIMEOUT_MS", "4000")
-            .env("CONSUMER_FETCH_MAX_WAIT_MS", "100")
-            .env("CONSUMER_METADATA_REFRESH_MS", "1000");
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
+        let http = env
+            .get("HTTP_ADDR")
+            .cloned()
+            .unwrap_or_else(|| "0.0.0.0:8080".to_owned());
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("dup");
-        let child = cmd.stdout(out).stderr(err).spawn().expect("spawn consumer");
+        let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn consumer");
         Self {
             child,
             log,
@@ -59,6 +77,28 @@ impl Member {
             let _ = f.read_to_string(&mut s);
         }
         s
+    }
+
+    /// Every JSON line of its log.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The body of its `/metrics`.
+    pub fn metrics(&self) -> String {
+        let mut s = std::net::TcpStream::connect(&self.http).expect("connect /metrics");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        std::io::Write::write_all(
+            &mut s,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .expect("request");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
     }
 
     /// (partition, offset) of every record this member logged.
