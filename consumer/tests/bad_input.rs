@@ -79,17 +79,7 @@ fn base_env(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
 
 fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     let mut env = base_env(bootstrap, topic);
-    if key.starts_with("KAFKA_BOOTSTRAP_SERVER") {
-        env.remove("KAFKA_BOOTSTRAP_SERVER");
-        let other = if key.ends_with('S') {
-            "KAFKA_BOOTSTRAP_SERVER"
-        } else {
-            "KAFKA_BOOTSTRAP_SERVERS"
-        };
-        if value.is_empty() {
-            env.insert(other.to_owned(), bootstrap.to_owned());
-        }
-    }
+    support::isolate_bootstrap_key(&mut env, key, value, bootstrap);
     // Timeouts checked against each other: keep the others at defaults that
     // fit any single value we try.
     if key.starts_with("CONSUMER_") && key.ends_with("_MS") {

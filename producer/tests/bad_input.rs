@@ -68,25 +68,13 @@ fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<Str
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    match key {
-        // The singular wins when both are set; an empty one falls back to
-        // the other.
-        "KAFKA_BOOTSTRAP_SERVER" | "KAFKA_BOOTSTRAP_SERVERS" => {
-            env.remove("KAFKA_BOOTSTRAP_SERVER");
-            let other = if key.ends_with('S') {
-                "KAFKA_BOOTSTRAP_SERVER"
-            } else {
-                "KAFKA_BOOTSTRAP_SERVERS"
-            };
-            if value.is_empty() {
-                env.insert(other.to_owned(), bootstrap.to_owned());
-            }
-        }
-        // Only read when the topic is to be created.
-        "PRODUCER_TOPIC_PARTITIONS" | "PRODUCER_TOPIC_REPLICATION" => {
-            env.insert("PRODUCER_CREATE_TOPIC".to_owned(), "true".to_owned());
-        }
-        _ => {}
+    support::isolate_bootstrap_key(&mut env, key, value, bootstrap);
+    // Only read when the topic is to be created.
+    if matches!(
+        key,
+        "PRODUCER_TOPIC_PARTITIONS" | "PRODUCER_TOPIC_REPLICATION"
+    ) {
+        env.insert("PRODUCER_CREATE_TOPIC".to_owned(), "true".to_owned());
     }
     env.insert(key.to_owned(), value.to_owned());
     env
