@@ -218,7 +218,8 @@ struct Batch {
     records: Vec<Record>,
     bytes: usize,
     attempts: u32,
-    /// Linger deadline while open; earliest resend time after a failure.
+    /// While open: its linger deadline. Once closed: when it may be sent
+    /// (at once, or after the backoff of a failed send).
     not_before: Instant,
 }
 
@@ -352,7 +353,6 @@ async fn produce_all(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
 
     let mut partitioner = Partitioner::new(partitions.len() as i32);
-    let partition_ids: Vec<i32> = partitions.clone();
     let records = Records {
         config,
         input,
@@ -413,7 +413,7 @@ async fn produce_all(
             next_seq += 1;
             let key = records.key(seq);
             let partition_idx = partitioner.choose(key.as_deref());
-            let partition = partition_ids
+            let partition = partitions
                 .get(partition_idx as usize)
                 .copied()
                 .unwrap_or(partition_idx);
@@ -424,7 +424,9 @@ async fn produce_all(
                 .entry(partition)
                 .or_insert_with(|| Batch::new(partition, now + config.linger));
             if !batch.records.is_empty() && batch.bytes + bytes > config.max_batch_bytes {
-                let full = std::mem::replace(batch, Batch::new(partition, now + config.linger));
+                let mut full = std::mem::replace(batch, Batch::new(partition, now + config.linger));
+                // Full: it goes now, not at its linger deadline.
+                full.not_before = now;
                 ready.push_back(full);
             }
             batch.records.push(record);
@@ -448,7 +450,10 @@ async fn produce_all(
             .map(|(p, _)| *p)
             .collect();
         for p in lingering {
-            if let Some(b) = open.remove(&p) {
+            if let Some(mut b) = open.remove(&p) {
+                // Closed early (no more records coming) or lingered out:
+                // ready to go now.
+                b.not_before = now;
                 ready.push_back(b);
             }
         }
