@@ -12,7 +12,7 @@ use integer_encoding::{VarIntReader, VarIntWriter};
 use proptest::prelude::*;
 
 use super::{
-    record::RecordBatch,
+    record::{RawRecordBatch, RecordBatch},
     traits::{ReadError, ReadType, WriteError, WriteType},
     vec_builder::VecBuilder,
 };
@@ -812,13 +812,33 @@ where
     R: Read,
 {
     fn read(reader: &mut R) -> Result<Self, ReadError> {
+        let batches = RawRecords::read(reader)?
+            .0
+            .iter()
+            .map(|batch| Ok(batch.decode(usize::MAX)?.0))
+            .collect::<Result<_, ReadError>>()?;
+        Ok(Self(batches))
+    }
+}
+
+/// PATCH(kafka-rs): the record batches of a fetch response, CRC-checked but
+/// not decoded (see [`RawRecordBatch`]). A batch cut off at the end (the
+/// fetch size) is left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecords(pub Vec<RawRecordBatch>);
+
+impl<R> ReadType<R> for RawRecords
+where
+    R: Read,
+{
+    fn read(reader: &mut R) -> Result<Self, ReadError> {
         let buf = NullableBytes::read(reader)?.0.unwrap_or_default();
         let len = u64::try_from(buf.len())?;
         let mut buf = Cursor::new(buf);
 
         let mut batches = vec![];
         while buf.position() < len {
-            let batch = match RecordBatch::read(&mut buf) {
+            let batch = match RawRecordBatch::read(&mut buf) {
                 Ok(batch) => batch,
                 Err(ReadError::IO(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     // Record batch got cut off, likely due to `FetchRequest::max_bytes`.

@@ -13,6 +13,10 @@ pub enum ReadError {
 
     #[error("Malformed data: {0}")]
     Malformed(#[from] Box<dyn std::error::Error + Send + Sync>),
+
+    /// PATCH(kafka-rs): a record batch decodes to more than the caller allows.
+    #[error("Record batch decodes to more than {limit} bytes")]
+    DecodedSizeExceeded { limit: usize },
 }
 
 pub trait ReadType<R>: Sized
