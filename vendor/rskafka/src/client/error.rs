@@ -91,6 +91,21 @@ pub enum Error {
         is_virtual: bool,
     },
 
+    /// PATCH(kafka-rs): the first record batch of a fetch decodes to more
+    /// than the caller allows (a decompression bomb, or a limit set too low
+    /// for the data). Fetching again at the same offset fails the same way.
+    #[error(
+        "Record batch at offsets {base_offset}..={last_offset} decodes to more than {limit} bytes"
+    )]
+    DecodedBatchTooLarge {
+        /// The batch's first offset.
+        base_offset: i64,
+        /// The batch's last offset: the batch ends before `last_offset + 1`.
+        last_offset: i64,
+        /// The limit it passed.
+        limit: usize,
+    },
+
     #[error("All retries failed: {0}")]
     RetryFailed(#[from] crate::backoff::BackoffError),
 

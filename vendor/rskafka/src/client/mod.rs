@@ -14,6 +14,11 @@ use crate::{
 pub mod consumer;
 pub mod controller;
 pub mod error;
+// PATCH(kafka-rs): read_committed decoding of a fetch; public for the fuzzers.
+#[cfg(feature = "unstable-fuzzing")]
+pub mod fetched;
+#[cfg(not(feature = "unstable-fuzzing"))]
+pub(crate) mod fetched;
 pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;

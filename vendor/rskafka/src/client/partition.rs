@@ -23,7 +23,7 @@ use crate::{
     throttle::maybe_throttle,
     validation::ExactlyOne,
 };
-use chrono::{DateTime, LocalResult, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use std::{
     ops::{ControlFlow, Deref, Range},
     sync::Arc,
@@ -31,7 +31,9 @@ use std::{
 use tokio::sync::Mutex;
 use tracing::{debug, error, info};
 
-use super::{error::ServerErrorResponse, metadata_cache::MetadataCacheGeneration};
+use super::{error::ServerErrorResponse, fetched, metadata_cache::MetadataCacheGeneration};
+
+pub use super::fetched::FetchedRecords;
 
 /// How strongly a [`PartitionClient`] is bound to a partition.
 ///
@@ -230,6 +232,10 @@ impl PartitionClient {
     ///
     /// Returns the records, and the current high watermark.
     ///
+    /// Records of aborted transactions and transaction markers are not returned (see
+    /// [`fetch_records_bounded`](Self::fetch_records_bounded), which also says where the next fetch starts and bounds
+    /// what a fetch decodes to).
+    ///
     ///
     /// # Error Handling
     /// Fetching records outside the range known the to broker (marked by low and high watermark) will lead to a
@@ -241,6 +247,30 @@ impl PartitionClient {
         bytes: Range<i32>,
         max_wait_ms: i32,
     ) -> Result<(Vec<RecordAndOffset>, i64)> {
+        let fetched = self
+            .fetch_records_bounded(offset, bytes, max_wait_ms, usize::MAX)
+            .await?;
+        Ok((fetched.records, fetched.high_watermark))
+    }
+
+    /// PATCH(kafka-rs): fetch `bytes` bytes of record data starting at `offset`, as a `read_committed` consumer:
+    /// committed and non-transactional records only, decoding at most `max_decoded_bytes` (record bytes after
+    /// decompression, plus a fixed overhead per record).
+    ///
+    /// Continue at [`FetchedRecords::next_offset`], not after the last record: transaction markers, aborted
+    /// transactions and compacted batches take offsets too, and a fetch of only those returns no record.
+    ///
+    ///
+    /// # Error Handling
+    /// As [`fetch_records`](Self::fetch_records); besides, a first batch that alone decodes to more than
+    /// `max_decoded_bytes` fails with [`DecodedBatchTooLarge`](Error::DecodedBatchTooLarge), naming its offsets.
+    pub async fn fetch_records_bounded(
+        &self,
+        offset: i64,
+        bytes: Range<i32>,
+        max_wait_ms: i32,
+        max_decoded_bytes: usize,
+    ) -> Result<FetchedRecords> {
         let request = &build_fetch_request(offset, bytes, max_wait_ms, self.partition, &self.topic);
 
         let partition = maybe_retry(
@@ -264,9 +294,7 @@ impl PartitionClient {
         )
         .await?;
 
-        let records = extract_records(partition.records.0, offset)?;
-
-        Ok((records, partition.high_watermark.0))
+        fetched::extract(partition, offset, max_decoded_bytes)
     }
 
     /// Get offset for this partition.
@@ -831,73 +859,6 @@ fn process_fetch_response(
     }
 
     Ok(response_partition)
-}
-
-fn extract_records(
-    partition_records: Vec<RecordBatch>,
-    request_offset: i64,
-) -> Result<Vec<RecordAndOffset>> {
-    let mut records = vec![];
-
-    for batch in partition_records {
-        match batch.records {
-            ControlBatchOrRecords::ControlBatch(_) => {
-                // ignore
-            }
-            ControlBatchOrRecords::Records(protocol_records) => {
-                records.reserve(protocol_records.len());
-
-                for record in protocol_records {
-                    let offset = batch.base_offset + record.offset_delta as i64;
-                    if offset < request_offset {
-                        // Kafka does not split record batches on the server side, so we need to do this filtering on
-                        // the client side
-                        continue;
-                    }
-
-                    let timestamp_millis =
-                        match batch.first_timestamp.checked_add(record.timestamp_delta) {
-                            Some(ts) => ts,
-                            None => {
-                                return Err(Error::InvalidResponse(format!(
-                                    "Timestamp overflow (first_timestamp={}, delta={}",
-                                    batch.first_timestamp, record.timestamp_delta
-                                )));
-                            }
-                        };
-                    let timestamp = match Utc.timestamp_millis_opt(timestamp_millis) {
-                        LocalResult::None => {
-                            return Err(Error::InvalidResponse(format!(
-                                "Not a valid timestamp ({timestamp_millis})"
-                            )));
-                        }
-                        LocalResult::Single(ts) => ts,
-                        LocalResult::Ambiguous(a, b) => {
-                            return Err(Error::InvalidResponse(format!(
-                                "Ambiguous timestamp ({timestamp_millis}): {a} or {b}"
-                            )));
-                        }
-                    };
-
-                    records.push(RecordAndOffset {
-                        record: Record {
-                            key: record.key,
-                            value: record.value,
-                            headers: record
-                                .headers
-                                .into_iter()
-                                .map(|header| (header.key, header.value))
-                                .collect(),
-                            timestamp,
-                        },
-                        offset,
-                    })
-                }
-            }
-        }
-    }
-
-    Ok(records)
 }
 
 fn build_list_offsets_request(partition: i32, topic: &str, at: OffsetAt) -> ListOffsetsRequest {
