@@ -240,6 +240,7 @@ pub const CONSUMER_ERROR_KINDS: &[&str] = &[
     "fetch",
     "list_offsets",
     "offset_out_of_range",
+    "oversized_batch",
     "commit",
     "group",
 ];

@@ -87,6 +87,9 @@ pub struct ConsumeArgs {
     /// Memory budget for fetched records not yet handled, split over the assigned partitions: each fetches at most budget / partitions / (buffer batches + 2) bytes, at least 64 KiB, at most --fetch-max-bytes [env: CONSUMER_BUFFER_MAX_BYTES] [default: 8388608]
     #[arg(long, value_name = "BYTES")]
     pub buffer_max_bytes: Option<String>,
+    /// Most bytes one fetch may decode (decompress) to per partition, a fixed overhead per record included; a record batch that alone decodes to more stalls its partition (a decompression bomb, or data that needs a higher limit) [env: CONSUMER_DECODED_BATCH_MAX_BYTES] [default: 33554432]
+    #[arg(long, value_name = "BYTES")]
+    pub decoded_batch_max_bytes: Option<String>,
     /// Longest value logged per record, in bytes; longer values are cut [env: CONSUMER_LOG_VALUE_MAX_BYTES] [default: 1024]
     #[arg(long, value_name = "BYTES")]
     pub log_value_max_bytes: Option<String>,
@@ -104,7 +107,7 @@ pub struct ConsumeArgs {
 impl ConsumeArgs {
     /// `(KEY, --flag, value)` for every flag given.
     pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 18] = [
+        let pairs: [(&'static str, &'static str, &Option<String>); 19] = [
             ("KAFKA_TOPIC", "--topic", &self.topic),
             ("KAFKA_CONSUMER_GROUP", "--group", &self.group),
             (
@@ -164,6 +167,11 @@ impl ConsumeArgs {
                 &self.buffer_max_bytes,
             ),
             (
+                "CONSUMER_DECODED_BATCH_MAX_BYTES",
+                "--decoded-batch-max-bytes",
+                &self.decoded_batch_max_bytes,
+            ),
+            (
                 "CONSUMER_LOG_VALUE_MAX_BYTES",
                 "--log-value-max-bytes",
                 &self.log_value_max_bytes,
@@ -183,6 +191,14 @@ impl ConsumeArgs {
     }
 }
 
+/// Default of `CONSUMER_DECODED_BATCH_MAX_BYTES`: 32 MiB, the broker's
+/// default largest batch (`message.max.bytes`, 1 MiB) decoding to 32 times
+/// its size. Real data compresses 2–20× (the demo records 20× with lz4); a
+/// decompression bomb compresses 1 000× (gzip) to beyond 10 000× (zstd). A
+/// decoding holds at most about twice this (zstd's window included) per
+/// runtime thread, which keeps the Deployment within its 128 MiB limit.
+pub const DEFAULT_DECODED_BATCH_MAX_BYTES: u64 = 32 * 1_048_576;
+
 /// Keys of the consumer (besides [`KAFKA_KEYS`]).
 pub const CONSUMER_KEYS: &[&str] = &[
     "KAFKA_TOPIC",
@@ -199,6 +215,7 @@ pub const CONSUMER_KEYS: &[&str] = &[
     "CONSUMER_FETCH_MAX_WAIT_MS",
     "CONSUMER_BUFFER_BATCHES",
     "CONSUMER_BUFFER_MAX_BYTES",
+    "CONSUMER_DECODED_BATCH_MAX_BYTES",
     "CONSUMER_LOG_VALUE_MAX_BYTES",
     "CONSUMER_STALL_SECS",
     "CONSUMER_METADATA_REFRESH_MS",
@@ -256,6 +273,9 @@ pub struct Config {
     /// Budget for fetched, not yet handled records over all partitions; see
     /// [`crate::partition::fetch_bytes_per_partition`].
     pub buffer_max_bytes: u64,
+    /// Most bytes one fetch of a partition may decode to; see
+    /// [`DEFAULT_DECODED_BATCH_MAX_BYTES`].
+    pub decoded_batch_max_bytes: usize,
     /// Longest logged value.
     pub log_value_max_bytes: usize,
     /// Readiness stall window.
@@ -379,6 +399,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             8_388_608u64,
             MIN_FETCH_BYTES as u64..=17_179_869_184,
         )?,
+        decoded_batch_max_bytes: src.number(
+            "CONSUMER_DECODED_BATCH_MAX_BYTES",
+            DEFAULT_DECODED_BATCH_MAX_BYTES,
+            1_048_576..=17_179_869_184,
+        )? as usize,
         log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)?
             as usize,
         stall_after: Duration::from_secs(src.number("CONSUMER_STALL_SECS", 60u64, 1..=86_400)?),
@@ -453,6 +478,46 @@ mod tests {
             )]
         );
         assert!(CONSUMER_KEYS.contains(&"CONSUMER_BUFFER_MAX_BYTES"));
+    }
+
+    #[test]
+    fn the_decoded_batch_limit_defaults_to_32_mib_and_is_bounded() {
+        let c = cfg(&[("KAFKA_CONSUMER_GROUP", "g")]).expect("valid");
+        assert_eq!(c.decoded_batch_max_bytes, 33_554_432);
+        let c = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_DECODED_BATCH_MAX_BYTES", "268435456"),
+        ])
+        .expect("valid");
+        assert_eq!(c.decoded_batch_max_bytes, 268_435_456);
+        for bad in ["1048575", "0", "17179869185", "32M"] {
+            let e = cfg(&[
+                ("KAFKA_CONSUMER_GROUP", "g"),
+                ("CONSUMER_DECODED_BATCH_MAX_BYTES", bad),
+            ])
+            .expect_err(bad)
+            .to_string();
+            assert!(
+                e.contains("CONSUMER_DECODED_BATCH_MAX_BYTES")
+                    && e.contains("a whole number from 1048576")
+                    && !e.contains('\n'),
+                "{e}"
+            );
+        }
+        let flags = ConsumeArgs {
+            decoded_batch_max_bytes: Some("1".into()),
+            ..ConsumeArgs::default()
+        }
+        .flags();
+        assert_eq!(
+            flags,
+            vec![(
+                "CONSUMER_DECODED_BATCH_MAX_BYTES",
+                "--decoded-batch-max-bytes",
+                "1".into()
+            )]
+        );
+        assert!(CONSUMER_KEYS.contains(&"CONSUMER_DECODED_BATCH_MAX_BYTES"));
     }
 
     #[test]

@@ -10,6 +10,18 @@
 //!
 //! Only the handler's position is ever committed, so a record is committed
 //! only after it was handled (at-least-once).
+//!
+//! Transactions: fetches read committed data, as Kafka's Java consumer does
+//! (the patched rskafka leaves out aborted records and transaction markers).
+//! A fetch says where the next one starts, past markers and aborted records
+//! too, and that position goes through the handler like a batch, so the
+//! committed offset moves past them in order. An open transaction holds the
+//! partition at its last stable offset, which is no stall.
+//!
+//! Decompression bombs: a fetch decodes at most `CONSUMER_DECODED_BATCH_MAX_BYTES`.
+//! A batch that alone decodes to more stalls its partition (retried with
+//! backoff, logged with its offsets, counted, shown on /readyz): skipping
+//! it would lose whatever records it holds, so the operator decides.
 
 use std::{
     sync::{
@@ -44,6 +56,9 @@ pub struct Progress {
     pub position: AtomicI64,
     /// Highest high watermark seen in fetch responses. -1 until known.
     pub high_watermark: AtomicI64,
+    /// Highest last stable offset seen in fetch responses: a read_committed
+    /// consumer gets nothing at or past it. -1 until known.
+    pub last_stable_offset: AtomicI64,
     /// Last offset committed to the group. -1 = none yet.
     pub committed: AtomicI64,
     /// Milliseconds since `origin` of the last handled record (or of the start).
@@ -59,6 +74,7 @@ impl Progress {
         Self {
             position: AtomicI64::new(position),
             high_watermark: AtomicI64::new(-1),
+            last_stable_offset: AtomicI64::new(-1),
             committed: AtomicI64::new(committed),
             last_progress_ms: AtomicU64::new(0),
             origin: Instant::now(),
@@ -77,14 +93,23 @@ impl Progress {
         self.origin.elapsed().saturating_sub(last)
     }
 
-    /// Records between our position and the high watermark.
+    /// Offsets between our position and what we may read: the last stable
+    /// offset when known (as the Java consumer's lag under read_committed:
+    /// records of an open transaction are not ours to read yet), else the
+    /// high watermark.
     pub fn lag(&self) -> Option<i64> {
-        let hw = self.high_watermark.load(Ordering::Relaxed);
+        let lso = self.last_stable_offset.load(Ordering::Relaxed);
+        let end = if lso >= 0 {
+            lso
+        } else {
+            self.high_watermark.load(Ordering::Relaxed)
+        };
         let pos = self.position.load(Ordering::Relaxed);
-        (hw >= 0 && pos >= 0).then(|| (hw - pos).max(0))
+        (end >= 0 && pos >= 0).then(|| (end - pos).max(0))
     }
 
-    /// High watermark minus committed offset (kafka_exporter's lag).
+    /// High watermark minus committed offset (kafka_exporter's lag; an open
+    /// transaction counts until it ends).
     pub fn committed_lag(&self) -> Option<i64> {
         let hw = self.high_watermark.load(Ordering::Relaxed);
         let c = self.committed.load(Ordering::Relaxed);
@@ -189,6 +214,8 @@ pub struct WorkerSettings {
     pub fetch_max_wait: Duration,
     /// Batches buffered ahead of the handler.
     pub buffer_batches: usize,
+    /// Most bytes one fetch may decode to (`CONSUMER_DECODED_BATCH_MAX_BYTES`).
+    pub decoded_batch_max_bytes: usize,
     /// Start policy without a commit.
     pub reset: OffsetReset,
     /// Backoff bounds after errors.
@@ -292,7 +319,11 @@ impl Worker {
 #[derive(Debug)]
 struct Fetched {
     records: Vec<RecordAndOffset>,
-    _permit: OwnedSemaphorePermit,
+    /// The position once `records` are handled: past the transaction
+    /// markers and aborted records the fetch passed over too.
+    next_offset: i64,
+    /// None for a fetch with no record to hold.
+    _permit: Option<OwnedSemaphorePermit>,
 }
 
 async fn fetch_loop(
@@ -341,40 +372,78 @@ async fn fetch_loop(
     loop {
         let fetched = tokio::select! {
             () = stop.cancelled() => return,
-            r = pc.fetch_records(next, 1..ask, max_wait_ms) => r,
+            r = pc.fetch_records_bounded(next, 1..ask, max_wait_ms, settings.decoded_batch_max_bytes) => r,
         };
         match fetched {
-            Ok((mut records, high_watermark)) => {
+            Ok(fetched) => {
                 backoff = settings.backoff_initial;
                 progress
                     .high_watermark
-                    .fetch_max(high_watermark, Ordering::Relaxed);
+                    .fetch_max(fetched.high_watermark, Ordering::Relaxed);
+                if let Some(lso) = fetched.last_stable_offset {
+                    progress
+                        .last_stable_offset
+                        .fetch_max(lso, Ordering::Relaxed);
+                }
                 if let Ok(mut e) = progress.last_error.lock() {
                     *e = None;
                 }
-                // A compressed batch may start before the offset we asked
-                // for. In place: a second Vec per batch would add to the
-                // memory the buffer budget is meant to bound.
-                records.retain(|r| r.offset >= next);
+                let records = fetched.records;
                 let decoded = Budget::size_of(&records);
                 // A short fetch (caught up) grows the size back towards the
                 // share, which is harmless: the next full one shrinks it.
                 ask = next_fetch_size(ask, decoded, target, settings.fetch_max_bytes);
-                let Some(last) = records.last().map(|r| r.offset) else {
+                if fetched.next_offset <= next {
                     continue;
-                };
-                next = last + 1;
+                }
+                next = fetched.next_offset;
                 // Charged at most this partition's part of the budget, so a
                 // partition whose handler is stuck can never hold the budget
                 // the others need (a batch over it, before the fetch size
-                // has adapted, is let through over budget instead).
-                let permit = tokio::select! {
-                    () = stop.cancelled() => return,
-                    p = settings.budget.acquire(decoded.min(share)) => match p { Some(p) => p, None => return },
+                // has adapted, is let through over budget instead). Only
+                // markers or aborted records: nothing to hold, but the
+                // position goes through the handler, after what it has.
+                let permit = if records.is_empty() {
+                    None
+                } else {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        p = settings.budget.acquire(decoded.min(share)) => match p { Some(p) => Some(p), None => return },
+                    }
+                };
+                let batch = Fetched {
+                    records,
+                    next_offset: next,
+                    _permit: permit,
                 };
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    sent = tx.send(Fetched { records, _permit: permit }) => if sent.is_err() { return },
+                    sent = tx.send(batch) => if sent.is_err() { return },
+                }
+            }
+            Err(ClientError::DecodedBatchTooLarge {
+                base_offset,
+                last_offset,
+                limit,
+            }) => {
+                // Stall, visibly: the records in it are not lost, and the
+                // operator raises the limit or moves the group past it.
+                warn!(
+                    topic = %topic,
+                    partition,
+                    base_offset,
+                    last_offset,
+                    limit,
+                    "record batch decodes to more than CONSUMER_DECODED_BATCH_MAX_BYTES; partition stalled"
+                );
+                metrics::counter!(m::CONSUMER_ERRORS, "kind" => "oversized_batch").increment(1);
+                if let Ok(mut e) = progress.last_error.lock() {
+                    *e = Some(format!(
+                        "record batch at offsets {base_offset}..={last_offset} decodes to more than {limit} bytes (CONSUMER_DECODED_BATCH_MAX_BYTES)"
+                    ));
+                }
+                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                    return;
                 }
             }
             Err(ClientError::ServerError {
@@ -518,6 +587,11 @@ async fn handle_loop(
             progress.position.store(r.offset + 1, Ordering::Release);
             progress.touch();
         }
+        // Past the markers and aborted records the fetch passed over too.
+        progress
+            .position
+            .fetch_max(batch.next_offset, Ordering::AcqRel);
+        progress.touch();
         debug!(topic = %topic, partition, n = batch.records.len(), "batch handled");
         // A handler that never waits would keep this worker thread to
         // itself; let other partitions' tasks run between batches.
@@ -597,6 +671,21 @@ mod tests {
             .await
             .expect("an oversized batch is not stuck forever");
         assert!(huge.is_some());
+    }
+
+    #[test]
+    fn lag_runs_to_the_last_stable_offset_when_known() {
+        let p = Progress::new(10, 10);
+        assert_eq!(p.lag(), None);
+        p.high_watermark.store(20, Ordering::Relaxed);
+        assert_eq!(p.lag(), Some(10));
+        // An open transaction from offset 10: nothing to read yet, no lag
+        // to stall on; kafka_exporter's lag still counts it.
+        p.last_stable_offset.store(10, Ordering::Relaxed);
+        assert_eq!(p.lag(), Some(0));
+        assert_eq!(p.committed_lag(), Some(10));
+        p.last_stable_offset.store(15, Ordering::Relaxed);
+        assert_eq!(p.lag(), Some(5));
     }
 
     #[test]

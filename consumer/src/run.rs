@@ -152,6 +152,7 @@ async fn consume(
         budget: Budget::new(config.buffer_max_bytes),
         fetch_max_wait: config.fetch_max_wait,
         buffer_batches: config.buffer_batches,
+        decoded_batch_max_bytes: config.decoded_batch_max_bytes,
         reset: config.auto_offset_reset,
         backoff_initial: config.kafka.backoff_initial,
         backoff_max: config.kafka.backoff_max,
@@ -535,11 +536,13 @@ fn update_status(
         let lag = w.progress.lag().unwrap_or(0);
         let idle = w.progress.idle_for();
         if lag > 0 && idle > stall_after {
+            let error = w.progress.last_error.lock().ok().and_then(|e| e.clone());
             stalled.push(format!(
-                "{}-{} (lag {lag}, no progress for {}s)",
+                "{}-{} (lag {lag}, no progress for {}s{})",
                 w.topic,
                 w.partition,
-                idle.as_secs()
+                idle.as_secs(),
+                error.map(|e| format!(": {e}")).unwrap_or_default()
             ));
         }
         let is_stalled = lag > 0 && idle > stall_after;
