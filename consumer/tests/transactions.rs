@@ -24,7 +24,7 @@ use std::{
     time::Duration,
 };
 
-use cluster::{wait_until, Member};
+use cluster::{metric, wait_until, Member};
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -170,17 +170,6 @@ impl Drop for Writer {
     }
 }
 
-/// The sum of a metric's samples whose labels contain all of `labels`.
-fn metric(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let samples: Vec<f64> = body
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .collect();
-    (!samples.is_empty()).then(|| samples.iter().sum())
-}
-
 /// topic → values the member handled, in the order it handled them.
 fn handled(member: &Member) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -287,13 +276,7 @@ fn read_committed_over_java_and_librdkafka_transactions_in_every_codec() {
         caught_up,
         "committed records not handled exactly once: {}\n{}",
         describe(&handled(&member), &topics),
-        member
-            .log_text()
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
+        member.log_tail(20)
     );
     // Waiting at the last stable offset: it commits exactly that offset and
     // stays there (a few more fetch rounds and commits), and that is no stall.
@@ -319,7 +302,7 @@ fn read_committed_over_java_and_librdkafka_transactions_in_every_codec() {
         "records behind the open transaction were handled: {}",
         describe(&handled(&member), &topics)
     );
-    let (code, readyz) = http_get(&member.http, "/readyz");
+    let (code, readyz) = member.get("/readyz");
     assert_eq!(
         code, 200,
         "waiting at the last stable offset is no stall: {readyz}"
@@ -379,25 +362,4 @@ async fn log_end(topic: &str) -> i64 {
         .get_offset(OffsetAt::Latest)
         .await
         .expect("log end offset")
-}
-
-/// (status, body) of a plain HTTP GET.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    (code, body)
 }

@@ -79,6 +79,12 @@ impl Member {
         s
     }
 
+    /// The last `n` lines of its log, newest first (for failure messages).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.log_text();
+        text.lines().rev().take(n).collect::<Vec<_>>().join("\n")
+    }
+
     /// Every JSON line of its log.
     pub fn lines(&self) -> Vec<serde_json::Value> {
         self.log_text()
@@ -89,16 +95,27 @@ impl Member {
 
     /// The body of its `/metrics`.
     pub fn metrics(&self) -> String {
-        let mut s = std::net::TcpStream::connect(&self.http).expect("connect /metrics");
+        self.get("/metrics").1
+    }
+
+    /// (status, body) of a GET of `path` on its sidecar.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(&self.http).expect("connect to the sidecar");
         s.set_read_timeout(Some(Duration::from_secs(5))).ok();
         std::io::Write::write_all(
             &mut s,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
         .expect("request");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        body
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let code = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (code, body.to_owned())
     }
 
     /// (partition, offset) of every record this member logged.
@@ -163,6 +180,18 @@ impl Drop for Member {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sum of a metric's samples in a Prometheus text `body` whose labels
+/// contain all of `labels`; None when there is no such sample.
+pub fn metric(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let samples: Vec<f64> = body
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
 }
 
 pub fn free_port() -> u16 {
