@@ -45,7 +45,7 @@ test: ## Start the broker, run every test tier and the linters, stop the broker
 unit: ## Unit tests only (no broker needed), the vendored rskafka's included
 	$(CARGO) test --workspace --lib --bins
 	$(CARGO) test --manifest-path vendor/rskafka/Cargo.toml --lib --target-dir target/rskafka \
-		-- --skip client::consumer::tests::test_consumer
+		-- --exact --skip client::consumer::tests::test_consumer
 
 .PHONY: lint
 lint: ## cargo fmt --check, clippy -D warnings, shellcheck

@@ -32,7 +32,7 @@ cargo test --workspace --doc
 # waits 1-10 µs for its mock stream and fails on a busy machine (we do not use
 # rskafka's StreamConsumer).
 cargo test --manifest-path vendor/rskafka/Cargo.toml --lib --target-dir target/rskafka \
-    -- --skip client::consumer::tests::test_consumer
+    -- --exact --skip client::consumer::tests::test_consumer
 make --no-print-directory lint
 # Issue 5: the deployment files offline, then the image path daemonless
 # against this broker. .ci/run installs their tools; a missing one fails
