@@ -1,11 +1,13 @@
 //! The producer Job as a library: `main.rs` only parses, initialises and
 //! maps the outcome to an exit code, so tests run [`run`] in-process.
 //!
+//! - `batcher`: per-partition batches and in-flight bounds, without I/O.
 //! - [`config`]: flags, environment and file → validated [`Config`].
 //! - [`payload`]: demo records, key templates, JSON-lines input.
 //! - [`partitioner`]: Java-compatible murmur2 key partitioning.
 //! - [`run`](mod@run): the send loop and its [`Summary`].
 
+mod batcher;
 pub mod config;
 pub mod partitioner;
 pub mod payload;

@@ -1,11 +1,7 @@
 //! The producer Job: connect, make sure the topic exists, send every record
 //! in per-partition batches, wait for every acknowledgement, report.
 
-use std::{
-    collections::{BTreeMap, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
@@ -28,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
+    batcher::{Batch, Batcher, Limits, Slot, MAX_REQUESTS_PER_PARTITION},
     config::{Config, Source},
     partitioner::Partitioner,
     payload::{self, InputRecord, KeyTemplate},
@@ -188,54 +185,6 @@ pub async fn run(
     result
 }
 
-/// Kafka's default `max.in.flight.requests.per.connection`: produce requests
-/// of one partition on the wire at once.
-const MAX_REQUESTS_PER_PARTITION: usize = 5;
-
-/// One record's bookkeeping from hand-over to acknowledgement; the record
-/// itself lives in its batch until the batch is sent.
-#[derive(Debug)]
-struct Slot {
-    seq: u64,
-    handed_over: Instant,
-    /// The `send {topic}` span (disabled when tracing is off); it covers
-    /// retries and ends with the acknowledgement.
-    span: tracing::Span,
-}
-
-/// Records of one partition that go out in one produce request.
-///
-/// We batch ourselves rather than through rskafka's `BatchProducer`: that
-/// one hands every record its own future and broadcast wake-up, which
-/// profiling showed as most of the producer's CPU. Here a batch costs one
-/// future, and a record a `Vec` push.
-#[derive(Debug)]
-struct Batch {
-    partition: i32,
-    slots: Vec<Slot>,
-    /// The records to send; empty after a failed send, when the batch waits
-    /// to be rebuilt from its slots (a retry re-stamps `sent_at`).
-    records: Vec<Record>,
-    bytes: usize,
-    attempts: u32,
-    /// While open: its linger deadline. Once closed: when it may be sent
-    /// (at once, or after the backoff of a failed send).
-    not_before: Instant,
-}
-
-impl Batch {
-    fn new(partition: i32, not_before: Instant) -> Self {
-        Self {
-            partition,
-            slots: Vec::new(),
-            records: Vec::new(),
-            bytes: 0,
-            attempts: 0,
-            not_before,
-        }
-    }
-}
-
 /// The batch, when it was sent, and the records' offsets or the error.
 type Outcome = (Batch, Instant, Result<Vec<i64>, ClientError>);
 
@@ -369,15 +318,13 @@ async fn produce_all(
     let server_address = config.kafka.server_address();
     let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
         FuturesUnordered::new();
-    // Batches still taking records, one per partition.
-    let mut open: BTreeMap<i32, Batch> = BTreeMap::new();
-    // Closed batches waiting for a request slot of their partition or, after
-    // a failure, for their backoff.
-    let mut ready: VecDeque<Batch> = VecDeque::new();
-    let mut requests: BTreeMap<i32, usize> = BTreeMap::new();
-    // Records (and their bytes) handed over and not yet acknowledged or given up.
-    let mut outstanding: usize = 0;
-    let mut outstanding_bytes: usize = 0;
+    let mut batcher = Batcher::new(Limits {
+        linger: config.linger,
+        max_batch_bytes: config.max_batch_bytes,
+        max_in_flight: config.max_in_flight,
+        max_in_flight_bytes: config.max_in_flight_bytes,
+        max_requests_per_partition: MAX_REQUESTS_PER_PARTITION,
+    });
     let mut next_seq: u64 = 0;
     let mut stop_reason: Option<String> = None;
     let mut last_error: Option<String> = None;
@@ -397,11 +344,7 @@ async fn produce_all(
         // Hand records over, up to the in-flight limits, honouring the rate.
         let mut rate_wait: Option<Instant> = None;
         let now = Instant::now();
-        while stop_reason.is_none()
-            && next_seq < total
-            && outstanding < config.max_in_flight
-            && outstanding_bytes < config.max_in_flight_bytes
-        {
+        while stop_reason.is_none() && next_seq < total && batcher.has_room() {
             if let Some(rate) = config.rate {
                 let due = send_started + Duration::from_secs_f64(next_seq as f64 / rate);
                 if due > now {
@@ -420,88 +363,44 @@ async fn produce_all(
             let span = send_span(&config.topic, partition, key.as_deref(), &server_address);
             let record = records.build(seq, key, &span);
             let bytes = record.approximate_size();
-            let batch = open
-                .entry(partition)
-                .or_insert_with(|| Batch::new(partition, now + config.linger));
-            if !batch.records.is_empty() && batch.bytes + bytes > config.max_batch_bytes {
-                let mut full = std::mem::replace(batch, Batch::new(partition, now + config.linger));
-                // Full: it goes now, not at its linger deadline.
-                full.not_before = now;
-                ready.push_back(full);
-            }
-            batch.records.push(record);
-            batch.slots.push(Slot {
+            let slot = Slot {
                 seq,
                 handed_over: now,
                 span,
-            });
-            batch.bytes += bytes;
-            outstanding += 1;
-            outstanding_bytes += bytes;
+            };
+            batcher.add(partition, slot, record, bytes);
         }
         // Waiting for more records only makes sense while more can come.
         let no_more = next_seq >= total || stop_reason.is_some();
-        let blocked =
-            outstanding >= config.max_in_flight || outstanding_bytes >= config.max_in_flight_bytes;
-        let flush_all = no_more || (blocked && in_flight.is_empty());
-        let lingering: Vec<i32> = open
-            .iter()
-            .filter(|(_, b)| flush_all || b.not_before <= now)
-            .map(|(p, _)| *p)
-            .collect();
-        for p in lingering {
-            if let Some(mut b) = open.remove(&p) {
-                // Closed early (no more records coming) or lingered out:
-                // ready to go now.
-                b.not_before = now;
-                ready.push_back(b);
-            }
-        }
+        batcher.close(
+            now,
+            no_more || (!batcher.has_room() && in_flight.is_empty()),
+        );
 
         // Send what may go: per partition in order, at most
         // MAX_REQUESTS_PER_PARTITION requests on the wire.
-        let mut waiting = VecDeque::with_capacity(ready.len());
-        while let Some(mut batch) = ready.pop_front() {
-            let busy = requests.get(&batch.partition).copied().unwrap_or(0);
-            let held_back = waiting
-                .iter()
-                .any(|b: &Batch| b.partition == batch.partition);
-            if batch.not_before > now || busy >= MAX_REQUESTS_PER_PARTITION || held_back {
-                waiting.push_back(batch);
-                continue;
+        let sendable =
+            batcher.take_sendable(now, |s| records.build(s.seq, records.key(s.seq), &s.span));
+        for batch in sendable {
+            match producers.get(&batch.partition) {
+                Some(client) => {
+                    in_flight.push(Box::pin(send(client.clone(), batch, config.compression)));
+                }
+                None => {
+                    // Cannot happen: partitions come from the same metadata.
+                    summary.failed += batch.slots.len() as u64;
+                    batcher.settled(&batch);
+                }
             }
-            let Some(client) = producers.get(&batch.partition).cloned() else {
-                // Cannot happen: partitions come from the same metadata.
-                summary.failed += batch.slots.len() as u64;
-                outstanding -= batch.slots.len();
-                outstanding_bytes -= batch.bytes;
-                continue;
-            };
-            if batch.records.is_empty() {
-                batch.records = batch
-                    .slots
-                    .iter()
-                    .map(|s| records.build(s.seq, records.key(s.seq), &s.span))
-                    .collect();
-            }
-            *requests.entry(batch.partition).or_default() += 1;
-            in_flight.push(Box::pin(send(client, batch, config.compression)));
         }
-        ready = waiting;
-        pending_gauge.set(outstanding as f64);
+        pending_gauge.set(batcher.outstanding() as f64);
 
-        if outstanding == 0 && no_more {
+        if batcher.outstanding() == 0 && no_more {
             break;
         }
-        let next_linger = open.values().map(|b| b.not_before).min();
-        let next_retry = ready
-            .iter()
-            .map(|b| b.not_before)
-            .filter(|t| *t > now)
-            .min();
-        let wake = [rate_wait, next_linger, next_retry]
+        let wake = rate_wait
             .into_iter()
-            .flatten()
+            .chain(batcher.next_deadline(now))
             .min();
         if let Some(w) = wake {
             wake_timer.as_mut().reset(w);
@@ -515,10 +414,7 @@ async fn produce_all(
                     done.push(o);
                 }
                 let now = Instant::now();
-                for (mut batch, sent_at, result) in done {
-                    if let Some(n) = requests.get_mut(&batch.partition) {
-                        *n = n.saturating_sub(1);
-                    }
+                for (batch, sent_at, result) in done {
                     let n = batch.slots.len();
                     match result {
                         Ok(offsets) => {
@@ -533,8 +429,7 @@ async fn produce_all(
                             *summary.per_partition.entry(batch.partition).or_default() += n as u64;
                             sent_counter.increment(n as u64);
                             bytes_counter.increment(batch.bytes as u64);
-                            outstanding -= n;
-                            outstanding_bytes -= batch.bytes;
+                            batcher.settled(&batch);
                         }
                         Err(e) => {
                             let kind = error_kind(&e);
@@ -542,17 +437,14 @@ async fn produce_all(
                             let message = e.to_string();
                             let first_seq = batch.slots.first().map_or(0, |s| s.seq);
                             if is_retriable(&e) && stop_reason.is_none() && now < deadline {
-                                batch.attempts += 1;
-                                batch.not_before = now + backoff_for(config, batch.attempts);
-                                debug!(partition = batch.partition, records = n, first_seq, attempts = batch.attempts, sent_ms = format_args!("{:.1}", ms(now.saturating_duration_since(sent_at))), error = %message, "send failed; will retry");
+                                let attempts = batch.attempts + 1;
+                                debug!(partition = batch.partition, records = n, first_seq, attempts, sent_ms = format_args!("{:.1}", ms(now.saturating_duration_since(sent_at))), error = %message, "send failed; will retry");
                                 summary.retries += n as u64;
-                                batch.records.clear();
-                                ready.push_back(batch);
+                                batcher.retry(batch, now + backoff_for(config, attempts));
                             } else {
                                 warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged");
                                 summary.failed += n as u64;
-                                outstanding -= n;
-                                outstanding_bytes -= batch.bytes;
+                                batcher.settled(&batch);
                             }
                             last_error = Some(message);
                         }
@@ -565,7 +457,7 @@ async fn produce_all(
                     topic = %topic,
                     sent = next_seq,
                     acked = summary.acked,
-                    in_flight = outstanding,
+                    in_flight = batcher.outstanding(),
                     records_per_sec = format_args!("{:.0}", per_sec(summary.acked as f64, send_started.elapsed())),
                     "progress"
                 );
@@ -581,17 +473,11 @@ async fn produce_all(
                 break;
             }
             () = shutdown.cancelled(), if stop_reason.is_none() => {
-                info!(in_flight = outstanding, "shutdown requested: no new records; waiting for acknowledgements in flight");
+                info!(in_flight = batcher.outstanding(), "shutdown requested: no new records; waiting for acknowledgements in flight");
                 stop_reason = Some("shutdown requested".to_owned());
                 // Records waiting to be sent again are given up; the rest
                 // were handed over and go out now.
-                let (retrying, fresh): (VecDeque<Batch>, VecDeque<Batch>) =
-                    ready.drain(..).partition(|b| b.attempts > 0);
-                ready = fresh;
-                for b in retrying {
-                    outstanding -= b.slots.len();
-                    outstanding_bytes -= b.bytes;
-                }
+                batcher.drop_retries();
                 let drain_until = deadline.min(Instant::now() + DRAIN_ON_SIGNAL);
                 give_up.as_mut().reset(drain_until);
             }
