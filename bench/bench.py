@@ -10,7 +10,10 @@ On one broker, in one run, with the same topic layout and records:
 * consumers: ours (a group member that commits; per-record logging off, and
   on with stdout to /dev/null), Kafka's ConsumerPerformance, kcat in a
   group, confluent-kafka in a group, all reading the same pre-produced topic;
-* ours alone: process start to /readyz 200 (tight poll loop), binary sizes.
+* ours alone: process start to /readyz 200 (tight poll loop), binary sizes,
+  and peak RSS of the producer at N and 10 N records (it must stay within
+  10 %: memory is bounded by the in-flight limits, not the record count;
+  a failure fails the run).
 
 Every client runs as a child process under GNU time (/usr/bin/time): CPU
 seconds and peak RSS are the kernel's rusage of that process (for Java the
@@ -65,6 +68,7 @@ PROFILES = {
         "compressions": ["none", "lz4"],
         "partitions": [1, 6],
         "ready_n": 10,
+        "memory_records": 1_000_000,  # ours, peak RSS at this and 10x as many
         "run_timeout": 180,
         "budget_secs": 5400,
     },
@@ -78,6 +82,7 @@ PROFILES = {
         "compressions": ["lz4"],
         "partitions": [6],
         "ready_n": 2,
+        "memory_records": 20_000,
         "run_timeout": 60,
         "budget_secs": 240,
     },
@@ -128,6 +133,7 @@ def env_overrides(cfg):
         "BENCH_PY_SYNC_RECORDS": "py_sync_records",
         "BENCH_CONSUMER_RECORDS": "consumer_records",
         "BENCH_READY_N": "ready_n",
+        "BENCH_MEMORY_RECORDS": "memory_records",
         "BENCH_RUN_TIMEOUT": "run_timeout",
         "BENCH_BUDGET_SECS": "budget_secs",
     }
@@ -405,11 +411,11 @@ class Bench:
 
     # -- producer ---------------------------------------------------------
 
-    def producer_cmd(self, tool, topic, n, size, comp):
+    def producer_cmd(self, tool, topic, n, size, comp, timeout):
         bs = self.bootstrap
         if tool in ("ours", "ours-static"):
             cmd = [self.bin_for(tool) / "producer", "--messages", n, "--record-size", size, "--topic", topic,
-                   "--compression", comp, "--timeout", self.cfg["run_timeout"], "--progress-secs", 3600]
+                   "--compression", comp, "--timeout", timeout, "--progress-secs", 3600]
             env = {"KAFKA_BOOTSTRAP_SERVER": bs, "HTTP_ADDR": "127.0.0.1:0", "LOG_FORMAT": "json",
                    "RUST_LOG": "info"}
             env.update(image_env(tool))
@@ -440,30 +446,31 @@ class Bench:
             raise RuntimeError(f"no static binaries in {STATIC_DIR} (scripts/build-static.sh)")
         return STATIC_DIR
 
-    def run_producer(self, tool, size, comp, parts, rep):
-        n = self.records_for(tool)
-        topic = f"bench-{self.tag}-p-{tool}-{size}-{comp}-{parts}-{rep}"
+    def run_producer(self, tool, size, comp, parts, rep, n=None, timeout=None):
+        n = n or self.records_for(tool)
+        timeout = timeout or self.cfg["run_timeout"]
+        topic = f"bench-{self.tag}-p-{tool}-{size}-{comp}-{parts}-{rep}-{n}"
         row = {"tool": tool, "size": size, "compression": comp, "partitions": parts, "rep": rep,
                "records": n, "ok": False}
         if self.over_budget():
             row["error"] = "skipped: time budget used up"
             return row
         try:
-            cmd, env = self.producer_cmd(tool, topic, n, size, comp)
+            cmd, env = self.producer_cmd(tool, topic, n, size, comp, timeout)
         except (RuntimeError, subprocess.CalledProcessError) as e:
             row["error"] = f"cannot run: {e}"
             return row
         self.broker.create_topic(topic, parts)
         shown = " ".join([f"{k}={v}" for k, v in image_env(tool).items()] + [str(c) for c in cmd])
         self.results["commands"].setdefault(f"producer/{tool}", shown)
-        out, err = self.logfiles(f"producer-{tool}-{size}-{comp}-{parts}-{rep}")
+        out, err = self.logfiles(f"producer-{tool}-{size}-{comp}-{parts}-{rep}-{n}")
         try:
             r = Run(cmd, env, stdout=out, stderr=err)
-            ended = r.wait(self.cfg["run_timeout"])
+            ended = r.wait(timeout)
             text = self.read(out) + "\n" + self.read(err)
             row.update(wall_s=r.wall, cpu_s=r.cpu, rss_mb=r.maxrss_mb, rc=r.rc)
             if not ended:
-                row["error"] = f"timed out after {self.cfg['run_timeout']} s"
+                row["error"] = f"timed out after {timeout} s"
                 return row
             if r.rc != 0:
                 row["error"] = f"exit {r.rc}: {text.strip()[-300:]}"
@@ -511,6 +518,35 @@ class Bench:
                     log(f"producer rep {rep + 1} {size} B {comp} {parts}p {tool}: " + (
                         f"{row['rate']:,.0f} rec/s, cpu {row['cpu_s']:.2f} s, rss {row['rss_mb']:.1f} MB"
                         if row["ok"] else row.get("error", "?")))
+
+    def memory(self):
+        """Our producer's peak RSS is flat in the record count (issue 13):
+        at 10x the records it stays within 10 % of the smaller run. The
+        median of the repetitions is compared: a single peak varies by a few
+        percent with how many requests happen to be on the wire at once."""
+        n = self.cfg["memory_records"]
+        # Ten times the records at a few hundred thousand a second.
+        timeout = max(self.cfg["run_timeout"], n * 10 // 50_000)
+        runs = {}
+        for label, count in (("small", n), ("large", 10 * n)):
+            rows = [self.run_producer("ours", 128, "none", 6, rep, n=count, timeout=timeout)
+                    for rep in range(self.cfg["reps"])]
+            ok = [r for r in rows if r["ok"]]
+            runs[label] = {
+                "records": count,
+                "rss_mb": statistics.median(r["rss_mb"] for r in ok) if ok else None,
+                "rss_mb_all": [r.get("rss_mb") for r in rows],
+                "rate": statistics.median(r["rate"] for r in ok) if ok else None,
+                "ok": len(ok) == len(rows),
+                "error": "; ".join(r["error"] for r in rows if r.get("error")) or None,
+            }
+            log(f"memory {count:,} records: peak RSS {runs[label]['rss_mb_all']} MB")
+        small, large = runs["small"], runs["large"]
+        ratio = large["rss_mb"] / small["rss_mb"] if small["ok"] and large["ok"] else None
+        self.results["memory"] = {"small": small, "large": large, "ratio": ratio,
+                                  "ok": ratio is not None and ratio <= 1.10, "limit": 1.10}
+        log(f"memory: median peak RSS at 10x the records is {ratio:.3f}x the smaller run's (limit 1.10)"
+            if ratio else "memory: a run failed")
 
     # -- consumer ---------------------------------------------------------
 
@@ -899,7 +935,7 @@ def main():
     ap.add_argument("--bin-dir", default=str(ROOT / "target/release"))
     ap.add_argument("--out", help="results directory (default: docs/bench for full, target/bench-smoke for smoke)")
     ap.add_argument("--bootstrap", default=os.environ.get("BENCH_BOOTSTRAP", "127.0.0.1:19092"))
-    ap.add_argument("--only", choices=["producer", "consumer", "ready"], action="append",
+    ap.add_argument("--only", choices=["producer", "consumer", "ready", "memory"], action="append",
                     help="run only these parts (repeatable)")
     a = ap.parse_args()
 
@@ -929,7 +965,7 @@ def main():
     )
     log(f"{a.mode} run: {cfg['reps']} repetition(s), load {results['load_start']}, "
         f"busy: {results['busy_start'] or 'none'}")
-    parts = a.only or ["producer", "consumer", "ready"]
+    parts = a.only or ["producer", "consumer", "ready", "memory"]
     try:
         bench.prepare_records()
         if "producer" in parts:
@@ -938,6 +974,8 @@ def main():
             bench.consumers()
         if "ready" in parts:
             bench.readiness()
+        if "memory" in parts:
+            bench.memory()
     finally:
         results.update(load_end=list(os.getloadavg()), busy_end=busy_processes(),
                        finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -946,6 +984,10 @@ def main():
             json.dump(results, f, indent=1, default=str)
         shutil.rmtree(work / "tmp", ignore_errors=True)
         log(f"results in {out / 'results.json'} ({results['duration_s']} s)")
+    memory = results.get("memory")
+    if memory and not memory["ok"]:
+        log(f"memory: FAILED, the producer's peak RSS grows with the record count: {memory}")
+        sys.exit(1)
     if a.mode == "smoke":
         problems = check_smoke(results) if not a.only else []
         if problems:

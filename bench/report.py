@@ -405,6 +405,19 @@ def main():
             md.append(f"| {svc} | {statistics.median(xs):.1f} | {min(xs):.1f}–{max(xs):.1f} | {len(xs)} |")
     md.append("")
 
+    mem = res.get("memory")
+    if mem:
+        md.append("## Producer memory against the record count (ours)\n")
+        md.append("Peak RSS, median of the repetitions, 128 B demo records, 6 partitions; at 10x the records "
+                  "it must stay within 10 % of the smaller run (the run fails otherwise).\n")
+        md.append("| records | peak RSS MB | records/s |\n|---|---|---|")
+        for run in (mem["small"], mem["large"]):
+            rss = f"{run['rss_mb']:.1f}" if run.get("rss_mb") else "—"
+            rate = f"{run['rate']:,.0f}" if run.get("rate") else run.get("error") or "—"
+            md.append(f"| {run['records']:,} | {rss} | {rate} |")
+        ratio = f"{mem['ratio']:.3f}" if mem.get("ratio") else "—"
+        md.append(f"\nRatio {ratio} (limit {mem['limit']:.2f}): {'ok' if mem['ok'] else 'FAILED'}.\n")
+
     md.append("## Size on disk\n")
     md.append("| what | size |\n|---|---|")
     for k, val in res.get("sizes", {}).items():

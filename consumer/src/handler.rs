@@ -79,7 +79,7 @@ impl RunState {
 /// and labels per record cost 15 % of the consumer's CPU.
 #[derive(Debug, Clone)]
 struct TopicMetrics {
-    latency: metrics::Histogram,
+    latency: m::RecordHistogram,
     demo: metrics::Counter,
     duplicates: metrics::Counter,
     gaps: metrics::Gauge,
@@ -88,7 +88,10 @@ struct TopicMetrics {
 impl TopicMetrics {
     fn new(topic: &str) -> Self {
         Self {
-            latency: histogram!(m::CONSUMER_E2E_LATENCY, "topic" => topic.to_owned()),
+            latency: m::RecordHistogram::new(histogram!(
+                m::CONSUMER_E2E_LATENCY,
+                "topic" => topic.to_owned()
+            )),
             demo: counter!(m::DEMO_RECORDS, "topic" => topic.to_owned()),
             duplicates: counter!(m::DEMO_DUPLICATES, "topic" => topic.to_owned()),
             gaps: gauge!(m::DEMO_GAPS, "topic" => topic.to_owned()),

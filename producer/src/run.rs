@@ -297,7 +297,9 @@ async fn produce_all(
     let sent_counter = metrics::counter!(m::PRODUCER_RECORDS_SENT, "topic" => topic.clone());
     let bytes_counter = metrics::counter!(m::PRODUCER_BYTES_SENT, "topic" => topic.clone());
     let pending_gauge = metrics::gauge!(m::PRODUCER_RECORDS_PENDING, "topic" => topic.clone());
-    let ack_hist = metrics::histogram!(m::PRODUCER_ACK_LATENCY, "topic" => topic.clone());
+    let ack_hist = m::RecordHistogram::new(
+        metrics::histogram!(m::PRODUCER_ACK_LATENCY, "topic" => topic.clone()),
+    );
     let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
 
