@@ -559,14 +559,14 @@ fn jittered(d: Duration) -> Duration {
 fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
     // The prototype used KAFKA_BOOTSTRAP_SERVER (one address); the plural is
     // the usual spelling elsewhere. Both may hold a comma-separated list.
-    let key = if src.optional("KAFKA_BOOTSTRAP_SERVER").is_some() {
+    // Only an unset key takes the default: an empty one (a ConfigMap
+    // rendered from an empty variable) is an error below, not localhost.
+    let key = if src.raw("KAFKA_BOOTSTRAP_SERVER").is_some() {
         "KAFKA_BOOTSTRAP_SERVER"
     } else {
         "KAFKA_BOOTSTRAP_SERVERS"
     };
-    let raw = src
-        .optional(key)
-        .unwrap_or_else(|| DEFAULT_BOOTSTRAP.to_owned());
+    let raw = src.raw(key).unwrap_or(DEFAULT_BOOTSTRAP);
     let mut out = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         // Accept the scheme prefixes other clients use.
@@ -851,6 +851,17 @@ mod tests {
             settings(&[]).expect("default").bootstrap,
             vec![DEFAULT_BOOTSTRAP]
         );
+        for key in ["KAFKA_BOOTSTRAP_SERVER", "KAFKA_BOOTSTRAP_SERVERS"] {
+            for empty in ["", " ", ","] {
+                let e = settings(&[(key, empty)])
+                    .expect_err("set but empty is not the default")
+                    .to_string();
+                assert!(
+                    e.starts_with(&format!("invalid configuration: {key}=")),
+                    "{e}"
+                );
+            }
+        }
         let e = settings(&[("KAFKA_BOOTSTRAP_SERVER", "kafka")])
             .expect_err("no port")
             .to_string();

@@ -41,8 +41,11 @@ const ANY_TEXT_BAD: &[(&str, &str)] = &[
     ("RUST_LOG", "consumer=loudest"),
 ];
 
-/// Keys whose empty value is not a usable default.
+/// Keys whose empty value is not a usable default (an empty bootstrap list
+/// is not "localhost").
 const EMPTY_FAILS: &[&str] = &[
+    "KAFKA_BOOTSTRAP_SERVER",
+    "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_TOPIC",
     "KAFKA_CONSUMER_GROUP",
     "KAFKA_CLIENT_ID",
@@ -79,7 +82,7 @@ fn base_env(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
 
 fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     let mut env = base_env(bootstrap, topic);
-    support::isolate_bootstrap_key(&mut env, key, value, bootstrap);
+    support::isolate_bootstrap_key(&mut env, key);
     // Timeouts checked against each other: keep the others at defaults that
     // fit any single value we try.
     if key.starts_with("CONSUMER_") && key.ends_with("_MS") {

@@ -68,7 +68,7 @@ fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<Str
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    support::isolate_bootstrap_key(&mut env, key, value, bootstrap);
+    support::isolate_bootstrap_key(&mut env, key);
     // Only read when the topic is to be created.
     if matches!(
         key,
@@ -165,8 +165,14 @@ async fn every_key_set_empty_is_a_default_or_one_clear_line() {
     support::create_topic(&topic, 1).await;
 
     // Empty means "unset" for every optional key; these have no usable
-    // empty value.
-    let must_fail = ["KAFKA_TOPIC", "KAFKA_CLIENT_ID", "HTTP_ADDR"];
+    // empty value (an empty bootstrap list is not "localhost").
+    let must_fail = [
+        "KAFKA_BOOTSTRAP_SERVER",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_TOPIC",
+        "KAFKA_CLIENT_ID",
+        "HTTP_ADDR",
+    ];
     let mut keys = producer::config::all_keys();
     keys.push("KAFKA_PASSWORD_FILE");
     for key in keys {

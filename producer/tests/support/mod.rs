@@ -33,32 +33,17 @@ pub fn bootstrap() -> String {
     addr
 }
 
-/// A name no other test (or earlier run) uses.
 /// For a bad-input case on one of the two bootstrap spellings
 /// (`KAFKA_BOOTSTRAP_SERVER`, `KAFKA_BOOTSTRAP_SERVERS`): takes the singular
-/// out of `env`, since it wins when both are set, and when `value` is empty
-/// points the other spelling at `bootstrap`, since an empty one falls back
-/// to it. Other keys are left alone.
-pub fn isolate_bootstrap_key(
-    env: &mut BTreeMap<String, String>,
-    key: &str,
-    value: &str,
-    bootstrap: &str,
-) {
-    if key != "KAFKA_BOOTSTRAP_SERVER" && key != "KAFKA_BOOTSTRAP_SERVERS" {
-        return;
-    }
-    env.remove("KAFKA_BOOTSTRAP_SERVER");
-    let other = if key.ends_with('S') {
-        "KAFKA_BOOTSTRAP_SERVER"
-    } else {
-        "KAFKA_BOOTSTRAP_SERVERS"
-    };
-    if value.is_empty() {
-        env.insert(other.to_owned(), bootstrap.to_owned());
+/// out of `env`, since it wins whenever it is set, so the value under test is
+/// the one read. Other keys are left alone.
+pub fn isolate_bootstrap_key(env: &mut BTreeMap<String, String>, key: &str) {
+    if key == "KAFKA_BOOTSTRAP_SERVER" || key == "KAFKA_BOOTSTRAP_SERVERS" {
+        env.remove("KAFKA_BOOTSTRAP_SERVER");
     }
 }
 
+/// A name no other test (or earlier run) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
