@@ -4,22 +4,25 @@
 //! JSON where a demo record is expected, odd headers — each logged and
 //! counted while consumption goes on.
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use cluster::{free_port, Member};
-
 use rskafka::{
     client::partition::{Compression, UnknownTopicHandling},
     record::Record,
 };
+use testkit::{
+    broker::{bootstrap, client, create_topic},
+    process::{free_port, Member},
+    scrape::sum,
+    services::isolate_bootstrap_key,
+    unique,
+};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
 const BAD: &str = "not-a-valid-value-!!";
 
@@ -53,20 +56,11 @@ const EMPTY_FAILS: &[&str] = &[
     "HTTP_ADDR",
 ];
 
-/// The sum of a metric's samples whose labels contain all of `labels`.
-fn metric(body: &str, name: &str, labels: &[&str]) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn base_env(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     [
         ("KAFKA_BOOTSTRAP_SERVER", bootstrap.to_owned()),
         ("KAFKA_TOPIC", topic.to_owned()),
-        ("KAFKA_CONSUMER_GROUP", support::unique("g-bad")),
+        ("KAFKA_CONSUMER_GROUP", unique("g-bad")),
         ("HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
         ("LOG_FORMAT", "json".to_owned()),
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
@@ -82,7 +76,7 @@ fn base_env(bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
 
 fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<String, String> {
     let mut env = base_env(bootstrap, topic);
-    support::isolate_bootstrap_key(&mut env, key);
+    isolate_bootstrap_key(&mut env, key);
     // Timeouts checked against each other: keep the others at defaults that
     // fit any single value we try.
     if key.starts_with("CONSUMER_") && key.ends_with("_MS") {
@@ -109,7 +103,7 @@ enum Outcome {
 }
 
 fn run_one(env: &BTreeMap<String, String>) -> Outcome {
-    let mut p = Member::with_env(env);
+    let mut p = Member::with_env(CONSUMER, env);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(Some(status)) = p.child.try_wait() {
@@ -197,9 +191,9 @@ fn keys() -> Vec<&'static str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_with_a_wrong_value_exits_2_naming_the_key() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("cbad-config");
-    support::create_topic(&topic, 1).await;
+    let bootstrap = bootstrap();
+    let topic = unique("cbad-config");
+    create_topic(&topic, 1).await;
 
     let long_id = "x".repeat(250);
     let mut cases: Vec<(String, BTreeMap<String, String>)> = keys()
@@ -238,9 +232,9 @@ async fn every_key_with_a_wrong_value_exits_2_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_set_empty_is_a_default_or_one_clear_line() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("cempty-config");
-    support::create_topic(&topic, 1).await;
+    let bootstrap = bootstrap();
+    let topic = unique("cempty-config");
+    create_topic(&topic, 1).await;
 
     let cases = keys()
         .into_iter()
@@ -267,10 +261,10 @@ struct Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("odd-records");
-    support::create_topic(&topic, 1).await;
-    let run_id = support::unique("odd-run");
+    let bootstrap = bootstrap();
+    let topic = unique("odd-records");
+    create_topic(&topic, 1).await;
+    let run_id = unique("odd-run");
     let now = chrono::Utc::now();
     let demo = |seq| producer::payload::demo_value(&run_id, seq, chrono::Utc::now(), 256);
     let rec =
@@ -410,9 +404,9 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
 
     // The consumer first, so it is seen to keep going after each kind.
     let env = base_env(&bootstrap, &topic);
-    let mut p = Member::with_env(&env);
+    let mut p = Member::with_env(CONSUMER, &env);
 
-    let client = support::client().await;
+    let client = client().await;
     let pc = client
         .partition_client(topic.as_str(), 0, UnknownTopicHandling::Retry)
         .await
@@ -497,7 +491,7 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
     let wait_metrics = Instant::now() + Duration::from_secs(10);
     let body = loop {
         let body = p.metrics();
-        if metric(&body, "kafka_consumer_records_consumed_total", &[&topic]) >= total as f64
+        if sum(&body, "kafka_consumer_records_consumed_total", &[&topic]) >= total as f64
             || Instant::now() > wait_metrics
         {
             break body;
@@ -506,27 +500,27 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
     };
     let t = format!("topic=\"{topic}\"");
     assert_eq!(
-        metric(&body, "kafka_consumer_records_consumed_total", &[&t]),
+        sum(&body, "kafka_consumer_records_consumed_total", &[&t]),
         total as f64,
         "{body}"
     );
     assert_eq!(
-        metric(&body, "kafka_consumer_demo_records_total", &[&t]),
+        sum(&body, "kafka_consumer_demo_records_total", &[&t]),
         3.0,
         "{body}"
     );
     assert_eq!(
-        metric(&body, "kafka_consumer_demo_duplicates_total", &[&t]),
+        sum(&body, "kafka_consumer_demo_duplicates_total", &[&t]),
         0.0,
         "{body}"
     );
     assert_eq!(
-        metric(&body, "kafka_consumer_errors_total", &[]),
+        sum(&body, "kafka_consumer_errors_total", &[]),
         0.0,
         "{body}"
     );
     assert!(
-        metric(&body, "kafka_consumer_bytes_consumed_total", &[&t]) > 1_000_000.0,
+        sum(&body, "kafka_consumer_bytes_consumed_total", &[&t]) > 1_000_000.0,
         "{body}"
     );
 
@@ -551,9 +545,9 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
 /// logged with U+FFFD in place of the bad bytes and the partition goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_utf8_header_name_does_not_stop_the_partition() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("poison-header");
-    support::create_topic(&topic, 1).await;
+    let bootstrap = bootstrap();
+    let topic = unique("poison-header");
+    create_topic(&topic, 1).await;
     for (value, poison) in [("before", false), ("poison", true), ("after", false)] {
         let mut cmd = Command::new("kcat");
         cmd.args(["-P", "-b", &bootstrap, "-t", &topic, "-p", "0"]);
@@ -569,7 +563,7 @@ async fn a_non_utf8_header_name_does_not_stop_the_partition() {
         drop(child.stdin.take());
         assert!(child.wait().expect("kcat").success());
     }
-    let p = Member::with_env(&base_env(&bootstrap, &topic));
+    let p = Member::with_env(CONSUMER, &base_env(&bootstrap, &topic));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut offsets = Vec::new();
     while Instant::now() < deadline {

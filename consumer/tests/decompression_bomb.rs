@@ -17,10 +17,6 @@
 //! a socket), because no Kafka client sends a batch that it did not
 //! compress itself; everything after the socket is the real broker.
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -28,7 +24,15 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
-use cluster::{metric, wait_until, Member};
+use testkit::{
+    bootstrap,
+    broker::{client, create_topic, kafka_tool},
+    process::{wait_until, Member},
+    scrape::metric,
+    unique,
+};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 use kafka_protocol::{
     messages::{
         produce_request::{PartitionProduceData, TopicProduceData},
@@ -168,7 +172,7 @@ fn produce_raw(bootstrap: &str, topic: &str, partition: i32, batch: Vec<u8>) -> 
 fn produce_plain(topic: &str, partition: i32, label: &str) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let pc = support::client()
+        let pc = client()
             .await
             .partition_client(topic, partition, UnknownTopicHandling::Retry)
             .await
@@ -219,11 +223,11 @@ fn handled(m: &Member) -> [Vec<String>; 2] {
 
 #[test]
 fn a_decompression_bomb_stalls_its_partition_visibly_and_never_kills_the_consumer() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("bomb");
+    let bootstrap = bootstrap();
+    let topic = unique("bomb");
     tokio::runtime::Runtime::new()
         .expect("runtime")
-        .block_on(support::create_topic(&topic, 2));
+        .block_on(create_topic(&topic, 2));
     let mut bomb_offsets = Vec::new();
     for (partition, codec) in [(0, ZSTD), (1, GZIP)] {
         produce_plain(&topic, partition, "before");
@@ -240,8 +244,9 @@ fn a_decompression_bomb_stalls_its_partition_visibly_and_never_kills_the_consume
     assert_eq!(bomb_offsets, [3, 3]);
     let before: Vec<String> = (0..3).map(|i| format!("before-{i}")).collect();
 
-    let group = support::unique("g-bomb");
+    let group = unique("g-bomb");
     let mut member = Member::start(
+        CONSUMER,
         &topic,
         &group,
         &bootstrap,
@@ -321,7 +326,7 @@ fn a_decompression_bomb_stalls_its_partition_visibly_and_never_kills_the_consume
     // poison record, by moving the group's offset past it (the group is
     // empty now). Partition 1: legitimate data that large, so raise the
     // limit; it goes through.
-    let reset = cluster::kafka_tool(&[
+    let reset = kafka_tool(&[
         "consumer-groups",
         "--bootstrap-server",
         &bootstrap,
@@ -336,6 +341,7 @@ fn a_decompression_bomb_stalls_its_partition_visibly_and_never_kills_the_consume
     ]);
     assert!(reset.contains(&topic), "reset-offsets said: {reset}");
     let member = Member::start(
+        CONSUMER,
         &topic,
         &group,
         &bootstrap,

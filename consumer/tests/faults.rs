@@ -3,10 +3,6 @@
 //! handler, and a topic deleted and recreated. Each test prints what it saw
 //! (`FAULT …` lines) for docs/reliability.md.
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::BTreeSet,
     process::Command,
@@ -14,14 +10,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cluster::*;
 use common::config::ConfigSource;
 use futures::future::BoxFuture;
 use rskafka::record::RecordAndOffset;
-use support::*;
+use testkit::{broker::*, process::*, scrape::http_get, services::*, unique};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
 fn producer_cmd(bootstrap: &str, topic: &str, n: u64, rate: u64, timeout_secs: u64) -> Command {
-    let mut c = Command::new(producer_bin());
+    let mut c = Command::new(service_bin("producer"));
     c.env_clear().envs([
         ("KAFKA_BOOTSTRAP_SERVER", bootstrap),
         ("KAFKA_TOPIC", topic),
@@ -43,18 +40,6 @@ fn producer_cmd(bootstrap: &str, topic: &str, n: u64, rate: u64, timeout_secs: u
     c
 }
 
-async fn create_at(bootstrap: &str, topic: &str, partitions: i32) {
-    let c = common::kafka::KafkaSettings::plaintext(bootstrap, "fault-tests")
-        .connect(Duration::from_secs(30))
-        .await
-        .expect("connect");
-    c.controller_client()
-        .expect("controller")
-        .create_topic(topic, partitions, 1, 10_000)
-        .await
-        .expect("create topic");
-}
-
 fn summary_of(stdout: &[u8]) -> serde_json::Value {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -68,7 +53,7 @@ async fn broker_restart_under_the_producer_loses_nothing() {
     let broker = PrivateBroker::start();
     let bootstrap = broker.bootstrap();
     let topic = unique("fault-prod-restart");
-    create_at(&bootstrap, &topic, 3).await;
+    create_topic_at(&bootstrap, &topic, 3).await;
 
     // 3000 records at 300/s: about 10 s, with the broker down from 3 s to ~8 s.
     let child = producer_cmd(&bootstrap, &topic, 3000, 300, 90)
@@ -148,9 +133,9 @@ async fn broker_restart_under_consumers_loses_nothing() {
     let bootstrap = broker.bootstrap();
     let topic = unique("fault-cons-restart");
     let group = unique("g-fault-cons-restart");
-    create_at(&bootstrap, &topic, 4).await;
-    let a = Member::start(&topic, &group, &bootstrap, &[]);
-    let b = Member::start(&topic, &group, &bootstrap, &[]);
+    create_topic_at(&bootstrap, &topic, 4).await;
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     assert!(
         wait_until(Duration::from_secs(30), || balanced(&[&a, &b], 4)),
         "{}",
@@ -169,7 +154,7 @@ async fn broker_restart_under_consumers_loses_nothing() {
     let out = producer.wait_with_output().expect("producer");
     assert_eq!(out.status.code(), Some(0));
 
-    let expected = log_contents(&bootstrap, &topic).await;
+    let expected = offsets_in_log(&bootstrap, &topic).await;
     let ok = wait_until(Duration::from_secs(60), || {
         let d = deliveries(&[&a, &b]);
         expected.iter().all(|k| d.contains_key(k))
@@ -209,7 +194,7 @@ async fn kill9_then_restart_resumes_from_the_last_commit() {
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
         ("CONSUMER_DRAIN_TIMEOUT_MS", "3000"),
     ];
-    let mut first = Member::start(&topic, &group, &bootstrap, &extra);
+    let mut first = Member::start(CONSUMER, &topic, &group, &bootstrap, &extra);
     assert!(wait_until(Duration::from_secs(30), || first
         .assignment()
         .is_some_and(|(_, p)| p.len() == 2)));
@@ -222,10 +207,10 @@ async fn kill9_then_restart_resumes_from_the_last_commit() {
     first.kill9();
     let before_kill = first.records().len();
     let killed = Instant::now();
-    let second = Member::start(&topic, &group, &bootstrap, &extra);
+    let second = Member::start(CONSUMER, &topic, &group, &bootstrap, &extra);
     let out = producer.wait_with_output().expect("producer");
     assert_eq!(out.status.code(), Some(0));
-    let expected = log_contents(&bootstrap, &topic).await;
+    let expected = offsets_in_log(&bootstrap, &topic).await;
     assert!(
         wait_until(Duration::from_secs(60), || {
             let d = deliveries(&[&first, &second]);
@@ -255,7 +240,7 @@ async fn scaling_1_3_1_during_a_steady_stream_handles_every_record() {
     let topic = unique("fault-scale");
     let group = unique("g-fault-scale");
     create_topic(&topic, 6).await;
-    let a = Member::start(&topic, &group, &bootstrap, &[]);
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     assert!(wait_until(Duration::from_secs(30), || a
         .assignment()
         .is_some_and(|(_, p)| p.len() == 6)));
@@ -266,8 +251,8 @@ async fn scaling_1_3_1_during_a_steady_stream_handles_every_record() {
 
     std::thread::sleep(Duration::from_secs(2));
     let up = Instant::now();
-    let b = Member::start(&topic, &group, &bootstrap, &[]);
-    let c = Member::start(&topic, &group, &bootstrap, &[]);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    let c = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     assert!(
         wait_until(Duration::from_secs(30), || balanced(&[&a, &b, &c], 6)),
         "scaled to 3"
@@ -288,7 +273,7 @@ async fn scaling_1_3_1_during_a_steady_stream_handles_every_record() {
     let out = producer.wait_with_output().expect("producer");
     assert_eq!(out.status.code(), Some(0));
 
-    let expected = log_contents(&bootstrap, &topic).await;
+    let expected = offsets_in_log(&bootstrap, &topic).await;
     assert!(wait_until(Duration::from_secs(60), || {
         let d = deliveries(&[&a, &b, &c]);
         expected.iter().all(|k| d.contains_key(k))
@@ -366,13 +351,13 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
 
     // Wait past the stall window and well past the 3 s session timeout.
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let (status, reason) = get(addr, "/readyz").await;
+    let (status, reason) = http_get(addr, "/readyz").await;
     assert_eq!(status, 503, "{reason}");
     assert!(
         reason.contains(&format!("{topic}-0")) && reason.contains("stalled"),
         "{reason}"
     );
-    let (_, metrics) = get(addr, "/metrics").await;
+    let (_, metrics) = http_get(addr, "/metrics").await;
     let line = |name: &str, p: i32| {
         metrics
             .lines()
@@ -420,7 +405,7 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
     let topic = unique("fault-delete");
     let group = unique("g-fault-delete");
     create_topic(&topic, 2).await;
-    let m = Member::start(&topic, &group, &bootstrap, &[]);
+    let m = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "40")]).await;
     assert_eq!(p.handle.await.expect("join").expect("produced").acked, 40);
     assert!(wait_until(Duration::from_secs(30), || m.records().len() == 40));
@@ -435,7 +420,7 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
     let mut seen_reason = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let (status, reason) = get(addr, "/readyz").await;
+        let (status, reason) = http_get(addr, "/readyz").await;
         if status == 503 {
             seen_reason = reason;
             break;
@@ -450,7 +435,7 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
     let named = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (_, reason) = get(addr, "/readyz").await;
+            let (_, reason) = http_get(addr, "/readyz").await;
             if reason.contains(&topic) && reason.contains("do not exist") {
                 seen_reason = reason;
                 break true;
@@ -491,6 +476,6 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let (status, _) = get(addr, "/readyz").await;
+    let (status, _) = http_get(addr, "/readyz").await;
     eprintln!("FAULT topic-deleted: /readyz 503 \"{}\" while gone; after recreation 20/20 new records handled, /readyz {status}", seen_reason.trim());
 }

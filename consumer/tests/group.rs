@@ -1,100 +1,24 @@
 //! The consumer as a group member against the real broker, in-process.
 
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
+use std::{collections::BTreeSet, time::Duration};
 
-use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+use common::kafka::KafkaSettings;
+use testkit::{
+    broker::{bootstrap, create_topic, read_all},
+    scrape::{consumed, http_get, wait_consumed},
+    services::{self, spawn_consumer},
+    unique,
+};
 
-use common::config::ConfigSource;
-use support::*;
-use tokio_util::sync::CancellationToken;
-
-struct Consumer {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<(), consumer::ConsumerError>>,
-}
-
-async fn spawn_consumer(topic: &str, group: &str) -> Consumer {
-    let bootstrap = bootstrap();
-    let config = consumer::config::validate(&ConfigSource::from_pairs([
-        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
-        ("KAFKA_TOPIC", topic),
-        ("KAFKA_CONSUMER_GROUP", group),
-        ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
-        ("CONSUMER_HEARTBEAT_INTERVAL_MS", "500"),
-        ("CONSUMER_COMMIT_INTERVAL_MS", "300"),
-        ("CONSUMER_DRAIN_TIMEOUT_MS", "4000"),
-        ("CONSUMER_FETCH_MAX_WAIT_MS", "100"),
-    ]))
-    .expect("valid consumer config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(consumer::run(config, listener, shutdown.clone()));
-    Consumer {
-        addr,
-        shutdown,
-        handle,
-    }
-}
-
-/// The consumer's `kafka_consumer_records_consumed_total` for `topic`, summed.
-async fn consumed(addr: SocketAddr, topic: &str) -> u64 {
-    let (_, body) = get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| {
-            l.starts_with("kafka_consumer_records_consumed_total{")
-                && l.contains(&format!("topic=\"{topic}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-async fn wait_consumed(addr: SocketAddr, topic: &str, want: u64, within: Duration) -> u64 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let n = consumed(addr, topic).await;
-        if n >= want || tokio::time::Instant::now() > deadline {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
+/// Sends `n` demo records of run `run_id`, keyed by `seq % 8`.
 async fn produce(topic: &str, n: u64, run_id: &str) {
-    let p = spawn_producer(&[
-        ("KAFKA_TOPIC", topic),
-        ("PRODUCER_MESSAGES", &n.to_string()),
-        ("PRODUCER_KEY_TEMPLATE", "key-{seq % 8}"),
-        ("PRODUCER_RUN_ID", run_id),
-    ])
-    .await;
-    let s = p.handle.await.expect("join").expect("produced");
-    assert_eq!(s.acked, n);
+    services::produce(topic, n, run_id, "key-{seq % 8}").await;
 }
 
-/// Committed offsets per partition, read with our coordinator client (the
-/// same numbers Kafka's consumer-groups tool shows).
+/// Committed offsets per partition on the shared broker.
 async fn committed(topic: &str, group: &str, partitions: i32) -> Vec<i64> {
-    let settings = common::kafka::KafkaSettings::plaintext(bootstrap(), "test-reader");
-    let mut client =
-        common::group::coordinator::CoordinatorClient::from_settings(&settings, group, None)
-            .expect("client");
-    let tps = vec![common::group::protocol::TopicPartitions::new(
-        topic,
-        (0..partitions).collect::<Vec<_>>(),
-    )];
-    let r = client.offset_fetch(&tps).await.expect("offset fetch");
-    (0..partitions)
-        .map(|p| {
-            r.offsets
-                .get(&(topic.to_owned(), p))
-                .map_or(-1, |o| o.offset)
-        })
-        .collect()
+    let settings = KafkaSettings::plaintext(bootstrap(), "test-reader");
+    services::committed(&settings, group, topic, partitions).await
 }
 
 #[tokio::test]
@@ -112,14 +36,14 @@ async fn one_consumer_receives_exactly_what_was_produced_and_commits_it() {
     // Ready once stable with partitions and caught up.
     let mut ready = false;
     for _ in 0..50 {
-        if get(c.addr, "/readyz").await.0 == 200 {
+        if http_get(c.addr, "/readyz").await.0 == 200 {
             ready = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/readyz never 200");
-    let (_, metrics) = get(c.addr, "/metrics").await;
+    let (_, metrics) = http_get(c.addr, "/metrics").await;
     assert!(
         metrics.contains(&format!(
             "kafka_consumer_demo_duplicates_total{{topic=\"{topic}\"}} 0"

@@ -1,10 +1,6 @@
 //! The `consumer` binary as real group members (separate processes, real
 //! signals) against the real broker, next to Kafka's own Java tools.
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::BTreeSet,
     path::Path,
@@ -12,18 +8,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cluster::*;
-use support::*;
+use testkit::{
+    broker::*,
+    process::*,
+    scrape::http_get,
+    services::{self, spawn_producer},
+    unique,
+};
 
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
+
+/// Sends `n` demo records of run `run_id`, keyed by `seq`.
 async fn produce(topic: &str, n: u64, run_id: &str) {
-    let p = spawn_producer(&[
-        ("KAFKA_TOPIC", topic),
-        ("PRODUCER_MESSAGES", &n.to_string()),
-        ("PRODUCER_KEY_TEMPLATE", "key-{seq}"),
-        ("PRODUCER_RUN_ID", run_id),
-    ])
-    .await;
-    assert_eq!(p.handle.await.expect("join").expect("produced").acked, n);
+    services::produce(topic, n, run_id, "key-{seq}").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,9 +30,9 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
     let group = unique("g-members");
     create_topic(&topic, 6).await;
 
-    let a = Member::start(&topic, &group, &bootstrap, &[]);
-    let b = Member::start(&topic, &group, &bootstrap, &[]);
-    let mut c = Member::start(&topic, &group, &bootstrap, &[]);
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    let mut c = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     assert!(
         wait_until(Duration::from_secs(30), || balanced(&[&a, &b, &c], 6)
             && [&a, &b, &c]
@@ -68,7 +65,7 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
         let addr = m.http.parse().expect("addr");
         let mut status = 0;
         for _ in 0..30 {
-            status = get(addr, "/readyz").await.0;
+            status = http_get(addr, "/readyz").await.0;
             if status == 200 {
                 break;
             }
@@ -116,7 +113,7 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
     let group = unique("g-interop");
     create_topic(&topic, 4).await;
 
-    let ours = Member::start(&topic, &group, &bootstrap, &[]);
+    let ours = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     // Kafka's own Java consumer, classic protocol, range assignor (which we offer too).
     let java_out = tempfile::NamedTempFile::new().expect("tmp");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -249,6 +246,7 @@ async fn sigterm_with_the_broker_gone_exits_1_within_the_drain_timeout() {
 
     // Commits only at shutdown, so the final commit has work that needs the broker.
     let mut m = Member::start(
+        CONSUMER,
         &topic,
         &group,
         &bootstrap,
@@ -277,7 +275,7 @@ async fn sigterm_with_the_broker_gone_exits_1_within_the_drain_timeout() {
         m.log_text()
     );
 
-    let stop = broker.script("stop");
+    let stop = broker.script("stop", &[]);
     assert!(stop.status.success());
     let t = Instant::now();
     m.sigterm();
@@ -309,7 +307,7 @@ fn bad_configuration_exits_2_with_one_line() {
         ("CONSUMER_SESSION_TIMEOUT_MS", "5s", "whole number"),
         ("CONSUMER_ASSIGNORS", "sticky", "range, roundrobin"),
     ] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_consumer"));
+        let mut cmd = Command::new(CONSUMER);
         cmd.env_clear()
             .env("KAFKA_CONSUMER_GROUP", "g")
             .env(key, value);
@@ -319,10 +317,7 @@ fn bad_configuration_exits_2_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(allowed), "{stderr}");
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_consumer"))
-        .arg("--help")
-        .output()
-        .expect("help");
+    let out = Command::new(CONSUMER).arg("--help").output().expect("help");
     let help = String::from_utf8_lossy(&out.stdout);
     for s in [
         "--group",

@@ -11,10 +11,6 @@
 //! waiting there is no stall), go on once it commits, and end with its
 //! committed offsets past the last marker (`kafka_consumergroup_lag` 0).
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Write},
@@ -24,7 +20,15 @@ use std::{
     time::Duration,
 };
 
-use cluster::{metric, wait_until, Member};
+use testkit::{
+    bootstrap,
+    broker::{client, create_topic},
+    process::{wait_until, Member},
+    scrape::metric,
+    unique,
+};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
@@ -210,15 +214,15 @@ fn describe(got: &BTreeMap<String, Vec<String>>, topics: &[String]) -> String {
 
 #[test]
 fn read_committed_over_java_and_librdkafka_transactions_in_every_codec() {
-    let bootstrap = support::bootstrap();
-    let run = support::unique("txn");
+    let bootstrap = bootstrap();
+    let run = unique("txn");
     let topic = |writer: &str, codec: &str| format!("{run}-{writer}-{codec}");
     let java_topics: Vec<String> = CODECS.iter().map(|c| topic("java", c)).collect();
     let rdkafka_topics: Vec<String> = CODECS.iter().map(|c| topic("rdkafka", c)).collect();
     let topics: Vec<String> = java_topics.iter().chain(&rdkafka_topics).cloned().collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     for t in &topics {
-        rt.block_on(support::create_topic(t, 1));
+        rt.block_on(create_topic(t, 1));
     }
     let specs = |ts: &[String]| -> Vec<String> {
         ts.iter()
@@ -230,8 +234,9 @@ fn read_committed_over_java_and_librdkafka_transactions_in_every_codec() {
     // The consumer runs while the transactions are written, so its fetches
     // meet transactions in progress, not only a finished log.
     let topic_list = topics.join(",");
-    let group = support::unique("g-txn");
+    let group = unique("g-txn");
     let member = Member::start(
+        CONSUMER,
         &topic_list,
         &group,
         &bootstrap,
@@ -354,7 +359,7 @@ fn read_committed_over_java_and_librdkafka_transactions_in_every_codec() {
 /// The partition's log end offset (past the last marker).
 async fn log_end(topic: &str) -> i64 {
     use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
-    support::client()
+    client()
         .await
         .partition_client(topic, 0, UnknownTopicHandling::Retry)
         .await

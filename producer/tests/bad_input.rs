@@ -6,11 +6,15 @@
 //! `producer/tests/cli.rs` covers a few hand-picked keys, flags, secrets and
 //! the first bad-input case; this file covers every key.
 
-mod support;
-
 use std::{
     collections::BTreeMap,
     process::{Command, Output},
+};
+
+use testkit::{
+    broker::{bootstrap, create_topic, read_all},
+    services::isolate_bootstrap_key,
+    unique,
 };
 
 /// A value no typed key accepts: not a number, boolean, choice, address,
@@ -68,7 +72,7 @@ fn env_for(key: &str, value: &str, bootstrap: &str, topic: &str) -> BTreeMap<Str
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    support::isolate_bootstrap_key(&mut env, key);
+    isolate_bootstrap_key(&mut env, key);
     // Only read when the topic is to be created.
     if matches!(
         key,
@@ -129,9 +133,9 @@ fn assert_ran(out: &Output, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_with_a_wrong_value_exits_2_naming_the_key() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("bad-config");
-    support::create_topic(&topic, 1).await;
+    let bootstrap = bootstrap();
+    let topic = unique("bad-config");
+    create_topic(&topic, 1).await;
 
     let mut keys = producer::config::all_keys();
     keys.push("KAFKA_PASSWORD_FILE");
@@ -160,9 +164,9 @@ async fn every_key_with_a_wrong_value_exits_2_naming_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_set_empty_is_a_default_or_one_clear_line() {
-    let bootstrap = support::bootstrap();
-    let topic = support::unique("empty-config");
-    support::create_topic(&topic, 1).await;
+    let bootstrap = bootstrap();
+    let topic = unique("empty-config");
+    create_topic(&topic, 1).await;
 
     // Empty means "unset" for every optional key; these have no usable
     // empty value (an empty bootstrap list is not "localhost").
@@ -234,10 +238,10 @@ fn an_unknown_key_in_the_config_file_is_named_with_the_known_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_lines_are_all_reported_and_nothing_is_sent() {
-    let bootstrap = support::bootstrap();
+    let bootstrap = bootstrap();
     // The topic exists, so "nothing sent" is checked, not assumed.
-    let topic = support::unique("bad-lines");
-    support::create_topic(&topic, 1).await;
+    let topic = unique("bad-lines");
+    create_topic(&topic, 1).await;
 
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("input.jsonl");
@@ -290,7 +294,7 @@ async fn bad_input_lines_are_all_reported_and_nothing_is_sent() {
         assert!(!last.contains(not_listed), "{not_listed:?} in {last}");
     }
     // Not a single record reached the topic.
-    let records = support::read_all(&topic).await;
+    let records = read_all(&topic).await;
     assert_eq!(records.values().map(Vec::len).sum::<usize>(), 0);
 }
 
@@ -300,7 +304,7 @@ fn an_input_of_blank_lines_only_is_an_error_too() {
     let path = dir.path().join("blank.jsonl");
     std::fs::write(&path, "\n  \n\t\n").expect("write");
     let out = producer()
-        .env("KAFKA_BOOTSTRAP_SERVER", support::bootstrap())
+        .env("KAFKA_BOOTSTRAP_SERVER", bootstrap())
         .args(["--input", path.to_str().expect("utf8")])
         .output()
         .expect("run producer");

@@ -1,7 +1,5 @@
 //! The `producer` binary: exit codes and the lines a user sees.
 
-mod support;
-
 use std::{
     process::Command,
     time::{Duration, Instant},
@@ -122,8 +120,8 @@ fn bad_input_lines_are_reported_with_line_numbers_and_nothing_is_sent() {
     let path = dir.path().join("bad.jsonl");
     std::fs::write(&path, "{\"ok\":1}\n{broken\n{\"ok\":2}\n").expect("write");
     let out = producer()
-        .env("KAFKA_BOOTSTRAP_SERVER", support::bootstrap())
-        .env("KAFKA_TOPIC", support::unique("never-created"))
+        .env("KAFKA_BOOTSTRAP_SERVER", testkit::bootstrap())
+        .env("KAFKA_TOPIC", testkit::unique("never-created"))
         .args(["--input", path.to_str().expect("utf8")])
         .output()
         .expect("run");

@@ -1,11 +1,14 @@
 //! The producer against the real broker, in-process.
 
-mod support;
-
 use std::{collections::BTreeSet, time::Duration};
 
 use producer::{partitioner::partition_for_key, payload::DemoRecord, ProducerError};
-use support::*;
+use testkit::{
+    broker::{create_topic, read_all},
+    scrape::http_get,
+    services::spawn_producer,
+    unique,
+};
 
 #[tokio::test]
 async fn sends_exactly_n_keyed_records_to_the_partitions_java_would_pick() {
@@ -98,8 +101,8 @@ async fn sidecar_answers_during_the_run_with_the_expected_counters() {
 
     let mut saw_ready = false;
     for _ in 0..100 {
-        assert_eq!(get(p.addr, "/healthz").await.0, 200);
-        if get(p.addr, "/readyz").await.0 == 200 {
+        assert_eq!(http_get(p.addr, "/healthz").await.0, 200);
+        if http_get(p.addr, "/readyz").await.0 == 200 {
             saw_ready = true;
             break;
         }
@@ -110,7 +113,7 @@ async fn sidecar_answers_during_the_run_with_the_expected_counters() {
     // After the last ack, during the grace period, the counters are complete.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = get(p.addr, "/metrics").await.1;
+        metrics = http_get(p.addr, "/metrics").await.1;
         if metrics.contains(&format!(
             "kafka_producer_records_sent_total{{topic=\"{topic}\"}} 60"
         )) {

@@ -11,40 +11,20 @@
 //! - A known password nowhere in the consumer's logs (DEBUG, trace),
 //!   errors, `/metrics` or `--help`; `KAFKA_PASSWORD_FILE` end to end.
 //!
-//! The producer binary's failure cases are in `producer/tests/security.rs`.
+//! The producer binary's failure cases are in `producer_security.rs`.
 
-#[path = "../../producer/tests/security_support/mod.rs"]
-mod security_support;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use common::{config::ConfigSource, kafka::KafkaSettings};
-use security_support::*;
-use tokio_util::sync::CancellationToken;
-
-const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
-
-/// Consumer keys that make a test group quick (as in `tests/group.rs`).
-fn consumer_keys(topic: &str, group: &str) -> Pairs {
-    vec![
-        ("KAFKA_TOPIC", topic.to_owned()),
-        ("KAFKA_CONSUMER_GROUP", group.to_owned()),
-        ("CONSUMER_SESSION_TIMEOUT_MS", "6000".to_owned()),
-        ("CONSUMER_HEARTBEAT_INTERVAL_MS", "500".to_owned()),
-        ("CONSUMER_COMMIT_INTERVAL_MS", "300".to_owned()),
-        ("CONSUMER_DRAIN_TIMEOUT_MS", "4000".to_owned()),
-        ("CONSUMER_FETCH_MAX_WAIT_MS", "100".to_owned()),
-    ]
-}
-
-fn merged(mut a: Pairs, b: Pairs) -> Pairs {
-    for (k, v) in b {
-        a = with(a, k, v);
-    }
-    a
-}
+use testkit::{
+    process::{free_addr, service_bin, Running},
+    scrape::{consumed, http_get, poll_until, Scraper},
+    security::*,
+    services::{
+        borrowed, produce_with, quick_group, spawn_consumer_with, ConsumerOutcome, InProcess,
+    },
+    unique,
+};
 
 /// Sends `n` demo records to `topic` (created with 2 partitions) in-process.
 async fn produce(settings: &[(&'static str, String)], topic: &str, n: u64) {
@@ -59,73 +39,26 @@ async fn produce(settings: &[(&'static str, String)], topic: &str, n: u64) {
             ("PRODUCER_TIMEOUT_SECS", "30".to_owned()),
         ],
     );
-    let config = producer::config::validate(&ConfigSource::from_pairs(borrowed(&pairs)))
-        .expect("valid producer config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let summary = producer::run(config, listener, CancellationToken::new())
-        .await
-        .unwrap_or_else(|e| panic!("produce to {topic}: {e}"));
-    assert_eq!((summary.acked, summary.failed), (n, 0));
+    produce_with(ConfigSource::from_pairs(borrowed(&pairs)), n).await;
 }
 
-struct InProcess {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    handle: tokio::task::JoinHandle<Result<(), consumer::ConsumerError>>,
+/// The consumer in-process with exactly `pairs`.
+async fn spawn_consumer(pairs: &[(&'static str, String)]) -> InProcess<ConsumerOutcome> {
+    spawn_consumer_with(ConfigSource::from_pairs(borrowed(pairs))).await
 }
 
-async fn spawn_consumer(pairs: &[(&'static str, String)]) -> InProcess {
-    let config = consumer::config::validate(&ConfigSource::from_pairs(borrowed(pairs)))
-        .expect("valid consumer config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let handle = tokio::spawn(consumer::run(config, listener, shutdown.clone()));
-    InProcess {
-        addr,
-        shutdown,
-        handle,
-    }
-}
-
-/// `kafka_consumer_records_consumed_total` for `topic`, summed.
-async fn consumed(addr: SocketAddr, topic: &str) -> u64 {
-    let (_, body) = http_get(addr, "/metrics").await;
-    body.lines()
-        .filter(|l| {
-            l.starts_with("kafka_consumer_records_consumed_total{")
-                && l.contains(&format!("topic=\"{topic}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// Committed offsets of `group` for `topic`'s partitions, read over the
-/// same secure listener with our coordinator client.
+/// Committed offsets of `group` for `topic`'s two partitions, summed, read
+/// over the same secure listener with our coordinator client.
 async fn committed(settings: &[(&'static str, String)], topic: &str, group: &str) -> i64 {
     let kafka = KafkaSettings::from_source(
         &ConfigSource::from_pairs(borrowed(settings)),
         "security-test-reader",
     )
     .expect("settings");
-    let mut client =
-        common::group::coordinator::CoordinatorClient::from_settings(&kafka, group, None)
-            .expect("coordinator client");
-    let tps = vec![common::group::protocol::TopicPartitions::new(
-        topic,
-        vec![0, 1],
-    )];
-    let r = client.offset_fetch(&tps).await.expect("offset fetch");
-    (0..2)
-        .map(|p| {
-            r.offsets
-                .get(&(topic.to_owned(), p))
-                .map_or(0, |o| o.offset.max(0))
-        })
+    testkit::services::committed(&kafka, group, topic, 2)
+        .await
+        .into_iter()
+        .map(|o| o.max(0))
         .sum()
 }
 
@@ -134,12 +67,12 @@ async fn committed(settings: &[(&'static str, String)], topic: &str, group: &str
 async fn roundtrip(security: Security) {
     let started = std::time::Instant::now();
     let settings = security.pairs();
-    let topic = support::unique(&format!("sec-{}", security.slug()));
-    let group = support::unique(&format!("g-sec-{}", security.slug()));
+    let topic = unique(&format!("sec-{}", security.slug()));
+    let group = unique(&format!("g-sec-{}", security.slug()));
     let n = 60;
     produce(&settings, &topic, n).await;
 
-    let c = spawn_consumer(&merged(settings.clone(), consumer_keys(&topic, &group))).await;
+    let c = spawn_consumer(&merged(settings.clone(), quick_group(&topic, &group))).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     let mut got = 0;
     while tokio::time::Instant::now() < deadline {
@@ -250,7 +183,7 @@ async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
     let b = broker();
     let password = random_secret();
     let http = free_addr();
-    let topic = support::unique("sec-cons-pw");
+    let topic = unique("sec-cons-pw");
     let env = merged(
         merged(
             with(
@@ -258,11 +191,11 @@ async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
                 "KAFKA_PASSWORD",
                 password.clone(),
             ),
-            consumer_keys(&topic, &support::unique("g-sec-pw")),
+            quick_group(&topic, &unique("g-sec-pw")),
         ),
         vec![("HTTP_ADDR", http.to_string())],
     );
-    let run = Running::start(CONSUMER, &[], &env);
+    let run = Running::start(service_bin("consumer"), &[], &env);
     let scraper = Scraper::start(http);
     let expected = format!(
         "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
@@ -329,14 +262,7 @@ async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
             "attempts closer than their backoff: gaps {gaps:?} s, backoff {waits:?} ms"
         );
     }
-    assert_absent(
-        &password,
-        &[
-            ("stdout", &out.stdout),
-            ("stderr", &out.stderr),
-            ("the sidecar", &served),
-        ],
-    );
+    assert_run_kept_secret(&password, &out, &served);
 }
 
 #[tokio::test]
@@ -390,12 +316,8 @@ async fn consumer_reports_certificate_and_protocol_errors_on_readyz() {
         ),
     ];
     let runs = cases.map(|(case, settings, expected)| async move {
-        let topic = support::unique("sec-cons-err");
-        let c = spawn_consumer(&merged(
-            settings,
-            consumer_keys(&topic, &support::unique("g-sec-err")),
-        ))
-        .await;
+        let topic = unique("sec-cons-err");
+        let c = spawn_consumer(&merged(settings, quick_group(&topic, &unique("g-sec-err")))).await;
         let ((status, body), ok) =
             poll_until(c.addr, "/readyz", Duration::from_secs(5), |s, body| {
                 s == 503 && body.contains(&expected)
@@ -415,7 +337,7 @@ async fn consumer_reports_certificate_and_protocol_errors_on_readyz() {
 #[tokio::test]
 async fn consumer_warns_at_start_when_hostname_verification_is_off() {
     let b = broker();
-    let topic = support::unique("sec-cons-noverify");
+    let topic = unique("sec-cons-noverify");
     produce(&Security::Plaintext.pairs(), &topic, 10).await;
     let (name, dns) = wrong_name();
     let bootstrap = if dns { name } else { b.ssl.clone() };
@@ -427,11 +349,11 @@ async fn consumer_warns_at_start_when_hostname_verification_is_off() {
                 "KAFKA_BOOTSTRAP_SERVER",
                 bootstrap.clone(),
             ),
-            consumer_keys(&topic, &support::unique("g-sec-noverify")),
+            quick_group(&topic, &unique("g-sec-noverify")),
         ),
         vec![("HTTP_ADDR", http.to_string())],
     );
-    let run = Running::start(CONSUMER, &[], &env);
+    let run = Running::start(service_bin("consumer"), &[], &env);
     let ((status, body), ok) =
         poll_until(http, "/readyz", Duration::from_secs(30), |s, _| s == 200).await;
     run.terminate();
@@ -467,13 +389,13 @@ async fn consumer_warns_at_start_when_hostname_verification_is_off() {
 
 #[tokio::test]
 async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
-    let user = support::unique("sec-cons-user");
+    let user = unique("sec-cons-user");
     let password = random_secret();
     create_scram_user(&user, &password);
     let dir = tempfile::tempdir().expect("tmp");
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, format!("{password}\n")).expect("write");
-    let topic = support::unique("sec-cons-secret");
+    let topic = unique("sec-cons-secret");
     let n = 25;
     produce(&Security::Plaintext.pairs(), &topic, n).await;
 
@@ -526,13 +448,10 @@ async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
     for (case, settings, succeeds) in runs {
         let http = free_addr();
         let env = merged(
-            merged(
-                settings,
-                consumer_keys(&topic, &support::unique("g-sec-secret")),
-            ),
+            merged(settings, quick_group(&topic, &unique("g-sec-secret"))),
             vec![("HTTP_ADDR", http.to_string())],
         );
-        let run = Running::start(CONSUMER, &[], &env);
+        let run = Running::start(service_bin("consumer"), &[], &env);
         let scraper = Scraper::start(http);
         let (got, ok) = if succeeds {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -558,48 +477,14 @@ async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
         let served = scraper.finish().await;
         assert!(ok, "{case}: {got}\n{}", out.all());
         assert_eq!(out.code, Some(0), "{case}: {}", out.all());
-        assert!(
-            out.stdout.contains("\"level\":\"DEBUG\""),
-            "{case}: no debug output"
-        );
-        if case.contains("trace") {
-            assert!(
-                out.stdout.contains("\"level\":\"TRACE\""),
-                "{case}: no trace output"
-            );
-        }
-        assert!(
-            served.contains("kafka_service_build_info"),
-            "{case}: /metrics not scraped"
-        );
-        assert_absent(
-            &password,
-            &[
-                ("stdout", &out.stdout),
-                ("stderr", &out.stderr),
-                ("the sidecar", &served),
-            ],
-        );
-        eprintln!(
-            "{case}: exit {:?} after {:?}, {} log lines, {} sidecar bytes, no secret",
-            out.code,
-            out.elapsed,
-            out.stdout.lines().count(),
-            served.len()
-        );
+        assert_verbose_run_kept_secret(case, &out, &served, &password);
     }
 
-    for args in [&["--help"][..], &["--group", ""][..]] {
-        let env = vec![
-            ("KAFKA_PASSWORD", password.clone()),
-            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
-            ("KAFKA_USERNAME", user.clone()),
-        ];
-        let out = Running::start(CONSUMER, args, &env)
-            .finish(Duration::from_secs(10))
-            .await;
-        assert!(!out.all().trim().is_empty(), "{args:?}: no output");
-        assert_absent(&password, &[(&format!("{args:?}"), &out.all())]);
-    }
+    assert_password_not_printed(
+        &service_bin("consumer"),
+        &[&["--help"][..], &["--group", ""][..]],
+        &user,
+        &password,
+    )
+    .await;
 }

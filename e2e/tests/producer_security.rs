@@ -4,38 +4,31 @@
 //! the password is nowhere in what the process prints or serves.
 //!
 //! The happy paths (every protocol × mechanism, producer and consumer group)
-//! are in `consumer/tests/security.rs`, which has both services.
-
-mod security_support;
-mod support;
+//! are in `consumer_security.rs`, which has both services.
 
 use std::time::Duration;
 
-use security_support::*;
-
-const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
+use testkit::{
+    process::{free_addr, service_bin, Finished, Running},
+    scrape::{poll_until, Scraper},
+    security::*,
+    unique,
+};
 
 fn base(timeout_secs: u64, http: std::net::SocketAddr) -> Pairs {
     vec![
         ("HTTP_ADDR", http.to_string()),
-        ("KAFKA_TOPIC", support::unique("sec-producer")),
+        ("KAFKA_TOPIC", unique("sec-producer")),
         ("PRODUCER_CREATE_TOPIC", "true".to_owned()),
         ("PRODUCER_MESSAGES", "30".to_owned()),
         ("PRODUCER_TIMEOUT_SECS", timeout_secs.to_string()),
     ]
 }
 
-fn env_of(mut base: Pairs, settings: Pairs) -> Pairs {
-    for (k, v) in settings {
-        base = with(base, k, v);
-    }
-    base
-}
-
 /// Runs the producer to its end with `settings` and a `timeout_secs` deadline.
 async fn run_producer(settings: Pairs, timeout_secs: u64) -> Finished {
-    let env = env_of(base(timeout_secs, free_addr()), settings);
-    Running::start(PRODUCER, &[], &env)
+    let env = merged(base(timeout_secs, free_addr()), settings);
+    Running::start(service_bin("producer"), &[], &env)
         .finish(Duration::from_secs(timeout_secs + 15))
         .await
 }
@@ -73,8 +66,8 @@ async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after
         "KAFKA_PASSWORD",
         password.clone(),
     );
-    let env = env_of(base(timeout, http), settings);
-    let run = Running::start(PRODUCER, &[], &env);
+    let env = merged(base(timeout, http), settings);
+    let run = Running::start(service_bin("producer"), &[], &env);
     let scraper = Scraper::start(http);
 
     // While it retries: not ready, with the reason.
@@ -125,14 +118,7 @@ async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after
         "wrong password: {} retries over {span:.2}s, waits {waits:?} ms",
         retries.len()
     );
-    assert_absent(
-        &password,
-        &[
-            ("stdout", &out.stdout),
-            ("stderr", &out.stderr),
-            ("the sidecar", &served),
-        ],
-    );
+    assert_run_kept_secret(&password, &out, &served);
 }
 
 #[tokio::test]
@@ -305,7 +291,7 @@ async fn hostname_verification_off_must_be_explicit_and_is_logged_as_a_warning()
 #[tokio::test]
 async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_help() {
     let b = broker();
-    let user = support::unique("sec-user");
+    let user = unique("sec-user");
     let password = random_secret();
     create_scram_user(&user, &password);
     let dir = tempfile::tempdir().expect("tmp");
@@ -377,7 +363,7 @@ async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_he
     ];
     for (case, settings, code) in runs {
         let http = free_addr();
-        let env = env_of(
+        let env = merged(
             with(
                 base(if code == Some(0) { 30 } else { 3 }, http),
                 "PRODUCER_METRICS_GRACE_SECS",
@@ -385,62 +371,28 @@ async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_he
             ),
             settings,
         );
-        let run = Running::start(PRODUCER, &[], &env);
+        let run = Running::start(service_bin("producer"), &[], &env);
         let scraper = Scraper::start(http);
         let out = run.finish(Duration::from_secs(45)).await;
         let served = scraper.finish().await;
         assert_eq!(out.code, code, "{case}: {}", out.last_line());
         // The logs really were verbose.
-        assert!(
-            out.stdout.contains("\"level\":\"DEBUG\""),
-            "{case}: no debug output"
-        );
-        if case.contains("trace") {
-            assert!(
-                out.stdout.contains("\"level\":\"TRACE\""),
-                "{case}: no trace output"
-            );
-        }
-        assert!(
-            served.contains("kafka_service_build_info"),
-            "{case}: /metrics not scraped"
-        );
-        assert_absent(
-            &password,
-            &[
-                ("stdout", &out.stdout),
-                ("stderr", &out.stderr),
-                ("the sidecar", &served),
-            ],
-        );
+        assert_verbose_run_kept_secret(case, &out, &served, &password);
         for line in &key_body {
             assert_absent(line, &[("stdout", &out.stdout), ("stderr", &out.stderr)]);
         }
-        eprintln!(
-            "{case}: exit {:?} after {:?}, {} log lines, {} sidecar bytes, no secret",
-            out.code,
-            out.elapsed,
-            out.stdout.lines().count(),
-            served.len()
-        );
     }
 
     // --help and a configuration error with the password in the environment.
-    for args in [&["--help"][..], &["--messages", "lots"][..]] {
-        let env = vec![
-            ("KAFKA_PASSWORD", password.clone()),
-            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
-            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
-            ("KAFKA_USERNAME", user.clone()),
-        ];
-        let out = Running::start(PRODUCER, args, &env)
-            .finish(Duration::from_secs(10))
-            .await;
-        assert!(!out.all().trim().is_empty(), "{args:?}: no output");
-        assert_absent(&password, &[(&format!("{args:?}"), &out.all())]);
-    }
+    assert_password_not_printed(
+        &service_bin("producer"),
+        &[&["--help"][..], &["--messages", "lots"][..]],
+        &user,
+        &password,
+    )
+    .await;
     let out = Running::start(
-        PRODUCER,
+        service_bin("producer"),
         &["--help"],
         &[("KAFKA_PASSWORD_FILE", password_file.display().to_string())],
     )

@@ -1,22 +1,22 @@
 //! The README's metric table and a live scrape of running services agree:
 //! same names, types and label keys, nothing missing on either side.
 
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::{BTreeMap, BTreeSet},
     time::Duration,
 };
 
-use common::config::ConfigSource;
-use support::*;
-use tokio_util::sync::CancellationToken;
+use testkit::{
+    broker::create_topic,
+    scrape::{families, http_get},
+    services::{source, spawn_consumer_with, spawn_producer},
+    unique,
+};
 
 /// name → (type, label keys), from the README's `## Metrics` table.
 fn readme_table() -> BTreeMap<String, (String, BTreeSet<String>)> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .expect("README");
+    let readme =
+        std::fs::read_to_string(testkit::broker::repo_root().join("README.md")).expect("README");
     let section = readme
         .split("\n## Metrics\n")
         .nth(1)
@@ -39,64 +39,19 @@ fn readme_table() -> BTreeMap<String, (String, BTreeSet<String>)> {
         .collect()
 }
 
-/// name → (type, label keys of its samples), from Prometheus text output.
-fn scrape_families(text: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
-    let mut out: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let mut parts = rest.split_whitespace();
-            if let (Some(name), Some(kind)) = (parts.next(), parts.next()) {
-                out.entry(name.to_owned()).or_default().0 = kind.to_owned();
-            }
-        }
-    }
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, _) = line.rsplit_once(' ').unwrap_or((line, ""));
-        let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .find_map(|s| {
-                name.strip_suffix(s)
-                    .filter(|f| out.get(*f).is_some_and(|(k, _)| k == "histogram"))
-            })
-            .unwrap_or(name);
-        let keys: BTreeSet<String> = labels
-            .split("\",")
-            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim().to_owned()))
-            .filter(|k| k != "le" && !k.is_empty())
-            .collect();
-        out.entry(family.to_owned()).or_default().1.extend(keys);
-    }
-    out
-}
-
 #[tokio::test]
 async fn readme_table_matches_a_live_scrape() {
     let topic = unique("metrics-table");
     let group = unique("g-metrics-table");
     create_topic(&topic, 2).await;
-    let bootstrap = bootstrap();
-    let config = consumer::config::validate(&ConfigSource::from_pairs([
-        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
+    let consumer = spawn_consumer_with(source(&[
         ("KAFKA_TOPIC", topic.as_str()),
         ("KAFKA_CONSUMER_GROUP", group.as_str()),
         ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
         ("CONSUMER_DRAIN_TIMEOUT_MS", "3000"),
         ("CONSUMER_COMMIT_INTERVAL_MS", "200"),
     ]))
-    .expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let consumer = tokio::spawn(consumer::run(config, listener, shutdown.clone()));
+    .await;
 
     let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "40")]).await;
     assert_eq!(p.handle.await.expect("join").expect("produced").acked, 40);
@@ -104,7 +59,7 @@ async fn readme_table_matches_a_live_scrape() {
     // Until records were handled, committed and the lag computed.
     let mut text = String::new();
     for _ in 0..100 {
-        text = get(addr, "/metrics").await.1;
+        text = http_get(consumer.addr, "/metrics").await.1;
         if text.contains("kafka_consumergroup_lag{")
             && text.contains("kafka_consumer_commit_latency_seconds_count")
         {
@@ -112,12 +67,12 @@ async fn readme_table_matches_a_live_scrape() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    shutdown.cancel();
-    consumer.await.expect("join").expect("clean stop");
+    consumer.shutdown.cancel();
+    consumer.handle.await.expect("join").expect("clean stop");
 
     let table = readme_table();
     assert!(table.len() >= 15, "README table parsed: {table:?}");
-    let scraped: BTreeMap<String, (String, BTreeSet<String>)> = scrape_families(&text)
+    let scraped: BTreeMap<String, (String, BTreeSet<String>)> = families(&text)
         .into_iter()
         .filter(|(name, _)| name.starts_with("kafka_"))
         .collect();

@@ -1,12 +1,7 @@
-//! Helpers for the security tests of both services: the local broker's four
-//! listeners (read from its env file, never guessed), the settings for each
-//! security protocol × mechanism, foreign certificates made with openssl,
-//! SCRAM users with random passwords, and running a service binary while
-//! watching its sidecar.
-//!
-//! Used by `producer/tests/security.rs` and (by path)
-//! `consumer/tests/security.rs`.
-#![allow(dead_code)]
+//! The local broker's four listeners (read from its env file, never
+//! guessed), the settings for each security protocol × mechanism, foreign
+//! certificates made with openssl, SCRAM users with random passwords, and
+//! what to look for in a run's log lines.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +9,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::OnceLock,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 /// Configuration keys and values, as the services read them.
@@ -238,11 +233,6 @@ pub fn without(mut pairs: Pairs, key: &str) -> Pairs {
     pairs
 }
 
-/// Borrowed view for `ConfigSource::from_pairs`.
-pub fn borrowed<'a>(pairs: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
-    pairs.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
 /// A self-signed certificate and key made with openssl in `dir`: a CA the
 /// broker does not know, or a client certificate it will not accept.
 /// Returns (certificate, key).
@@ -324,13 +314,13 @@ fn reaches(addr: &str) -> bool {
 
 /// A random password-like string that appears nowhere else.
 pub fn random_secret() -> String {
-    format!("pw{}", uuid::Uuid::new_v4().simple())
+    format!("pw{:032x}", rand::random::<u128>())
 }
 
 /// Creates (or updates) a SCRAM-SHA-256 and SCRAM-SHA-512 user on the broker
 /// with Kafka's own `kafka-configs` tool.
 pub fn create_scram_user(user: &str, password: &str) {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-tool.sh");
+    let tool = crate::broker::repo_root().join("scripts/kafka-tool.sh");
     let b = broker();
     // One mechanism per request: the broker refuses two for one user at once.
     for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
@@ -348,165 +338,6 @@ pub fn create_scram_user(user: &str, password: &str) {
             "kafka-configs failed for {mechanism}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-}
-
-/// An unused local port for a binary's `HTTP_ADDR`.
-pub fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// A finished binary run.
-#[derive(Debug)]
-pub struct Finished {
-    /// The exit code (None: killed by a signal).
-    pub code: Option<i32>,
-    /// Everything on stdout (the JSON log lines).
-    pub stdout: String,
-    /// Everything on stderr.
-    pub stderr: String,
-    /// From spawn to exit.
-    pub elapsed: Duration,
-}
-
-impl Finished {
-    /// stdout and stderr together.
-    pub fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-
-    /// stdout's log lines, parsed.
-    pub fn lines(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// The last non-empty line of stdout.
-    pub fn last_line(&self) -> &str {
-        self.stdout.trim().lines().last().unwrap_or_default()
-    }
-}
-
-/// A service binary running with exactly `env` (nothing inherited). Its
-/// stdout and stderr are read as it writes them (a full pipe would block
-/// the service's logging, and with it the service).
-pub struct Running {
-    child: tokio::process::Child,
-    stdout: tokio::task::JoinHandle<Vec<u8>>,
-    stderr: tokio::task::JoinHandle<Vec<u8>>,
-    started: Instant,
-}
-
-fn drain(
-    pipe: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
-) -> tokio::task::JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut buf).await;
-        }
-        buf
-    })
-}
-
-impl Running {
-    /// Starts `bin args…` with `env` and JSON logs.
-    pub fn start(bin: &str, args: &[&str], env: &[(&str, String)]) -> Self {
-        let mut cmd = tokio::process::Command::new(bin);
-        cmd.env_clear()
-            .env("LOG_FORMAT", "json")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn the service binary");
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        Self {
-            child,
-            stdout,
-            stderr,
-            started: Instant::now(),
-        }
-    }
-
-    /// Sends SIGTERM (what Kubernetes sends).
-    pub fn terminate(&self) {
-        let pid = self.child.id().expect("still running");
-        let ok = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -TERM {pid} failed");
-    }
-
-    /// Waits for the exit (at most `limit`, then kills it and fails).
-    pub async fn finish(mut self, limit: Duration) -> Finished {
-        let status = match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(status) => status.expect("wait"),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                let stdout = self.stdout.await.unwrap_or_default();
-                panic!(
-                    "the binary did not exit within {limit:?}: it hangs. Its output:\n{}",
-                    String::from_utf8_lossy(&stdout)
-                );
-            }
-        };
-        let elapsed = self.started.elapsed();
-        let stdout = self.stdout.await.expect("stdout reader");
-        let stderr = self.stderr.await.expect("stderr reader");
-        Finished {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            elapsed,
-        }
-    }
-}
-
-/// GET a sidecar path: (status, body); (0, error) while nothing answers.
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    match reqwest::Client::new()
-        .get(format!("http://{addr}{path}"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-    {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Polls `path` until `pred(status, body)` holds; returns the last answer
-/// and whether it held.
-pub async fn poll_until(
-    addr: SocketAddr,
-    path: &str,
-    within: Duration,
-    pred: impl Fn(u16, &str) -> bool,
-) -> ((u16, String), bool) {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = http_get(addr, path).await;
-        if pred(got.0, &got.1) {
-            return (got, true);
-        }
-        if Instant::now() > deadline {
-            return (got, false);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -547,39 +378,76 @@ pub fn assert_absent(secret: &str, texts: &[(&str, &str)]) {
     }
 }
 
-/// Collects every `/metrics`, `/readyz` and `/healthz` body a sidecar serves
-/// until stopped: what a scraper or a probe would ever see.
-pub struct Scraper {
-    stop: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<String>,
+/// `a` with every key of `b` set to `b`'s value (replaced or added).
+pub fn merged(mut a: Pairs, b: Pairs) -> Pairs {
+    for (k, v) in b {
+        a = with(a, k, v);
+    }
+    a
 }
 
-impl Scraper {
-    /// Starts scraping `addr` every 100 ms.
-    pub fn start(addr: SocketAddr) -> Self {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let token = stop.clone();
-        let task = tokio::spawn(async move {
-            let mut seen = String::new();
-            loop {
-                for path in ["/metrics", "/readyz", "/healthz"] {
-                    let (status, body) = http_get(addr, path).await;
-                    if status != 0 {
-                        seen.push_str(&format!("--- {path} {status}\n{body}\n"));
-                    }
-                }
-                tokio::select! {
-                    () = token.cancelled() => return seen,
-                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            }
-        });
-        Self { stop, task }
+/// Runs the service binary `bin` once with each of `runs` as its arguments
+/// (`--help`, a bad flag) and SASL settings for `user` and `password` in
+/// its environment: it prints something, and never the password.
+pub async fn assert_password_not_printed(bin: &Path, runs: &[&[&str]], user: &str, password: &str) {
+    for args in runs {
+        let env = vec![
+            ("KAFKA_PASSWORD", password.to_owned()),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT".to_owned()),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512".to_owned()),
+            ("KAFKA_USERNAME", user.to_owned()),
+        ];
+        let out = crate::process::Running::start(bin, args, &env)
+            .finish(Duration::from_secs(10))
+            .await;
+        assert!(!out.all().trim().is_empty(), "{args:?}: no output");
+        assert_absent(password, &[(&format!("{args:?}"), &out.all())]);
     }
+}
 
-    /// Stops and returns everything seen.
-    pub async fn finish(self) -> String {
-        self.stop.cancel();
-        self.task.await.expect("scraper")
+/// A verbose run (`DEBUG=true`, `RUST_LOG=trace` when `case` says trace)
+/// printed its debug (and trace) lines, its sidecar was scraped
+/// (`served`), and `secret` is in none of stdout, stderr and what the
+/// sidecar served.
+pub fn assert_verbose_run_kept_secret(
+    case: &str,
+    out: &crate::process::Finished,
+    served: &str,
+    secret: &str,
+) {
+    assert!(
+        out.stdout.contains("\"level\":\"DEBUG\""),
+        "{case}: no debug output"
+    );
+    if case.contains("trace") {
+        assert!(
+            out.stdout.contains("\"level\":\"TRACE\""),
+            "{case}: no trace output"
+        );
     }
+    assert!(
+        served.contains("kafka_service_build_info"),
+        "{case}: /metrics not scraped"
+    );
+    assert_run_kept_secret(secret, out, served);
+    eprintln!(
+        "{case}: exit {:?} after {:?}, {} log lines, {} sidecar bytes, no secret",
+        out.code,
+        out.elapsed,
+        out.stdout.lines().count(),
+        served.len()
+    );
+}
+
+/// `secret` is in none of a run's stdout, stderr and what its sidecar
+/// served.
+pub fn assert_run_kept_secret(secret: &str, out: &crate::process::Finished, served: &str) {
+    assert_absent(
+        secret,
+        &[
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("the sidecar", served),
+        ],
+    );
 }

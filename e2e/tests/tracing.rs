@@ -3,10 +3,6 @@
 //! consumer `process` span is a child of the producer `send` span of the same
 //! record, and that the consumer's log line carries that trace id.
 
-mod cluster;
-#[path = "../../producer/tests/support/mod.rs"]
-mod support;
-
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
@@ -15,13 +11,17 @@ use std::{
 };
 
 use axum::{body::Bytes, extract::State, routing::post, Router};
-use cluster::producer_bin;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
     common::v1::any_value::Value,
 };
 use prost::Message;
-use support::*;
+use testkit::{
+    broker::{bootstrap, create_topic},
+    process::{service_bin, sigterm},
+    services::spawn_producer,
+    unique,
+};
 
 #[derive(Debug, Clone)]
 struct SpanSeen {
@@ -108,7 +108,7 @@ async fn every_process_span_is_a_child_of_its_send_span() {
     let dir = tempfile::tempdir().expect("tmp");
     let consumer_log = dir.path().join("consumer.log");
     let out = std::fs::File::create(&consumer_log).expect("log");
-    let mut consumer = Command::new(env!("CARGO_BIN_EXE_consumer"))
+    let mut consumer = Command::new(service_bin("consumer"))
         .env_clear()
         .envs([
             ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
@@ -134,7 +134,7 @@ async fn every_process_span_is_a_child_of_its_send_span() {
     }
 
     // The producer Job exits right after the last ack: its spans must still arrive.
-    let produced = Command::new(producer_bin())
+    let produced = Command::new(service_bin("producer"))
         .env_clear()
         .envs([
             ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
@@ -169,11 +169,7 @@ async fn every_process_span_is_a_child_of_its_send_span() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(records(), 35);
-    let kill = Command::new("kill")
-        .args(["-TERM", &consumer.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
+    sigterm(consumer.id());
     let deadline = Instant::now() + Duration::from_secs(10);
     while consumer.try_wait().expect("wait").is_none() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,0 +1,244 @@
+//! The real broker: the shared local one (`scripts/kafka-local.sh start`,
+//! which `make test` runs) and private ones a test may stop. A broker that
+//! is not there fails the test with what to do; no test skips.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU16, Ordering},
+    time::Duration,
+};
+
+use common::kafka::KafkaSettings;
+use rskafka::{
+    client::{
+        partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
+        Client,
+    },
+    record::RecordAndOffset,
+};
+
+/// The repository root (scripts live there).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared broker's PLAINTEXT address (`KAFKA_TEST_BOOTSTRAP`, default
+/// `127.0.0.1:19092`). Panics, naming the fix, when nothing listens there.
+pub fn bootstrap() -> String {
+    let addr =
+        std::env::var("KAFKA_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:19092".to_owned());
+    let sock: SocketAddr = addr.parse().expect("KAFKA_TEST_BOOTSTRAP must be IP:PORT");
+    if std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).is_err() {
+        panic!(
+            "no Kafka broker at {addr}: integration tests need the real broker; \
+             start it with `scripts/kafka-local.sh start` (make test does this)"
+        );
+    }
+    addr
+}
+
+/// A connected rskafka client for checks, on `bootstrap`.
+pub async fn client_at(bootstrap: &str) -> Client {
+    KafkaSettings::plaintext(bootstrap, "workspace-tests")
+        .connect(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test broker at {bootstrap}: {e}"))
+}
+
+/// A connected rskafka client on the shared broker.
+pub async fn client() -> Client {
+    client_at(&bootstrap()).await
+}
+
+/// Creates `topic` with `partitions` partitions on the shared broker and
+/// waits until it is visible.
+pub async fn create_topic(topic: &str, partitions: i32) {
+    create_topic_at(&bootstrap(), topic, partitions).await;
+}
+
+/// Creates `topic` with `partitions` partitions on `bootstrap` and waits
+/// until every partition is visible.
+pub async fn create_topic_at(bootstrap: &str, topic: &str, partitions: i32) {
+    let c = client_at(bootstrap).await;
+    c.controller_client()
+        .expect("controller")
+        .create_topic(topic, partitions, 1, 10_000)
+        .await
+        .unwrap_or_else(|e| panic!("create topic {topic}: {e}"));
+    for _ in 0..100 {
+        if partition_ids(&c, topic).await.len() == partitions as usize {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("topic {topic} did not appear");
+}
+
+/// The partition ids of `topic` (empty while it does not exist).
+async fn partition_ids(c: &Client, topic: &str) -> BTreeSet<i32> {
+    c.list_topics()
+        .await
+        .expect("list topics")
+        .into_iter()
+        .find(|t| t.name == topic)
+        .map(|t| t.partitions)
+        .unwrap_or_default()
+}
+
+/// Each partition of an existing `topic`, with its client.
+async fn partitions(c: &Client, topic: &str) -> Vec<(i32, PartitionClient)> {
+    let ids = partition_ids(c, topic).await;
+    assert!(!ids.is_empty(), "topic {topic} does not exist");
+    let mut out = Vec::new();
+    for p in ids {
+        let pc = c
+            .partition_client(topic, p, UnknownTopicHandling::Retry)
+            .await
+            .expect("partition client");
+        out.push((p, pc));
+    }
+    out
+}
+
+/// Every record of every partition of `topic` on the shared broker, read
+/// directly with rskafka (not through our consumer), by partition.
+pub async fn read_all(topic: &str) -> BTreeMap<i32, Vec<RecordAndOffset>> {
+    let c = client().await;
+    let mut out = BTreeMap::new();
+    for (p, pc) in partitions(&c, topic).await {
+        let high = pc
+            .get_offset(OffsetAt::Latest)
+            .await
+            .expect("high watermark");
+        let mut offset = pc
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .expect("low watermark");
+        let mut records = Vec::new();
+        while offset < high {
+            let (batch, _) = pc
+                .fetch_records(offset, 1..10_000_000, 1_000)
+                .await
+                .expect("fetch");
+            for r in batch {
+                if r.offset >= offset {
+                    offset = r.offset + 1;
+                    records.push(r);
+                }
+            }
+        }
+        out.insert(p, records);
+    }
+    out
+}
+
+/// (partition, offset) of every record in `topic` at `bootstrap`, from the
+/// partitions' watermarks.
+pub async fn offsets_in_log(bootstrap: &str, topic: &str) -> BTreeSet<(i64, i64)> {
+    let c = client_at(bootstrap).await;
+    let mut out = BTreeSet::new();
+    for (p, pc) in partitions(&c, topic).await {
+        let lo = pc
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .expect("low watermark");
+        let hi = pc
+            .get_offset(OffsetAt::Latest)
+            .await
+            .expect("high watermark");
+        out.extend((lo..hi).map(|o| (i64::from(p), o)));
+    }
+    out
+}
+
+/// Runs Kafka's own command-line tool `args` (`scripts/kafka-tool.sh`);
+/// returns its stdout.
+pub fn kafka_tool(args: &[&str]) -> String {
+    let out = Command::new(repo_root().join("scripts/kafka-tool.sh"))
+        .args(args)
+        .output()
+        .expect("kafka-tool.sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A broker of its own (other ports and state dir), so stopping it does not
+/// disturb the other tests. Stopped, and its data removed, on drop.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    env: Vec<(String, String)>,
+    plaintext_port: u16,
+}
+
+impl PrivateBroker {
+    /// Starts one; panics with the script's output when it cannot.
+    pub fn start() -> Self {
+        // Unique per instance: tests of one binary run in parallel.
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Below the kernel's ephemeral range (32768 and up): a stopped broker
+        // must get its ports back on restart, and an outgoing connection of
+        // another test could otherwise take one as its local port meanwhile
+        // (seen: "Address already in use" on restart).
+        let base = 20000 + ((std::process::id() % 400) as u16 * 30 + n * 5) % 12000;
+        let dir = std::env::temp_dir().join(format!("kafka-private-{}-{n}", std::process::id()));
+        let port = |i: u16| (base + i).to_string();
+        let env = vec![
+            ("KAFKA_LOCAL_DIR".to_owned(), dir.display().to_string()),
+            ("KAFKA_LOCAL_PLAINTEXT_PORT".to_owned(), port(0)),
+            ("KAFKA_LOCAL_SASL_PLAINTEXT_PORT".to_owned(), port(1)),
+            ("KAFKA_LOCAL_SSL_PORT".to_owned(), port(2)),
+            ("KAFKA_LOCAL_SASL_SSL_PORT".to_owned(), port(3)),
+            ("KAFKA_LOCAL_CONTROLLER_PORT".to_owned(), port(4)),
+        ];
+        let b = Self {
+            env,
+            plaintext_port: base,
+        };
+        b.start_again();
+        b
+    }
+
+    /// Its PLAINTEXT address.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.plaintext_port)
+    }
+
+    /// Runs `scripts/kafka-local.sh cmd` for this broker, with `extra` set.
+    pub fn script(&self, cmd: &str, extra: &[(&str, &str)]) -> Output {
+        Command::new(repo_root().join("scripts/kafka-local.sh"))
+            .arg(cmd)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
+            .output()
+            .expect("kafka-local.sh")
+    }
+
+    /// Stops the broker, keeping its data (a broker restart, not a new cluster).
+    pub fn stop_keep(&self) {
+        let out = self.script("stop", &[("KAFKA_LOCAL_KEEP", "1")]);
+        assert!(
+            out.status.success(),
+            "stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts it (again, on its old data).
+    pub fn start_again(&self) {
+        let out = self.script("start", &[]);
+        assert!(
+            out.status.success(),
+            "private broker: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.script("stop", &[]);
+    }
+}

@@ -1,0 +1,25 @@
+//! Helpers shared by the workspace's integration and end-to-end tests, so
+//! no test file copies or `#[path]`-includes another's.
+//!
+//! - [`broker`]: the real Kafka broker the tests need (a missing one fails
+//!   the test, it is never skipped), a private broker that can be stopped,
+//!   topics, and reading a topic back with rskafka.
+//! - [`names`]: topic and group names no other test uses.
+//! - [`scrape`]: `/metrics` and probe bodies over HTTP, summed samples,
+//!   metric families.
+//! - [`process`]: service binaries as child processes (their output
+//!   captured), free ports, waits.
+//! - [`services`]: the producer and the consumer in-process on an
+//!   ephemeral port.
+//! - [`security`]: the local broker's four listeners and the settings of
+//!   each security protocol × mechanism.
+
+pub mod broker;
+pub mod names;
+pub mod process;
+pub mod scrape;
+pub mod security;
+pub mod services;
+
+pub use broker::bootstrap;
+pub use names::unique;
