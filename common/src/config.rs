@@ -26,8 +26,10 @@ use figment::{
 };
 use serde::{de, Deserialize, Deserializer};
 
+use crate::keys::{self, Allowed, Key};
+
 /// Name of the environment variable that points at the optional TOML file.
-pub const CONFIG_FILE_ENV: &str = "CONFIG_FILE";
+pub(crate) const CONFIG_FILE_ENV: &str = "CONFIG_FILE";
 
 /// A configuration error: one line naming the key, its problem and what is allowed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -83,7 +85,7 @@ impl Secret {
     }
 
     /// The secret itself, for the one place that must send it (a SASL handshake).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -107,7 +109,7 @@ impl fmt::Display for Secret {
 /// until `validate()` means a password `12345` stays a string and a wrong
 /// type is reported by our validation with the key's own name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawValue(pub String);
+struct RawValue(String);
 
 impl<'de> Deserialize<'de> for RawValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -155,7 +157,7 @@ impl<'de> Deserialize<'de> for RawValue {
 
 /// Where a value came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+enum Origin {
     /// The built-in default.
     Default,
     /// The TOML file.
@@ -387,17 +389,6 @@ impl ConfigSource {
         Ok(value)
     }
 
-    /// A duration given in milliseconds.
-    pub fn millis(
-        &self,
-        key: &str,
-        default_ms: u64,
-        range_ms: std::ops::RangeInclusive<u64>,
-    ) -> Result<Duration, ConfigError> {
-        self.number(key, default_ms, range_ms)
-            .map(Duration::from_millis)
-    }
-
     /// A boolean: true/false, 1/0, t/f, yes/no, on/off, any case (the
     /// prototype read `DEBUG` as `true`, `1` or `t`, anything else false; we
     /// accept its false spellings too but reject typos instead of guessing).
@@ -434,7 +425,7 @@ impl ConfigSource {
     }
 
     /// A socket address `IP:PORT`.
-    pub fn socket_addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
+    fn socket_addr(&self, key: &str, default: &str) -> Result<SocketAddr, ConfigError> {
         let v = self.string(key, default);
         v.parse().map_err(|_| {
             self.invalid(
@@ -443,6 +434,72 @@ impl ConfigSource {
                 "for example 0.0.0.0:8080 or 127.0.0.1:9000",
             )
         })
+    }
+
+    /// A number within `key`'s declared range, or its declared default
+    /// when unset or empty.
+    pub fn num<T>(&self, key: &Key) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Copy + fmt::Display + TryFrom<i64>,
+    {
+        let range = key.range::<T>().unwrap_or_else(|| {
+            unreachable!("{} is declared as a number that fits the type", key.env)
+        });
+        self.num_in(key, range)
+    }
+
+    /// Like [`num`](Self::num), with a range narrower than the declared
+    /// one (a bound that depends on another key).
+    pub fn num_in<T>(&self, key: &Key, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Copy + fmt::Display,
+    {
+        let default = key
+            .default
+            .and_then(|d| d.replace('_', "").parse::<T>().ok())
+            .unwrap_or(*range.start());
+        self.number(key.env, default, range)
+    }
+
+    /// A duration `key` gives in milliseconds.
+    pub fn ms(&self, key: &Key) -> Result<Duration, ConfigError> {
+        self.num::<u64>(key).map(Duration::from_millis)
+    }
+
+    /// A duration `key` gives in seconds.
+    pub fn secs(&self, key: &Key) -> Result<Duration, ConfigError> {
+        self.num::<u64>(key).map(Duration::from_secs)
+    }
+
+    /// A boolean key, its declared default when unset or empty.
+    pub fn flag(&self, key: &Key) -> Result<bool, ConfigError> {
+        self.boolean(key.env, key.default == Some("true"))
+    }
+
+    /// One of `key`'s declared words, mapped to `values` in the same order;
+    /// its declared default when unset or empty.
+    pub fn pick<T: Copy>(&self, key: &Key, values: &[T]) -> Result<T, ConfigError> {
+        let Allowed::Choice(names) = key.allowed else {
+            unreachable!("{} is declared as a choice", key.env)
+        };
+        let choices: Vec<(&str, T)> = names.iter().copied().zip(values.iter().copied()).collect();
+        let default = key
+            .default
+            .and_then(|d| choices.iter().find(|(n, _)| n.eq_ignore_ascii_case(d)))
+            .or(choices.first())
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| unreachable!("{} declares its choices", key.env));
+        self.choice(key.env, default, &choices)
+    }
+
+    /// A text key, its declared default when unset.
+    pub fn text(&self, key: &Key) -> String {
+        self.string(key.env, key.default.unwrap_or_default())
+    }
+
+    /// A socket address key, its declared default when unset.
+    pub fn addr(&self, key: &Key) -> Result<SocketAddr, ConfigError> {
+        self.socket_addr(key.env, key.default.unwrap_or_default())
     }
 
     /// A secret from `KEY` or from the file named by `KEY_FILE` (as Kubernetes
@@ -520,23 +577,18 @@ pub struct LogConfig {
 impl LogConfig {
     /// Reads `LOG_FORMAT`, `RUST_LOG` and `DEBUG`.
     pub fn from_source(src: &ConfigSource) -> Result<Self, ConfigError> {
-        let format = match src.optional("LOG_FORMAT") {
+        let format = match src.optional(keys::LOG_FORMAT.env) {
             None => None,
-            Some(_) => Some(src.choice(
-                "LOG_FORMAT",
-                LogFormat::Json,
-                &[
-                    ("json", LogFormat::Json),
-                    ("pretty", LogFormat::Pretty),
-                    ("text", LogFormat::Pretty),
-                ],
+            Some(_) => Some(src.pick(
+                &keys::LOG_FORMAT,
+                &[LogFormat::Json, LogFormat::Pretty, LogFormat::Pretty],
             )?),
         };
-        let filter = src.optional("RUST_LOG");
+        let filter = src.optional(keys::RUST_LOG.env);
         if let Some(f) = &filter {
             tracing_subscriber::EnvFilter::try_new(f).map_err(|e| {
                 src.invalid(
-                    "RUST_LOG",
+                    keys::RUST_LOG.env,
                     format!("not a valid filter ({e})"),
                     "tracing directives such as info or consumer=debug,rskafka=warn",
                 )
@@ -545,7 +597,7 @@ impl LogConfig {
         Ok(Self {
             format,
             filter,
-            debug: src.boolean("DEBUG", false)?,
+            debug: src.flag(&keys::DEBUG)?,
         })
     }
 }

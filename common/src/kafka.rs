@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 use crate::{
     config::{ConfigError, ConfigSource, Secret},
     group::connection::{BrokerConnection, ConnectionConfig, ConnectionError, SendOptions},
+    keys::kafka as keys,
 };
 
 /// `KAFKA_SECURITY_PROTOCOL`.
@@ -139,28 +140,6 @@ pub struct KafkaSettings {
     pub request_timeout: Duration,
 }
 
-/// Keys read by [`KafkaSettings::from_source`], for `ConfigSource::load`.
-pub const KAFKA_KEYS: &[&str] = &[
-    "KAFKA_BOOTSTRAP_SERVER",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "KAFKA_CLIENT_ID",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_USERNAME",
-    "KAFKA_PASSWORD",
-    "KAFKA_SSL_CA_FILE",
-    "KAFKA_SSL_WEBPKI_ROOTS",
-    "KAFKA_SSL_CERT_FILE",
-    "KAFKA_SSL_KEY_FILE",
-    "KAFKA_SSL_VERIFY_HOSTNAME",
-    "KAFKA_BACKOFF_INITIAL_MS",
-    "KAFKA_BACKOFF_MAX_MS",
-    "KAFKA_REQUEST_TIMEOUT_MS",
-];
-
-/// Default bootstrap address (the prototype's).
-pub const DEFAULT_BOOTSTRAP: &str = "localhost:9092";
-
 impl KafkaSettings {
     /// Reads and validates the Kafka keys. `default_client_id` is the
     /// service's name.
@@ -174,25 +153,23 @@ impl KafkaSettings {
                 "printable ASCII without spaces",
             ));
         }
-        let security_protocol = src.choice(
-            "KAFKA_SECURITY_PROTOCOL",
-            SecurityProtocol::Plaintext,
+        let security_protocol = src.pick(
+            &keys::SECURITY_PROTOCOL,
             &[
-                ("PLAINTEXT", SecurityProtocol::Plaintext),
-                ("SSL", SecurityProtocol::Ssl),
-                ("SASL_PLAINTEXT", SecurityProtocol::SaslPlaintext),
-                ("SASL_SSL", SecurityProtocol::SaslSsl),
+                SecurityProtocol::Plaintext,
+                SecurityProtocol::Ssl,
+                SecurityProtocol::SaslPlaintext,
+                SecurityProtocol::SaslSsl,
             ],
         )?;
-        let mechanism = match src.optional("KAFKA_SASL_MECHANISM") {
+        let mechanism = match src.optional(keys::SASL_MECHANISM.env) {
             None => None,
-            Some(_) => Some(src.choice(
-                "KAFKA_SASL_MECHANISM",
-                SaslMechanism::Plain,
+            Some(_) => Some(src.pick(
+                &keys::SASL_MECHANISM,
                 &[
-                    ("PLAIN", SaslMechanism::Plain),
-                    ("SCRAM-SHA-256", SaslMechanism::ScramSha256),
-                    ("SCRAM-SHA-512", SaslMechanism::ScramSha512),
+                    SaslMechanism::Plain,
+                    SaslMechanism::ScramSha256,
+                    SaslMechanism::ScramSha512,
                 ],
             )?),
         };
@@ -239,10 +216,10 @@ impl KafkaSettings {
         };
         let tls = TlsSettings {
             ca_file: path("KAFKA_SSL_CA_FILE")?,
-            webpki_roots: src.boolean("KAFKA_SSL_WEBPKI_ROOTS", false)?,
+            webpki_roots: src.flag(&keys::SSL_WEBPKI_ROOTS)?,
             cert_file: path("KAFKA_SSL_CERT_FILE")?,
             key_file: path("KAFKA_SSL_KEY_FILE")?,
-            verify_hostname: src.boolean("KAFKA_SSL_VERIFY_HOSTNAME", true)?,
+            verify_hostname: src.flag(&keys::SSL_VERIFY_HOSTNAME)?,
         };
         if tls.cert_file.is_some() != tls.key_file.is_some() {
             return Err(ConfigError::Conflict {
@@ -260,8 +237,8 @@ impl KafkaSettings {
             });
         }
 
-        let backoff_initial = src.millis("KAFKA_BACKOFF_INITIAL_MS", 100, 1..=60_000)?;
-        let backoff_max = src.millis("KAFKA_BACKOFF_MAX_MS", 5_000, 1..=600_000)?;
+        let backoff_initial = src.ms(&keys::BACKOFF_INITIAL_MS)?;
+        let backoff_max = src.ms(&keys::BACKOFF_MAX_MS)?;
         if backoff_max < backoff_initial {
             return Err(ConfigError::Conflict {
                 keys: "KAFKA_BACKOFF_INITIAL_MS and KAFKA_BACKOFF_MAX_MS".to_owned(),
@@ -276,7 +253,7 @@ impl KafkaSettings {
             tls,
             backoff_initial,
             backoff_max,
-            request_timeout: src.millis("KAFKA_REQUEST_TIMEOUT_MS", 30_000, 100..=600_000)?,
+            request_timeout: src.ms(&keys::REQUEST_TIMEOUT_MS)?,
         })
     }
 
@@ -566,7 +543,10 @@ fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
     } else {
         "KAFKA_BOOTSTRAP_SERVERS"
     };
-    let raw = src.raw(key).unwrap_or(DEFAULT_BOOTSTRAP);
+    let raw = src
+        .raw(key)
+        .or(keys::BOOTSTRAP_SERVER.default)
+        .unwrap_or_default();
     let mut out = Vec::new();
     for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         // Accept the scheme prefixes other clients use.
@@ -849,7 +829,7 @@ mod tests {
         assert_eq!(s.bootstrap, vec!["a:1", "b:2"]);
         assert_eq!(
             settings(&[]).expect("default").bootstrap,
-            vec![DEFAULT_BOOTSTRAP]
+            vec!["localhost:9092"]
         );
         for key in ["KAFKA_BOOTSTRAP_SERVER", "KAFKA_BOOTSTRAP_SERVERS"] {
             for empty in ["", " ", ","] {

@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: layered configuration (defaults < TOML file < environment <
 //!   flags), one-line validation errors, [`config::Secret`].
+//! - [`keys`]: every configuration key declared once (env, flag, default,
+//!   allowed values, help); `--help` and the README tables come from it.
 //! - [`kafka`]: connection settings (bootstrap, TLS, SASL) defined once, used
 //!   by rskafka's client and by the group connection.
 //! - [`http`]: the `/healthz`, `/readyz`, `/metrics` sidecar and a probe client.
@@ -18,6 +20,7 @@ pub mod exit;
 pub mod group;
 pub mod http;
 pub mod kafka;
+pub mod keys;
 pub mod metrics;
 pub mod service;
 pub mod shutdown;

@@ -3,231 +3,206 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
 use common::{
     config::{ConfigError, ConfigSource, LogConfig},
-    kafka::{KafkaSettings, KAFKA_KEYS},
+    kafka::KafkaSettings,
+    keys::{self as common_keys, Key, ServiceKeys},
 };
 
-use crate::partition::MIN_FETCH_BYTES;
+/// What `consumer --help` says first.
+const ABOUT: &str = "A Kafka consumer-group member: replicas with the same \
+KAFKA_CONSUMER_GROUP split the topic's partitions, log every record as one JSON line, commit \
+offsets of handled records, and rebalance when a replica comes or goes.";
 
-/// A Kafka consumer-group member: replicas with the same KAFKA_CONSUMER_GROUP
-/// split the topic's partitions, log every record as one JSON line, commit
-/// offsets of handled records, and rebalance when a replica comes or goes.
-///
-/// Every option can also be set by the environment variable shown, or in the
-/// TOML file named by CONFIG_FILE under the variable's lower-case name. Kafka
-/// connection settings (KAFKA_BOOTSTRAP_SERVER, KAFKA_SECURITY_PROTOCOL,
-/// KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD[_FILE], …) are read
-/// from the environment only; see the README.
-#[derive(Debug, Parser)]
-#[command(name = "consumer", version)]
-pub struct Cli {
-    /// Subcommand; none means "consume".
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Consume options.
-    #[command(flatten)]
-    pub opts: ConsumeArgs,
+/// The consumer's own keys, each declared once; [`KEYS`] lists them.
+mod keys {
+    use common::keys::{number, Allowed, Key};
+
+    /// `KAFKA_TOPIC`.
+    pub const TOPIC: Key = Key::new(
+        "KAFKA_TOPIC",
+        Allowed::Text,
+        "topic(s) to consume, comma-separated; names of 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+    )
+    .flag("--topic", "NAME[,NAME…]")
+    .short('t')
+    .default("test");
+    /// `KAFKA_CONSUMER_GROUP`.
+    pub const GROUP: Key = Key::new(
+        "KAFKA_CONSUMER_GROUP",
+        Allowed::Text,
+        "consumer group id; replicas that share it split the partitions",
+    )
+    .flag("--group", "GROUP")
+    .short('g')
+    .default_doc("required");
+    /// `CONSUMER_GROUP_INSTANCE_ID`.
+    pub const GROUP_INSTANCE_ID: Key = Key::new(
+        "CONSUMER_GROUP_INSTANCE_ID",
+        Allowed::Text,
+        "static membership id, e.g. the pod name, up to 249 characters; empty = dynamic membership",
+    )
+    .flag("--group-instance-id", "ID")
+    .default_doc("none");
+    /// `CONSUMER_ASSIGNORS`.
+    pub const ASSIGNORS: Key = Key::new(
+        "CONSUMER_ASSIGNORS",
+        Allowed::Text,
+        "partition assignors offered, in preference order: a comma-separated list of range, roundrobin",
+    )
+    .flag("--assignors", "LIST")
+    .default("range,roundrobin");
+    /// `CONSUMER_AUTO_OFFSET_RESET`.
+    pub const AUTO_OFFSET_RESET: Key = Key::new(
+        "CONSUMER_AUTO_OFFSET_RESET",
+        Allowed::Choice(&["earliest", "latest"]),
+        "where to start when the group has no committed offset",
+    )
+    .flag("--auto-offset-reset", "earliest|latest")
+    .default("earliest");
+    /// `CONSUMER_SESSION_TIMEOUT_MS`.
+    pub const SESSION_TIMEOUT_MS: Key = Key::new(
+        "CONSUMER_SESSION_TIMEOUT_MS",
+        // The broker's default group.min/max.session.timeout.ms are 6 s and
+        // 30 min; the local test broker allows 1 s.
+        number(1_000, 1_800_000),
+        "session timeout: the coordinator evicts a member silent this long, in ms",
+    )
+    .flag("--session-timeout-ms", "MS")
+    .default("45000");
+    /// `CONSUMER_HEARTBEAT_INTERVAL_MS`.
+    pub const HEARTBEAT_INTERVAL_MS: Key = Key::new(
+        "CONSUMER_HEARTBEAT_INTERVAL_MS",
+        number(100, 600_000),
+        "heartbeat interval, in ms; below the session timeout",
+    )
+    .flag("--heartbeat-interval-ms", "MS")
+    .default("3000");
+    /// `CONSUMER_MAX_POLL_INTERVAL_MS`.
+    pub const MAX_POLL_INTERVAL_MS: Key = Key::new(
+        "CONSUMER_MAX_POLL_INTERVAL_MS",
+        number(1_000, 3_600_000),
+        "processing deadline per batch (like max.poll.interval.ms), also the rebalance timeout, in ms",
+    )
+    .flag("--max-poll-interval-ms", "MS")
+    .default("300000");
+    /// `CONSUMER_COMMIT_INTERVAL_MS`.
+    pub const COMMIT_INTERVAL_MS: Key = Key::new(
+        "CONSUMER_COMMIT_INTERVAL_MS",
+        number(10, 3_600_000),
+        "how often handled offsets are committed, in ms",
+    )
+    .flag("--commit-interval-ms", "MS")
+    .default("5000");
+    /// `CONSUMER_DRAIN_TIMEOUT_MS`.
+    pub const DRAIN_TIMEOUT_MS: Key = Key::new(
+        "CONSUMER_DRAIN_TIMEOUT_MS",
+        number(100, 600_000),
+        "time allowed on SIGTERM to finish records in flight, commit and leave, in ms; below the session timeout",
+    )
+    .flag("--drain-timeout-ms", "MS")
+    .default("10000");
+    /// `CONSUMER_FETCH_MAX_BYTES`.
+    pub const FETCH_MAX_BYTES: Key = Key::new(
+        "CONSUMER_FETCH_MAX_BYTES",
+        number(1_024, 104_857_600),
+        "most bytes fetched per partition and request",
+    )
+    .flag("--fetch-max-bytes", "BYTES")
+    .default("1048576");
+    /// `CONSUMER_FETCH_MAX_WAIT_MS`.
+    pub const FETCH_MAX_WAIT_MS: Key = Key::new(
+        "CONSUMER_FETCH_MAX_WAIT_MS",
+        number(0, 30_000),
+        "how long the broker may hold a fetch waiting for data, in ms",
+    )
+    .flag("--fetch-max-wait-ms", "MS")
+    .default("500");
+    /// `CONSUMER_BUFFER_BATCHES`.
+    pub const BUFFER_BATCHES: Key = Key::new(
+        "CONSUMER_BUFFER_BATCHES",
+        number(1, 64),
+        "fetched batches buffered per partition ahead of the handler",
+    )
+    .flag("--buffer-batches", "N")
+    .default("2");
+    /// `CONSUMER_BUFFER_MAX_BYTES`.
+    pub const BUFFER_MAX_BYTES: Key = Key::new(
+        "CONSUMER_BUFFER_MAX_BYTES",
+        number(crate::partition::MIN_FETCH_BYTES as i64, 17_179_869_184),
+        "memory budget for fetched records not yet handled (decoded size), split over the assigned partitions: each fetches at most budget / partitions / (buffer batches + 2) bytes, at least 64 KiB, at most the fetch size",
+    )
+    .flag("--buffer-max-bytes", "BYTES")
+    .default("8388608");
+    /// `CONSUMER_DECODED_BATCH_MAX_BYTES`. The default, 32 MiB, is the
+    /// broker's default largest batch (`message.max.bytes`, 1 MiB) decoding
+    /// to 32 times its size. Real data compresses 2–20× (the demo records 20×
+    /// with lz4); a decompression bomb compresses 1 000× (gzip) to beyond
+    /// 10 000× (zstd). A decoding holds at most about twice this (zstd's
+    /// window included) per runtime thread, which keeps the Deployment within
+    /// its 128 MiB limit.
+    pub const DECODED_BATCH_MAX_BYTES: Key = Key::new(
+        "CONSUMER_DECODED_BATCH_MAX_BYTES",
+        number(1_048_576, 17_179_869_184),
+        "most bytes one fetch of a partition may decode (decompress) to, about 100 bytes per record included; a record batch that alone decodes to more stalls its partition (a decompression bomb, or data that needs a higher limit)",
+    )
+    .flag("--decoded-batch-max-bytes", "BYTES")
+    .default("33554432");
+    /// `CONSUMER_LOG_VALUE_MAX_BYTES`.
+    pub const LOG_VALUE_MAX_BYTES: Key = Key::new(
+        "CONSUMER_LOG_VALUE_MAX_BYTES",
+        number(0, 10_485_760),
+        "longest value logged per record, in bytes; longer values are cut",
+    )
+    .flag("--log-value-max-bytes", "BYTES")
+    .default("1024");
+    /// `CONSUMER_STALL_SECS`.
+    pub const STALL_SECS: Key = Key::new(
+        "CONSUMER_STALL_SECS",
+        number(1, 86_400),
+        "a partition with lag that makes no progress this many seconds makes /readyz fail",
+    )
+    .flag("--stall-secs", "SECS")
+    .default("60");
+    /// `CONSUMER_METADATA_REFRESH_MS`.
+    pub const METADATA_REFRESH_MS: Key = Key::new(
+        "CONSUMER_METADATA_REFRESH_MS",
+        number(100, 3_600_000),
+        "how often the subscribed topics' partition counts are checked (like metadata.max.age.ms), in ms; a new topic or partition triggers a rebalance",
+    )
+    .flag("--metadata-refresh-ms", "MS")
+    .default("10000");
 }
 
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Probe this service's own /healthz (for HEALTHCHECK in a scratch image) and exit 0 if it answers 200.
-    Healthcheck {
-        /// Address of the sidecar [env: HTTP_ADDR; 0.0.0.0 is probed as 127.0.0.1] [default: 127.0.0.1:8080]
-        #[arg(long)]
-        addr: Option<String>,
-    },
-}
-
-/// Flags that override configuration keys; parsed by [`validate`].
-#[derive(Debug, Default, Args)]
-pub struct ConsumeArgs {
-    /// Topic(s) to consume, comma-separated [env: KAFKA_TOPIC] [default: test]
-    #[arg(short, long, value_name = "NAME[,NAME…]")]
-    pub topic: Option<String>,
-    /// Consumer group id (required) [env: KAFKA_CONSUMER_GROUP]
-    #[arg(short, long, value_name = "GROUP")]
-    pub group: Option<String>,
-    /// Static membership id, e.g. the pod name; empty = dynamic membership [env: CONSUMER_GROUP_INSTANCE_ID]
-    #[arg(long, value_name = "ID")]
-    pub group_instance_id: Option<String>,
-    /// Partition assignors offered, in preference order: range, roundrobin [env: CONSUMER_ASSIGNORS] [default: range,roundrobin]
-    #[arg(long, value_name = "LIST")]
-    pub assignors: Option<String>,
-    /// Where to start when the group has no committed offset: earliest or latest [env: CONSUMER_AUTO_OFFSET_RESET] [default: earliest]
-    #[arg(long, value_name = "earliest|latest")]
-    pub auto_offset_reset: Option<String>,
-    /// Session timeout: the coordinator evicts a member silent this long [env: CONSUMER_SESSION_TIMEOUT_MS] [default: 45000]
-    #[arg(long, value_name = "MS")]
-    pub session_timeout_ms: Option<String>,
-    /// Heartbeat interval; must be below the session timeout [env: CONSUMER_HEARTBEAT_INTERVAL_MS] [default: 3000]
-    #[arg(long, value_name = "MS")]
-    pub heartbeat_interval_ms: Option<String>,
-    /// Processing deadline per batch (like max.poll.interval.ms); also the rebalance timeout [env: CONSUMER_MAX_POLL_INTERVAL_MS] [default: 300000]
-    #[arg(long, value_name = "MS")]
-    pub max_poll_interval_ms: Option<String>,
-    /// How often handled offsets are committed [env: CONSUMER_COMMIT_INTERVAL_MS] [default: 5000]
-    #[arg(long, value_name = "MS")]
-    pub commit_interval_ms: Option<String>,
-    /// Time allowed on SIGTERM to finish records in flight, commit and leave; must be below the session timeout [env: CONSUMER_DRAIN_TIMEOUT_MS] [default: 10000]
-    #[arg(long, value_name = "MS")]
-    pub drain_timeout_ms: Option<String>,
-    /// Most bytes fetched per partition and request [env: CONSUMER_FETCH_MAX_BYTES] [default: 1048576]
-    #[arg(long, value_name = "BYTES")]
-    pub fetch_max_bytes: Option<String>,
-    /// How long the broker may hold a fetch waiting for data [env: CONSUMER_FETCH_MAX_WAIT_MS] [default: 500]
-    #[arg(long, value_name = "MS")]
-    pub fetch_max_wait_ms: Option<String>,
-    /// Fetched batches buffered per partition ahead of the handler [env: CONSUMER_BUFFER_BATCHES] [default: 2]
-    #[arg(long, value_name = "N")]
-    pub buffer_batches: Option<String>,
-    /// Memory budget for fetched records not yet handled, split over the assigned partitions: each fetches at most budget / partitions / (buffer batches + 2) bytes, at least 64 KiB, at most --fetch-max-bytes [env: CONSUMER_BUFFER_MAX_BYTES] [default: 8388608]
-    #[arg(long, value_name = "BYTES")]
-    pub buffer_max_bytes: Option<String>,
-    /// Most bytes one fetch may decode (decompress) to per partition, a fixed overhead per record included; a record batch that alone decodes to more stalls its partition (a decompression bomb, or data that needs a higher limit) [env: CONSUMER_DECODED_BATCH_MAX_BYTES] [default: 33554432]
-    #[arg(long, value_name = "BYTES")]
-    pub decoded_batch_max_bytes: Option<String>,
-    /// Longest value logged per record, in bytes; longer values are cut [env: CONSUMER_LOG_VALUE_MAX_BYTES] [default: 1024]
-    #[arg(long, value_name = "BYTES")]
-    pub log_value_max_bytes: Option<String>,
-    /// A partition with lag that makes no progress this long makes /readyz fail [env: CONSUMER_STALL_SECS] [default: 60]
-    #[arg(long, value_name = "SECS")]
-    pub stall_secs: Option<String>,
-    /// How often subscribed topics' partition counts are checked; a new topic or partition triggers a rebalance (like metadata.max.age.ms) [env: CONSUMER_METADATA_REFRESH_MS] [default: 10000]
-    #[arg(long, value_name = "MS")]
-    pub metadata_refresh_ms: Option<String>,
-    /// Address of the /healthz, /readyz, /metrics server [env: HTTP_ADDR] [default: 0.0.0.0:8080]
-    #[arg(long, value_name = "IP:PORT")]
-    pub http_addr: Option<String>,
-}
-
-impl ConsumeArgs {
-    /// `(KEY, --flag, value)` for every flag given.
-    pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 19] = [
-            ("KAFKA_TOPIC", "--topic", &self.topic),
-            ("KAFKA_CONSUMER_GROUP", "--group", &self.group),
-            (
-                "CONSUMER_GROUP_INSTANCE_ID",
-                "--group-instance-id",
-                &self.group_instance_id,
-            ),
-            ("CONSUMER_ASSIGNORS", "--assignors", &self.assignors),
-            (
-                "CONSUMER_AUTO_OFFSET_RESET",
-                "--auto-offset-reset",
-                &self.auto_offset_reset,
-            ),
-            (
-                "CONSUMER_SESSION_TIMEOUT_MS",
-                "--session-timeout-ms",
-                &self.session_timeout_ms,
-            ),
-            (
-                "CONSUMER_HEARTBEAT_INTERVAL_MS",
-                "--heartbeat-interval-ms",
-                &self.heartbeat_interval_ms,
-            ),
-            (
-                "CONSUMER_MAX_POLL_INTERVAL_MS",
-                "--max-poll-interval-ms",
-                &self.max_poll_interval_ms,
-            ),
-            (
-                "CONSUMER_COMMIT_INTERVAL_MS",
-                "--commit-interval-ms",
-                &self.commit_interval_ms,
-            ),
-            (
-                "CONSUMER_DRAIN_TIMEOUT_MS",
-                "--drain-timeout-ms",
-                &self.drain_timeout_ms,
-            ),
-            (
-                "CONSUMER_FETCH_MAX_BYTES",
-                "--fetch-max-bytes",
-                &self.fetch_max_bytes,
-            ),
-            (
-                "CONSUMER_FETCH_MAX_WAIT_MS",
-                "--fetch-max-wait-ms",
-                &self.fetch_max_wait_ms,
-            ),
-            (
-                "CONSUMER_BUFFER_BATCHES",
-                "--buffer-batches",
-                &self.buffer_batches,
-            ),
-            (
-                "CONSUMER_BUFFER_MAX_BYTES",
-                "--buffer-max-bytes",
-                &self.buffer_max_bytes,
-            ),
-            (
-                "CONSUMER_DECODED_BATCH_MAX_BYTES",
-                "--decoded-batch-max-bytes",
-                &self.decoded_batch_max_bytes,
-            ),
-            (
-                "CONSUMER_LOG_VALUE_MAX_BYTES",
-                "--log-value-max-bytes",
-                &self.log_value_max_bytes,
-            ),
-            ("CONSUMER_STALL_SECS", "--stall-secs", &self.stall_secs),
-            (
-                "CONSUMER_METADATA_REFRESH_MS",
-                "--metadata-refresh-ms",
-                &self.metadata_refresh_ms,
-            ),
-            ("HTTP_ADDR", "--http-addr", &self.http_addr),
-        ];
-        pairs
-            .into_iter()
-            .filter_map(|(k, f, v)| v.as_ref().map(|v| (k, f, v.clone())))
-            .collect()
-    }
-}
-
-/// Default of `CONSUMER_DECODED_BATCH_MAX_BYTES`: 32 MiB, the broker's
-/// default largest batch (`message.max.bytes`, 1 MiB) decoding to 32 times
-/// its size. Real data compresses 2–20× (the demo records 20× with lz4); a
-/// decompression bomb compresses 1 000× (gzip) to beyond 10 000× (zstd). A
-/// decoding holds at most about twice this (zstd's window included) per
-/// runtime thread, which keeps the Deployment within its 128 MiB limit.
-pub const DEFAULT_DECODED_BATCH_MAX_BYTES: u64 = 32 * 1_048_576;
-
-/// Keys of the consumer (besides [`KAFKA_KEYS`]).
-pub const CONSUMER_KEYS: &[&str] = &[
-    "KAFKA_TOPIC",
-    "KAFKA_CONSUMER_GROUP",
-    "CONSUMER_GROUP_INSTANCE_ID",
-    "CONSUMER_ASSIGNORS",
-    "CONSUMER_AUTO_OFFSET_RESET",
-    "CONSUMER_SESSION_TIMEOUT_MS",
-    "CONSUMER_HEARTBEAT_INTERVAL_MS",
-    "CONSUMER_MAX_POLL_INTERVAL_MS",
-    "CONSUMER_COMMIT_INTERVAL_MS",
-    "CONSUMER_DRAIN_TIMEOUT_MS",
-    "CONSUMER_FETCH_MAX_BYTES",
-    "CONSUMER_FETCH_MAX_WAIT_MS",
-    "CONSUMER_BUFFER_BATCHES",
-    "CONSUMER_BUFFER_MAX_BYTES",
-    "CONSUMER_DECODED_BATCH_MAX_BYTES",
-    "CONSUMER_LOG_VALUE_MAX_BYTES",
-    "CONSUMER_STALL_SECS",
-    "CONSUMER_METADATA_REFRESH_MS",
-    "HTTP_ADDR",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "DEBUG",
+/// The consumer's own keys (besides [`common_keys::KAFKA`] and
+/// [`common_keys::SERVICE`]), in `--help` and README order.
+pub const KEYS: &[Key] = &[
+    keys::TOPIC,
+    keys::GROUP,
+    keys::GROUP_INSTANCE_ID,
+    keys::ASSIGNORS,
+    keys::AUTO_OFFSET_RESET,
+    keys::SESSION_TIMEOUT_MS,
+    keys::HEARTBEAT_INTERVAL_MS,
+    keys::MAX_POLL_INTERVAL_MS,
+    keys::COMMIT_INTERVAL_MS,
+    keys::DRAIN_TIMEOUT_MS,
+    keys::FETCH_MAX_BYTES,
+    keys::FETCH_MAX_WAIT_MS,
+    keys::BUFFER_BATCHES,
+    keys::BUFFER_MAX_BYTES,
+    keys::DECODED_BATCH_MAX_BYTES,
+    keys::LOG_VALUE_MAX_BYTES,
+    keys::STALL_SECS,
+    keys::METADATA_REFRESH_MS,
 ];
 
-/// Every key the consumer reads.
+/// The consumer's keys and command line.
+pub const SERVICE: ServiceKeys = ServiceKeys::new("consumer", ABOUT, KEYS);
+
+/// Every key the consumer reads: the Kafka keys, its own, the service keys.
 pub fn all_keys() -> Vec<&'static str> {
-    KAFKA_KEYS.iter().chain(CONSUMER_KEYS).copied().collect()
+    SERVICE.names()
 }
 
 /// Where to start without a committed offset.
@@ -273,8 +248,8 @@ pub struct Config {
     /// Budget for fetched, not yet handled records over all partitions; see
     /// [`crate::partition::fetch_bytes_per_partition`].
     pub buffer_max_bytes: u64,
-    /// Most bytes one fetch of a partition may decode to; see
-    /// [`DEFAULT_DECODED_BATCH_MAX_BYTES`].
+    /// Most bytes one fetch of a partition may decode to
+    /// (`CONSUMER_DECODED_BATCH_MAX_BYTES`).
     pub decoded_batch_max_bytes: usize,
     /// Longest logged value.
     pub log_value_max_bytes: usize,
@@ -292,7 +267,7 @@ pub struct Config {
 pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     let kafka = KafkaSettings::from_source(src, "kafka-consumer")?;
     let topics: Vec<String> = src
-        .string("KAFKA_TOPIC", "test")
+        .text(&keys::TOPIC)
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -307,25 +282,25 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     };
     if topics.is_empty() || !topics.iter().all(|t| topic_ok(t)) {
         return Err(src.invalid(
-            "KAFKA_TOPIC",
+            keys::TOPIC.env,
             "not a comma-separated list of valid Kafka topic names",
             "names of 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
         ));
     }
     let group = src.required(
-        "KAFKA_CONSUMER_GROUP",
+        keys::GROUP.env,
         "replicas that share a group id split the partitions; set KAFKA_CONSUMER_GROUP (or --group)",
     )?;
-    let group_instance_id = src.optional("CONSUMER_GROUP_INSTANCE_ID");
+    let group_instance_id = src.optional(keys::GROUP_INSTANCE_ID.env);
     if group_instance_id.as_ref().is_some_and(|id| id.len() > 249) {
         return Err(src.invalid(
-            "CONSUMER_GROUP_INSTANCE_ID",
+            keys::GROUP_INSTANCE_ID.env,
             "too long",
             "up to 249 characters, e.g. the pod name",
         ));
     }
     let assignors: Vec<String> = src
-        .string("CONSUMER_ASSIGNORS", "range,roundrobin")
+        .text(&keys::ASSIGNORS)
         .split(',')
         .map(|a| a.trim().to_ascii_lowercase())
         .filter(|a| !a.is_empty())
@@ -336,26 +311,20 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             .any(|a| common::group::assignor::assignor_by_name(a).is_none())
     {
         return Err(src.invalid(
-            "CONSUMER_ASSIGNORS",
+            keys::ASSIGNORS.env,
             "unknown assignor",
             "a comma-separated list of range, roundrobin",
         ));
     }
-    let auto_offset_reset = src.choice(
-        "CONSUMER_AUTO_OFFSET_RESET",
-        OffsetReset::Earliest,
-        &[
-            ("earliest", OffsetReset::Earliest),
-            ("latest", OffsetReset::Latest),
-        ],
+    let auto_offset_reset = src.pick(
+        &keys::AUTO_OFFSET_RESET,
+        &[OffsetReset::Earliest, OffsetReset::Latest],
     )?;
-    // The broker's default group.min/max.session.timeout.ms are 6 s and 30 min;
-    // the local test broker allows 1 s.
-    let session_timeout = src.millis("CONSUMER_SESSION_TIMEOUT_MS", 45_000, 1_000..=1_800_000)?;
-    let heartbeat_interval = src.millis("CONSUMER_HEARTBEAT_INTERVAL_MS", 3_000, 100..=600_000)?;
+    let session_timeout = src.ms(&keys::SESSION_TIMEOUT_MS)?;
+    let heartbeat_interval = src.ms(&keys::HEARTBEAT_INTERVAL_MS)?;
     if heartbeat_interval >= session_timeout {
         return Err(src.invalid(
-            "CONSUMER_HEARTBEAT_INTERVAL_MS",
+            keys::HEARTBEAT_INTERVAL_MS.env,
             format!(
                 "not below the session timeout ({} ms)",
                 session_timeout.as_millis()
@@ -363,10 +332,10 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             "a value below CONSUMER_SESSION_TIMEOUT_MS, typically a third of it",
         ));
     }
-    let drain_timeout = src.millis("CONSUMER_DRAIN_TIMEOUT_MS", 10_000, 100..=600_000)?;
+    let drain_timeout = src.ms(&keys::DRAIN_TIMEOUT_MS)?;
     if drain_timeout >= session_timeout {
         return Err(src.invalid(
-            "CONSUMER_DRAIN_TIMEOUT_MS",
+            keys::DRAIN_TIMEOUT_MS.env,
             format!("not below the session timeout ({} ms)", session_timeout.as_millis()),
             "a value below CONSUMER_SESSION_TIMEOUT_MS, so the group has not evicted us before we commit",
         ));
@@ -380,35 +349,18 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         auto_offset_reset,
         session_timeout,
         heartbeat_interval,
-        max_poll_interval: src.millis(
-            "CONSUMER_MAX_POLL_INTERVAL_MS",
-            300_000,
-            1_000..=3_600_000,
-        )?,
-        commit_interval: src.millis("CONSUMER_COMMIT_INTERVAL_MS", 5_000, 10..=3_600_000)?,
+        max_poll_interval: src.ms(&keys::MAX_POLL_INTERVAL_MS)?,
+        commit_interval: src.ms(&keys::COMMIT_INTERVAL_MS)?,
         drain_timeout,
-        fetch_max_bytes: src.number(
-            "CONSUMER_FETCH_MAX_BYTES",
-            1_048_576i32,
-            1_024..=104_857_600,
-        )?,
-        fetch_max_wait: src.millis("CONSUMER_FETCH_MAX_WAIT_MS", 500, 0..=30_000)?,
-        buffer_batches: src.number("CONSUMER_BUFFER_BATCHES", 2u64, 1..=64)? as usize,
-        buffer_max_bytes: src.number(
-            "CONSUMER_BUFFER_MAX_BYTES",
-            8_388_608u64,
-            MIN_FETCH_BYTES as u64..=17_179_869_184,
-        )?,
-        decoded_batch_max_bytes: src.number(
-            "CONSUMER_DECODED_BATCH_MAX_BYTES",
-            DEFAULT_DECODED_BATCH_MAX_BYTES,
-            1_048_576..=17_179_869_184,
-        )? as usize,
-        log_value_max_bytes: src.number("CONSUMER_LOG_VALUE_MAX_BYTES", 1_024u64, 0..=10_485_760)?
-            as usize,
-        stall_after: Duration::from_secs(src.number("CONSUMER_STALL_SECS", 60u64, 1..=86_400)?),
-        metadata_refresh: src.millis("CONSUMER_METADATA_REFRESH_MS", 10_000, 100..=3_600_000)?,
-        http_addr: src.socket_addr("HTTP_ADDR", "0.0.0.0:8080")?,
+        fetch_max_bytes: src.num(&keys::FETCH_MAX_BYTES)?,
+        fetch_max_wait: src.ms(&keys::FETCH_MAX_WAIT_MS)?,
+        buffer_batches: src.num(&keys::BUFFER_BATCHES)?,
+        buffer_max_bytes: src.num(&keys::BUFFER_MAX_BYTES)?,
+        decoded_batch_max_bytes: src.num(&keys::DECODED_BATCH_MAX_BYTES)?,
+        log_value_max_bytes: src.num(&keys::LOG_VALUE_MAX_BYTES)?,
+        stall_after: src.secs(&keys::STALL_SECS)?,
+        metadata_refresh: src.ms(&keys::METADATA_REFRESH_MS)?,
+        http_addr: src.addr(&common_keys::HTTP_ADDR)?,
         log: LogConfig::from_source(src)?,
     })
 }
@@ -464,20 +416,19 @@ mod tests {
                 "{e}"
             );
         }
-        let flags = ConsumeArgs {
-            buffer_max_bytes: Some("1".into()),
-            ..ConsumeArgs::default()
-        }
-        .flags();
+        let matches = SERVICE
+            .command()
+            .try_get_matches_from(["consumer", "--buffer-max-bytes", "1"])
+            .expect("parse");
         assert_eq!(
-            flags,
-            vec![(
+            common_keys::Invocation::from_matches(&matches, &SERVICE.keys()),
+            common_keys::Invocation::Run(vec![(
                 "CONSUMER_BUFFER_MAX_BYTES",
                 "--buffer-max-bytes",
                 "1".into()
-            )]
+            )])
         );
-        assert!(CONSUMER_KEYS.contains(&"CONSUMER_BUFFER_MAX_BYTES"));
+        assert!(all_keys().contains(&"CONSUMER_BUFFER_MAX_BYTES"));
     }
 
     #[test]
@@ -504,20 +455,19 @@ mod tests {
                 "{e}"
             );
         }
-        let flags = ConsumeArgs {
-            decoded_batch_max_bytes: Some("1".into()),
-            ..ConsumeArgs::default()
-        }
-        .flags();
+        let matches = SERVICE
+            .command()
+            .try_get_matches_from(["consumer", "--decoded-batch-max-bytes", "1"])
+            .expect("parse");
         assert_eq!(
-            flags,
-            vec![(
+            common_keys::Invocation::from_matches(&matches, &SERVICE.keys()),
+            common_keys::Invocation::Run(vec![(
                 "CONSUMER_DECODED_BATCH_MAX_BYTES",
                 "--decoded-batch-max-bytes",
                 "1".into()
-            )]
+            )])
         );
-        assert!(CONSUMER_KEYS.contains(&"CONSUMER_DECODED_BATCH_MAX_BYTES"));
+        assert!(all_keys().contains(&"CONSUMER_DECODED_BATCH_MAX_BYTES"));
     }
 
     #[test]

@@ -4,9 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use common::{config::ConfigSource, exit, service};
-use consumer::config::{self, Cli, Command};
+use common::{config::ConfigSource, exit, keys::Invocation, service};
+use consumer::config;
 
 // The static musl build (the image) allocates with mimalloc: musl's own
 // allocator made these services 2-3x slower, most of it in system time
@@ -16,16 +15,13 @@ use consumer::config::{self, Cli, Command};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck { addr }) = &cli.command {
-        return service::healthcheck(addr.as_deref());
-    }
+    let flags = match config::SERVICE.parse_args() {
+        Invocation::Healthcheck(addr) => return service::healthcheck(addr.as_deref()),
+        Invocation::Run(flags) => flags,
+    };
     service::main(
         "consumer",
-        || {
-            ConfigSource::load(&config::all_keys(), &cli.opts.flags())
-                .and_then(|src| config::validate(&src))
-        },
+        || ConfigSource::load(&config::all_keys(), &flags).and_then(|src| config::validate(&src)),
         |c| &c.log,
         |c| c.http_addr,
         |config, listener, shutdown| async move {

@@ -3,212 +3,218 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Args, Parser, Subcommand};
 use common::{
     config::{ConfigError, ConfigSource, LogConfig},
-    kafka::{KafkaSettings, KAFKA_KEYS},
+    kafka::KafkaSettings,
+    keys::{self as common_keys, Key, ServiceKeys},
 };
 use rskafka::client::partition::Compression;
 
 use crate::payload::KeyTemplate;
 
-/// Publishes N records to a Kafka topic, waits until the broker has
-/// acknowledged every one (acks=all), prints a summary and exits: 0 when all
-/// were acknowledged, 1 when not, 2 for a configuration error.
-///
-/// Every option can also be set by the environment variable shown, or in the
-/// TOML file named by CONFIG_FILE under the variable's lower-case name.
-/// Kafka connection settings (KAFKA_BOOTSTRAP_SERVER, KAFKA_SECURITY_PROTOCOL,
-/// KAFKA_SASL_MECHANISM, KAFKA_USERNAME, KAFKA_PASSWORD[_FILE], …) are read
-/// from the environment only; see the README.
-#[derive(Debug, Parser)]
-#[command(name = "producer", version)]
-pub struct Cli {
-    /// Subcommand; none means "produce".
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// Produce options.
-    #[command(flatten)]
-    pub opts: ProduceArgs,
+/// What `producer --help` says first.
+const ABOUT: &str = "Publishes N records to a Kafka topic, waits until the broker has \
+acknowledged every one (acks=all), prints a summary and exits: 0 when all were acknowledged, \
+1 when not, 2 for a configuration error.";
+
+/// The producer's own keys, each declared once; [`KEYS`] lists them.
+mod keys {
+    use common::keys::{number, Allowed, Key};
+
+    /// `KAFKA_TOPIC`.
+    pub const TOPIC: Key = Key::new(
+        "KAFKA_TOPIC",
+        Allowed::Text,
+        "topic to publish to: 1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
+    )
+    .flag("--topic", "NAME")
+    .short('t')
+    .default("test");
+    /// `KAFKA_CONSUMER_GROUP`: the consumer's key.
+    pub const CONSUMER_GROUP: Key = Key::new(
+        "KAFKA_CONSUMER_GROUP",
+        Allowed::Text,
+        "the consumer's group id, ignored by the producer; accepted so one file or ConfigMap serves both",
+    );
+    /// `PRODUCER_MESSAGES`.
+    pub const MESSAGES: Key = Key::new(
+        "PRODUCER_MESSAGES",
+        number(1, 1_000_000_000),
+        "number of demo records to publish",
+    )
+    .flag("--messages", "N")
+    .short('n')
+    .default("20");
+    /// `PRODUCER_RECORD_SIZE`.
+    pub const RECORD_SIZE: Key = Key::new(
+        "PRODUCER_RECORD_SIZE",
+        number(crate::payload::MIN_RECORD_SIZE as i64, MAX_BATCH),
+        "size in bytes of each demo record's JSON value, at most the batch size",
+    )
+    .flag("--record-size", "BYTES")
+    .default("256");
+    /// `PRODUCER_KEY_TEMPLATE`.
+    pub const KEY_TEMPLATE: Key = Key::new(
+        "PRODUCER_KEY_TEMPLATE",
+        Allowed::Text,
+        "key per record: text with the placeholders {seq}, {seq % N} and {run_id}; empty = no key",
+    )
+    .flag("--key-template", "TEMPLATE")
+    .default_doc("none");
+    /// `PRODUCER_INPUT`.
+    pub const INPUT: Key = Key::new(
+        "PRODUCER_INPUT",
+        Allowed::Text,
+        "read records from FILE (or - for stdin), one JSON value per line, instead of demo records",
+    )
+    .flag("--input", "FILE|-");
+    /// `PRODUCER_KEY_FIELD`.
+    pub const KEY_FIELD: Key = Key::new(
+        "PRODUCER_KEY_FIELD",
+        Allowed::Text,
+        "with --input: take each record's key from this top-level field of the JSON object",
+    )
+    .flag("--key-field", "FIELD");
+    /// `PRODUCER_RUN_ID`.
+    pub const RUN_ID: Key = Key::new(
+        "PRODUCER_RUN_ID",
+        Allowed::Text,
+        "run id written into demo records: up to 128 printable characters",
+    )
+    .flag("--run-id", "ID")
+    .default_doc("a random UUID");
+    /// `PRODUCER_LINGER_MS`.
+    pub const LINGER_MS: Key = Key::new(
+        "PRODUCER_LINGER_MS",
+        number(0, 60_000),
+        "how long a partition's batch waits for more records before it is sent, in ms",
+    )
+    .flag("--linger-ms", "MS")
+    .default("5");
+    /// `PRODUCER_MAX_BATCH_BYTES`.
+    pub const MAX_BATCH_BYTES: Key = Key::new(
+        "PRODUCER_MAX_BATCH_BYTES",
+        number(1024, MAX_BATCH),
+        "largest batch per produce request, in bytes (at most the broker's default message.max.bytes)",
+    )
+    .flag("--max-batch-bytes", "BYTES")
+    .default("524288");
+    /// `PRODUCER_MAX_IN_FLIGHT`.
+    pub const MAX_IN_FLIGHT: Key = Key::new(
+        "PRODUCER_MAX_IN_FLIGHT",
+        number(1, 1_000_000),
+        "most records handed over and not yet acknowledged at once (librdkafka's default too; for small records the byte bound binds first)",
+    )
+    .flag("--max-in-flight", "N")
+    .default("100000");
+    /// `PRODUCER_MAX_IN_FLIGHT_BYTES`.
+    pub const MAX_IN_FLIGHT_BYTES: Key = Key::new(
+        "PRODUCER_MAX_IN_FLIGHT_BYTES",
+        number(65_536, 1 << 30),
+        "most key+value+header bytes handed over and not yet acknowledged at once; with the record bound it caps the producer's memory",
+    )
+    .flag("--max-in-flight-bytes", "BYTES")
+    .default("4194304");
+    /// `PRODUCER_COMPRESSION`.
+    pub const COMPRESSION: Key = Key::new(
+        "PRODUCER_COMPRESSION",
+        Allowed::Choice(&["none", "gzip", "snappy", "lz4", "zstd"]),
+        "compression codec of the batches",
+    )
+    .flag("--compression", "CODEC")
+    .default("none");
+    /// `PRODUCER_RATE`.
+    pub const RATE: Key = Key::new(
+        "PRODUCER_RATE",
+        number(0, 10_000_000),
+        "records per second; 0 = as fast as possible",
+    )
+    .flag("--rate", "PER_SEC")
+    .default("0");
+    /// `PRODUCER_CREATE_TOPIC`.
+    pub const CREATE_TOPIC: Key = Key::new(
+        "PRODUCER_CREATE_TOPIC",
+        Allowed::Bool,
+        "create the topic if it does not exist (else a missing topic is an error)",
+    )
+    .flag("--create-topic", "BOOL")
+    .default("false");
+    /// `PRODUCER_TOPIC_PARTITIONS`.
+    pub const TOPIC_PARTITIONS: Key = Key::new(
+        "PRODUCER_TOPIC_PARTITIONS",
+        number(1, 10_000),
+        "partitions of a topic created by --create-topic",
+    )
+    .flag("--partitions", "N")
+    .default("3");
+    /// `PRODUCER_TOPIC_REPLICATION`.
+    pub const TOPIC_REPLICATION: Key = Key::new(
+        "PRODUCER_TOPIC_REPLICATION",
+        number(1, 32),
+        "replication factor of a topic created by --create-topic",
+    )
+    .flag("--replication-factor", "N")
+    .default("1");
+    /// `PRODUCER_TIMEOUT_SECS`.
+    pub const TIMEOUT_SECS: Key = Key::new(
+        "PRODUCER_TIMEOUT_SECS",
+        number(1, 86_400),
+        "give up after this many seconds: exit 1 with the counts of acknowledged and unacknowledged records",
+    )
+    .flag("--timeout", "SECS")
+    .default("60");
+    /// `PRODUCER_PROGRESS_SECS`.
+    pub const PROGRESS_SECS: Key = Key::new(
+        "PRODUCER_PROGRESS_SECS",
+        number(1, 3_600),
+        "log progress every this many seconds while running",
+    )
+    .flag("--progress-secs", "SECS")
+    .default("5");
+    /// `PRODUCER_METRICS_GRACE_SECS`.
+    pub const METRICS_GRACE_SECS: Key = Key::new(
+        "PRODUCER_METRICS_GRACE_SECS",
+        number(0, 3_600),
+        "after finishing, keep serving /metrics this many seconds so Prometheus can scrape the Job",
+    )
+    .flag("--metrics-grace-secs", "SECS")
+    .default("0");
+
+    /// Kafka's default `message.max.bytes` is 1 MiB + 12; a batch must fit.
+    const MAX_BATCH: i64 = 1_048_576;
 }
 
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Probe this service's own /healthz (for HEALTHCHECK in a scratch image) and exit 0 if it answers 200.
-    Healthcheck {
-        /// Address of the sidecar [env: HTTP_ADDR; 0.0.0.0 is probed as 127.0.0.1] [default: 127.0.0.1:8080]
-        #[arg(long)]
-        addr: Option<String>,
-    },
-}
-
-/// Flags that override configuration keys. Values are parsed by
-/// [`validate`] so that a bad flag and a bad environment variable produce the
-/// same error.
-#[derive(Debug, Default, Args)]
-pub struct ProduceArgs {
-    /// Number of records to publish [env: PRODUCER_MESSAGES] [default: 20]
-    #[arg(short = 'n', long, value_name = "N")]
-    pub messages: Option<String>,
-    /// Topic to publish to [env: KAFKA_TOPIC] [default: test]
-    #[arg(short, long, value_name = "NAME")]
-    pub topic: Option<String>,
-    /// Size in bytes of each demo record's JSON value [env: PRODUCER_RECORD_SIZE] [default: 256]
-    #[arg(long, value_name = "BYTES")]
-    pub record_size: Option<String>,
-    /// Key per record; placeholders {seq}, {seq % N}, {run_id}; empty = no key [env: PRODUCER_KEY_TEMPLATE] [default: none]
-    #[arg(long, value_name = "TEMPLATE")]
-    pub key_template: Option<String>,
-    /// Read records from FILE (or - for stdin): one JSON value per line instead of demo records [env: PRODUCER_INPUT]
-    #[arg(long, value_name = "FILE|-")]
-    pub input: Option<String>,
-    /// With --input: take each record's key from this top-level field of the JSON object [env: PRODUCER_KEY_FIELD]
-    #[arg(long, value_name = "FIELD")]
-    pub key_field: Option<String>,
-    /// Run id written into demo records (default: a random UUID) [env: PRODUCER_RUN_ID]
-    #[arg(long, value_name = "ID")]
-    pub run_id: Option<String>,
-    /// How long a partition's batch waits for more records before it is sent [env: PRODUCER_LINGER_MS] [default: 5]
-    #[arg(long, value_name = "MS")]
-    pub linger_ms: Option<String>,
-    /// Largest batch per produce request, in bytes [env: PRODUCER_MAX_BATCH_BYTES] [default: 524288]
-    #[arg(long, value_name = "BYTES")]
-    pub max_batch_bytes: Option<String>,
-    /// Most records sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT] [default: 100000]
-    #[arg(long, value_name = "N")]
-    pub max_in_flight: Option<String>,
-    /// Most key+value+header bytes sent but not yet acknowledged at once [env: PRODUCER_MAX_IN_FLIGHT_BYTES] [default: 4194304]
-    #[arg(long, value_name = "BYTES")]
-    pub max_in_flight_bytes: Option<String>,
-    /// none, gzip, snappy, lz4 or zstd [env: PRODUCER_COMPRESSION] [default: none]
-    #[arg(long, value_name = "CODEC")]
-    pub compression: Option<String>,
-    /// Records per second; 0 = as fast as possible [env: PRODUCER_RATE] [default: 0]
-    #[arg(long, value_name = "PER_SEC")]
-    pub rate: Option<String>,
-    /// Create the topic if it does not exist [env: PRODUCER_CREATE_TOPIC] [default: false]
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub create_topic: Option<String>,
-    /// Partitions of a topic created by --create-topic [env: PRODUCER_TOPIC_PARTITIONS] [default: 3]
-    #[arg(long, value_name = "N")]
-    pub partitions: Option<String>,
-    /// Replication factor of a topic created by --create-topic [env: PRODUCER_TOPIC_REPLICATION] [default: 1]
-    #[arg(long, value_name = "N")]
-    pub replication_factor: Option<String>,
-    /// Give up after this many seconds: exit 1 with the counts of acknowledged and unacknowledged records [env: PRODUCER_TIMEOUT_SECS] [default: 60]
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<String>,
-    /// Log progress every SECS seconds while running [env: PRODUCER_PROGRESS_SECS] [default: 5]
-    #[arg(long, value_name = "SECS")]
-    pub progress_secs: Option<String>,
-    /// After finishing, keep serving /metrics this many seconds so Prometheus can scrape the Job [env: PRODUCER_METRICS_GRACE_SECS] [default: 0]
-    #[arg(long, value_name = "SECS")]
-    pub metrics_grace_secs: Option<String>,
-    /// Address of the /healthz, /readyz, /metrics server [env: HTTP_ADDR] [default: 0.0.0.0:8080]
-    #[arg(long, value_name = "IP:PORT")]
-    pub http_addr: Option<String>,
-}
-
-impl ProduceArgs {
-    /// `(KEY, --flag, value)` for every flag given.
-    pub fn flags(&self) -> Vec<(&'static str, &'static str, String)> {
-        let pairs: [(&'static str, &'static str, &Option<String>); 20] = [
-            ("PRODUCER_MESSAGES", "--messages", &self.messages),
-            ("KAFKA_TOPIC", "--topic", &self.topic),
-            ("PRODUCER_RECORD_SIZE", "--record-size", &self.record_size),
-            (
-                "PRODUCER_KEY_TEMPLATE",
-                "--key-template",
-                &self.key_template,
-            ),
-            ("PRODUCER_INPUT", "--input", &self.input),
-            ("PRODUCER_KEY_FIELD", "--key-field", &self.key_field),
-            ("PRODUCER_RUN_ID", "--run-id", &self.run_id),
-            ("PRODUCER_LINGER_MS", "--linger-ms", &self.linger_ms),
-            (
-                "PRODUCER_MAX_BATCH_BYTES",
-                "--max-batch-bytes",
-                &self.max_batch_bytes,
-            ),
-            (
-                "PRODUCER_MAX_IN_FLIGHT",
-                "--max-in-flight",
-                &self.max_in_flight,
-            ),
-            (
-                "PRODUCER_MAX_IN_FLIGHT_BYTES",
-                "--max-in-flight-bytes",
-                &self.max_in_flight_bytes,
-            ),
-            ("PRODUCER_COMPRESSION", "--compression", &self.compression),
-            ("PRODUCER_RATE", "--rate", &self.rate),
-            (
-                "PRODUCER_CREATE_TOPIC",
-                "--create-topic",
-                &self.create_topic,
-            ),
-            (
-                "PRODUCER_TOPIC_PARTITIONS",
-                "--partitions",
-                &self.partitions,
-            ),
-            (
-                "PRODUCER_TOPIC_REPLICATION",
-                "--replication-factor",
-                &self.replication_factor,
-            ),
-            ("PRODUCER_TIMEOUT_SECS", "--timeout", &self.timeout),
-            (
-                "PRODUCER_PROGRESS_SECS",
-                "--progress-secs",
-                &self.progress_secs,
-            ),
-            (
-                "PRODUCER_METRICS_GRACE_SECS",
-                "--metrics-grace-secs",
-                &self.metrics_grace_secs,
-            ),
-            ("HTTP_ADDR", "--http-addr", &self.http_addr),
-        ];
-        pairs
-            .into_iter()
-            .filter_map(|(k, f, v)| v.as_ref().map(|v| (k, f, v.clone())))
-            .collect()
-    }
-}
-
-/// Keys of the producer (besides [`KAFKA_KEYS`]).
-pub const PRODUCER_KEYS: &[&str] = &[
-    "KAFKA_TOPIC",
-    "KAFKA_CONSUMER_GROUP",
-    "PRODUCER_MESSAGES",
-    "PRODUCER_RECORD_SIZE",
-    "PRODUCER_KEY_TEMPLATE",
-    "PRODUCER_INPUT",
-    "PRODUCER_KEY_FIELD",
-    "PRODUCER_RUN_ID",
-    "PRODUCER_LINGER_MS",
-    "PRODUCER_MAX_BATCH_BYTES",
-    "PRODUCER_MAX_IN_FLIGHT",
-    "PRODUCER_MAX_IN_FLIGHT_BYTES",
-    "PRODUCER_COMPRESSION",
-    "PRODUCER_RATE",
-    "PRODUCER_CREATE_TOPIC",
-    "PRODUCER_TOPIC_PARTITIONS",
-    "PRODUCER_TOPIC_REPLICATION",
-    "PRODUCER_TIMEOUT_SECS",
-    "PRODUCER_PROGRESS_SECS",
-    "PRODUCER_METRICS_GRACE_SECS",
-    "HTTP_ADDR",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "DEBUG",
+/// The producer's own keys (besides [`common_keys::KAFKA`] and
+/// [`common_keys::SERVICE`]), in `--help` and README order.
+pub const KEYS: &[Key] = &[
+    keys::MESSAGES,
+    keys::TOPIC,
+    keys::RECORD_SIZE,
+    keys::KEY_TEMPLATE,
+    keys::INPUT,
+    keys::KEY_FIELD,
+    keys::RUN_ID,
+    keys::LINGER_MS,
+    keys::MAX_BATCH_BYTES,
+    keys::MAX_IN_FLIGHT,
+    keys::MAX_IN_FLIGHT_BYTES,
+    keys::COMPRESSION,
+    keys::RATE,
+    keys::CREATE_TOPIC,
+    keys::TOPIC_PARTITIONS,
+    keys::TOPIC_REPLICATION,
+    keys::TIMEOUT_SECS,
+    keys::PROGRESS_SECS,
+    keys::METRICS_GRACE_SECS,
+    keys::CONSUMER_GROUP,
 ];
 
-/// Every key the producer reads.
+/// The producer's keys and command line.
+pub const SERVICE: ServiceKeys = ServiceKeys::new("producer", ABOUT, KEYS);
+
+/// Every key the producer reads: the Kafka keys, its own, the service keys.
 pub fn all_keys() -> Vec<&'static str> {
-    KAFKA_KEYS.iter().chain(PRODUCER_KEYS).copied().collect()
+    SERVICE.names()
 }
 
 /// Where records come from.
@@ -279,85 +285,76 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-/// Kafka's default `message.max.bytes` is 1 MiB + 12; a batch must fit.
-const MAX_BATCH_BYTES: u64 = 1_048_576;
-
 /// Validates every key; the first problem is returned as one line.
 pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     let kafka = KafkaSettings::from_source(src, "kafka-producer")?;
-    let topic = src.string("KAFKA_TOPIC", "test");
+    let topic = src.text(&keys::TOPIC);
     validate_topic(src, &topic)?;
 
-    let max_batch_bytes = src.number(
-        "PRODUCER_MAX_BATCH_BYTES",
-        524_288u64,
-        1024..=MAX_BATCH_BYTES,
-    )?;
-    let source = match src.optional("PRODUCER_INPUT") {
+    let max_batch_bytes = src.num::<u64>(&keys::MAX_BATCH_BYTES)?;
+    let source = match src.optional(keys::INPUT.env) {
         Some(path) => {
             let path = PathBuf::from(path);
             if path.as_os_str() != "-" && !path.is_file() {
                 return Err(src.invalid(
-                    "PRODUCER_INPUT",
+                    keys::INPUT.env,
                     "no such file",
                     "a readable file of JSON lines, or - for stdin",
                 ));
             }
             Source::Input {
                 path,
-                key_field: src.optional("PRODUCER_KEY_FIELD"),
+                key_field: src.optional(keys::KEY_FIELD.env),
             }
         }
         None => {
-            let record_size = src.number(
-                "PRODUCER_RECORD_SIZE",
-                256u64,
+            let record_size = src.num_in(
+                &keys::RECORD_SIZE,
                 crate::payload::MIN_RECORD_SIZE as u64..=max_batch_bytes,
             )?;
-            let key = match src.optional("PRODUCER_KEY_TEMPLATE") {
+            let key = match src.optional(keys::KEY_TEMPLATE.env) {
                 None => None,
                 Some(t) => Some(KeyTemplate::parse(&t).map_err(|problem| {
                     src.invalid(
-                        "PRODUCER_KEY_TEMPLATE",
+                        keys::KEY_TEMPLATE.env,
                         problem,
                         "text with {seq}, {seq % N} (N > 0) or {run_id}, e.g. key-{seq % 8}",
                     )
                 })?),
             };
             Source::Demo {
-                count: src.number("PRODUCER_MESSAGES", 20u64, 1..=1_000_000_000)?,
+                count: src.num(&keys::MESSAGES)?,
                 record_size: record_size as usize,
                 key,
             }
         }
     };
 
-    let compression = src.choice(
-        "PRODUCER_COMPRESSION",
-        Compression::NoCompression,
+    let compression = src.pick(
+        &keys::COMPRESSION,
         &[
-            ("none", Compression::NoCompression),
-            ("gzip", Compression::Gzip),
-            ("snappy", Compression::Snappy),
-            ("lz4", Compression::Lz4),
-            ("zstd", Compression::Zstd),
+            Compression::NoCompression,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
         ],
     )?;
-    let rate = src.number("PRODUCER_RATE", 0u64, 0..=10_000_000)?;
-    let create_topic = if src.boolean("PRODUCER_CREATE_TOPIC", false)? {
+    let rate = src.num::<u64>(&keys::RATE)?;
+    let create_topic = if src.flag(&keys::CREATE_TOPIC)? {
         Some(CreateTopic {
-            partitions: src.number("PRODUCER_TOPIC_PARTITIONS", 3i32, 1..=10_000)?,
-            replication_factor: src.number("PRODUCER_TOPIC_REPLICATION", 1i16, 1..=32)?,
+            partitions: src.num(&keys::TOPIC_PARTITIONS)?,
+            replication_factor: src.num(&keys::TOPIC_REPLICATION)?,
         })
     } else {
         None
     };
     let run_id = src
-        .optional("PRODUCER_RUN_ID")
+        .optional(keys::RUN_ID.env)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     if run_id.len() > 128 || run_id.contains(['"', '\\']) || run_id.chars().any(char::is_control) {
         return Err(src.invalid(
-            "PRODUCER_RUN_ID",
+            keys::RUN_ID.env,
             "too long or contains quotes, backslashes or control characters",
             "up to 128 printable characters",
         ));
@@ -368,35 +365,23 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         topic,
         source,
         run_id,
-        linger: src.millis("PRODUCER_LINGER_MS", 5, 0..=60_000)?,
+        linger: src.ms(&keys::LINGER_MS)?,
         max_batch_bytes: max_batch_bytes as usize,
-        max_in_flight: src.number("PRODUCER_MAX_IN_FLIGHT", 100_000u64, 1..=1_000_000)? as usize,
-        max_in_flight_bytes: src.number(
-            "PRODUCER_MAX_IN_FLIGHT_BYTES",
-            4u64 << 20,
-            65_536..=1u64 << 30,
-        )? as usize,
+        max_in_flight: src.num(&keys::MAX_IN_FLIGHT)?,
+        max_in_flight_bytes: src.num(&keys::MAX_IN_FLIGHT_BYTES)?,
         compression,
         rate: (rate > 0).then_some(rate as f64),
         create_topic,
-        timeout: Duration::from_secs(src.number("PRODUCER_TIMEOUT_SECS", 60u64, 1..=86_400)?),
-        progress_every: Duration::from_secs(src.number(
-            "PRODUCER_PROGRESS_SECS",
-            5u64,
-            1..=3_600,
-        )?),
-        metrics_grace: Duration::from_secs(src.number(
-            "PRODUCER_METRICS_GRACE_SECS",
-            0u64,
-            0..=3_600,
-        )?),
-        http_addr: src.socket_addr("HTTP_ADDR", "0.0.0.0:8080")?,
+        timeout: src.secs(&keys::TIMEOUT_SECS)?,
+        progress_every: src.secs(&keys::PROGRESS_SECS)?,
+        metrics_grace: src.secs(&keys::METRICS_GRACE_SECS)?,
+        http_addr: src.addr(&common_keys::HTTP_ADDR)?,
         log: LogConfig::from_source(src)?,
     })
 }
 
 /// Kafka's topic-name rule: 1–249 characters of `[a-zA-Z0-9._-]`.
-pub fn validate_topic(src: &ConfigSource, topic: &str) -> Result<(), ConfigError> {
+fn validate_topic(src: &ConfigSource, topic: &str) -> Result<(), ConfigError> {
     let ok = !topic.is_empty()
         && topic.len() <= 249
         && topic != "."
@@ -408,7 +393,7 @@ pub fn validate_topic(src: &ConfigSource, topic: &str) -> Result<(), ConfigError
         Ok(())
     } else {
         Err(src.invalid(
-            "KAFKA_TOPIC",
+            keys::TOPIC.env,
             "not a valid Kafka topic name",
             "1 to 249 characters of a-z, A-Z, 0-9, '.', '_' and '-'",
         ))
@@ -418,7 +403,6 @@ pub fn validate_topic(src: &ConfigSource, topic: &str) -> Result<(), ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         validate(&ConfigSource::from_pairs(pairs.iter().copied()))
@@ -506,39 +490,43 @@ mod tests {
 
     #[test]
     fn help_lists_every_option_with_its_env_var() {
-        let help = Cli::command().render_long_help().to_string();
+        let help = SERVICE.command().render_long_help().to_string();
         // Undo line wrapping before searching.
         let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
-        let all = ProduceArgs {
-            messages: Some(String::new()),
-            topic: Some(String::new()),
-            record_size: Some(String::new()),
-            key_template: Some(String::new()),
-            input: Some(String::new()),
-            key_field: Some(String::new()),
-            run_id: Some(String::new()),
-            linger_ms: Some(String::new()),
-            max_batch_bytes: Some(String::new()),
-            max_in_flight: Some(String::new()),
-            max_in_flight_bytes: Some(String::new()),
-            compression: Some(String::new()),
-            rate: Some(String::new()),
-            create_topic: Some(String::new()),
-            partitions: Some(String::new()),
-            replication_factor: Some(String::new()),
-            timeout: Some(String::new()),
-            progress_secs: Some(String::new()),
-            metrics_grace_secs: Some(String::new()),
-            http_addr: Some(String::new()),
-        };
-        for (key, flag, _) in all.flags() {
-            assert!(help.contains(flag), "--help lacks {flag}");
-            assert!(
-                help.contains(&format!("env: {key}")),
-                "--help lacks env {key}"
-            );
-            assert!(PRODUCER_KEYS.contains(&key), "{key} not in PRODUCER_KEYS");
+        let mut flags = 0;
+        for key in SERVICE.keys() {
+            if let Some(flag) = key.flag {
+                flags += 1;
+                assert!(help.contains(flag), "--help lacks {flag}");
+                assert!(
+                    help.contains(&format!("env: {}", key.env)),
+                    "--help lacks env {}",
+                    key.env
+                );
+            }
         }
+        assert_eq!(flags, 20, "every flag of the table is an argument");
+    }
+
+    #[test]
+    fn every_default_is_valid_and_is_what_validate_uses() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert_eq!(c.linger, Duration::from_millis(5));
+        assert_eq!(c.max_batch_bytes, 524_288);
+        assert_eq!((c.max_in_flight, c.max_in_flight_bytes), (100_000, 4 << 20));
+        assert_eq!(c.compression, Compression::NoCompression);
+        assert_eq!(c.rate, None);
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.progress_every, Duration::from_secs(5));
+        assert_eq!(c.metrics_grace, Duration::ZERO);
+        let c = cfg(&[("PRODUCER_CREATE_TOPIC", "true")]).expect("valid");
+        assert_eq!(
+            c.create_topic,
+            Some(CreateTopic {
+                partitions: 3,
+                replication_factor: 1
+            })
+        );
     }
 
     #[test]

@@ -4,10 +4,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use common::{config::ConfigSource, exit, service};
+use common::{config::ConfigSource, exit, keys::Invocation, service};
 use producer::{
-    config::{self, Cli, Command, Source},
+    config::{self, Source},
     ProducerError,
 };
 
@@ -19,16 +18,13 @@ use producer::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Healthcheck { addr }) = &cli.command {
-        return service::healthcheck(addr.as_deref());
-    }
+    let flags = match config::SERVICE.parse_args() {
+        Invocation::Healthcheck(addr) => return service::healthcheck(addr.as_deref()),
+        Invocation::Run(flags) => flags,
+    };
     service::main(
         "producer",
-        || {
-            ConfigSource::load(&config::all_keys(), &cli.opts.flags())
-                .and_then(|src| config::validate(&src))
-        },
+        || ConfigSource::load(&config::all_keys(), &flags).and_then(|src| config::validate(&src)),
         |c| &c.log,
         |c| c.http_addr,
         |config, listener, shutdown| async move {
