@@ -73,7 +73,7 @@ impl Health {
     }
 
     /// `Ok` while the main loop beat recently.
-    pub fn liveness(&self) -> Result<(), String> {
+    pub(crate) fn liveness(&self) -> Result<(), String> {
         let now = self.inner.started.elapsed();
         let last = Duration::from_millis(self.inner.last_beat_ms.load(Ordering::Relaxed));
         let silent = now.saturating_sub(last);
@@ -100,7 +100,7 @@ struct AppState {
 }
 
 /// The sidecar's routes.
-pub fn router(health: Health, metrics: PrometheusHandle) -> Router {
+pub(crate) fn router(health: Health, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

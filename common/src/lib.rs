@@ -10,7 +10,7 @@
 //! - [`telemetry`]: JSON or pretty logs with trace ids; OTLP trace export.
 //! - [`trace`]: messaging spans and W3C trace context in record headers.
 //! - [`metrics`]: the Prometheus recorder and every metric name.
-//! - [`shutdown`]: SIGTERM/SIGINT → one cancellation token.
+//! - `shutdown`: SIGTERM/SIGINT → one cancellation token.
 //! - [`service`]: the shared `main` (config, telemetry, runtime, exit codes) and `healthcheck`.
 //! - [`group`]: the Kafka classic consumer-group protocol.
 //! - [`exit`]: process exit codes shared by both binaries.
@@ -23,6 +23,6 @@ pub mod kafka;
 pub mod keys;
 pub mod metrics;
 pub mod service;
-pub mod shutdown;
+mod shutdown;
 pub mod telemetry;
 pub mod trace;

@@ -25,15 +25,15 @@ pub const PRODUCER_ACK_LATENCY: &str = "kafka_producer_ack_latency_seconds";
 pub const PRODUCER_RECORDS_PENDING: &str = "kafka_producer_records_pending";
 
 /// Process start time, unix seconds (also `/readyz` start-up measurements).
-pub const BUILD_INFO: &str = "kafka_service_build_info";
+pub(crate) const BUILD_INFO: &str = "kafka_service_build_info";
 
 /// Buckets for acknowledgement and commit latencies: 0.5 ms … 30 s.
-pub const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Buckets for end-to-end latency (producer `sent_at` → consumer handled): 1 ms … 5 min.
-pub const E2E_LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const E2E_LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
@@ -263,13 +263,13 @@ fn describe() {
 }
 
 /// Records the `kafka_service_build_info` gauge for `service`.
-pub fn record_build_info(service: &'static str) {
+pub(crate) fn record_build_info(service: &'static str) {
     metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION"))
         .set(1.0);
 }
 
 /// Every `kind` of [`PRODUCER_ERRORS`].
-pub const PRODUCER_ERROR_KINDS: &[&str] = &[
+pub(crate) const PRODUCER_ERROR_KINDS: &[&str] = &[
     "connection",
     "request",
     "broker",
@@ -279,7 +279,7 @@ pub const PRODUCER_ERROR_KINDS: &[&str] = &[
 ];
 
 /// Every `kind` of [`CONSUMER_ERRORS`].
-pub const CONSUMER_ERROR_KINDS: &[&str] = &[
+pub(crate) const CONSUMER_ERROR_KINDS: &[&str] = &[
     "fetch",
     "list_offsets",
     "offset_out_of_range",

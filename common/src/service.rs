@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// Converts one of [`crate::exit`]'s codes.
-pub fn exit_code(code: i32) -> ExitCode {
+pub(crate) fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 

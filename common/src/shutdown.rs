@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 ///
 /// A second signal is not special-cased: draining is already bounded in time,
 /// and Kubernetes follows up with SIGKILL after the grace period.
-pub fn cancel_on_signal(token: CancellationToken) -> tokio::task::JoinHandle<()> {
+pub(crate) fn cancel_on_signal(token: CancellationToken) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let signal = wait_for_signal();
         tokio::select! {

@@ -38,7 +38,7 @@ use crate::{
 
 /// Errors setting up telemetry.
 #[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
+pub(crate) enum TelemetryError {
     /// The filter did not parse (validated earlier, so rare).
     #[error("invalid RUST_LOG filter: {0}")]
     Filter(String),
@@ -52,7 +52,7 @@ pub enum TelemetryError {
 
 /// The filter in effect for `cfg`. Messaging spans are for traces only and
 /// never reach the log output.
-pub fn filter(cfg: &LogConfig) -> Result<EnvFilter, TelemetryError> {
+pub(crate) fn filter(cfg: &LogConfig) -> Result<EnvFilter, TelemetryError> {
     let directives = match &cfg.filter {
         Some(f) => f.clone(),
         // Our crates at the chosen level; the Kafka client one step quieter,
@@ -70,19 +70,14 @@ pub fn filter(cfg: &LogConfig) -> Result<EnvFilter, TelemetryError> {
 
 /// Keeps the trace exporter alive; [`Telemetry::shutdown`] flushes it.
 #[derive(Debug, Default)]
-pub struct Telemetry {
+pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
 impl Telemetry {
-    /// Whether traces are exported.
-    pub fn tracing_enabled(&self) -> bool {
-        self.provider.is_some()
-    }
-
     /// Exports the spans still buffered and stops the exporter. A Job calls
     /// this before exiting so its last spans are not lost.
-    pub fn shutdown(self) {
+    pub(crate) fn shutdown(self) {
         if let Some(provider) = self.provider {
             if let Err(e) = provider.force_flush() {
                 eprintln!("telemetry: flushing spans failed: {e}");
@@ -106,7 +101,7 @@ fn otlp_configured() -> bool {
 /// Installs the global subscriber (and the OTLP exporter when configured).
 /// Logs go to stdout (Kubernetes collects it). `service` is the default
 /// `service.name` when `OTEL_SERVICE_NAME` is not set.
-pub fn init(cfg: &LogConfig, service: &'static str) -> Result<Telemetry, TelemetryError> {
+pub(crate) fn init(cfg: &LogConfig, service: &'static str) -> Result<Telemetry, TelemetryError> {
     let format = cfg.format.unwrap_or(if std::io::stdout().is_terminal() {
         LogFormat::Pretty
     } else {

@@ -30,7 +30,7 @@ pub fn enabled() -> bool {
 }
 
 /// Turns tracing on or off (telemetry init; tests).
-pub fn set_enabled(on: bool) {
+pub(crate) fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 

@@ -223,8 +223,9 @@ impl Handler {
         );
     }
 
-    /// `(distinct, duplicates-free highest seq + 1 − distinct)` of a run, for tests and logs.
-    pub fn run_stats(&self, run_id: &str) -> Option<(u64, u64)> {
+    /// `(distinct, duplicates-free highest seq + 1 − distinct)` of a run.
+    #[cfg(test)]
+    fn run_stats(&self, run_id: &str) -> Option<(u64, u64)> {
         let guard = self.state.lock().ok()?;
         guard.runs.get(run_id).map(|r| (r.distinct, r.gaps()))
     }
@@ -272,7 +273,7 @@ impl RecordHandler for Handler {
 /// The OpenTelemetry `process {topic}` span for one record, child of the
 /// producer's `send` span when the record carries a `traceparent`
 /// header; a disabled span when tracing is off.
-pub fn record_span(
+pub(crate) fn record_span(
     group: &str,
     topic: &str,
     partition: i32,

@@ -7,7 +7,7 @@
 
 /// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), seed
 /// `0x9747b28c`, with Java's signed 32-bit arithmetic.
-pub fn murmur2(data: &[u8]) -> i32 {
+pub(crate) fn murmur2(data: &[u8]) -> i32 {
     const SEED: u32 = 0x9747_b28c;
     const M: u32 = 0x5bd1_e995;
     const R: u32 = 24;
@@ -49,14 +49,14 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
 
 /// Chooses partitions: by key when there is one, else round robin.
 #[derive(Debug, Clone)]
-pub struct Partitioner {
+pub(crate) struct Partitioner {
     partitions: i32,
     next: i32,
 }
 
 impl Partitioner {
     /// For a topic with `partitions` (> 0) partitions.
-    pub fn new(partitions: i32) -> Self {
+    pub(crate) fn new(partitions: i32) -> Self {
         Self {
             partitions: partitions.max(1),
             next: 0,
@@ -64,7 +64,7 @@ impl Partitioner {
     }
 
     /// The partition for the next record.
-    pub fn choose(&mut self, key: Option<&[u8]>) -> i32 {
+    pub(crate) fn choose(&mut self, key: Option<&[u8]>) -> i32 {
         match key {
             Some(k) => partition_for_key(k, self.partitions),
             None => {

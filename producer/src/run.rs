@@ -108,12 +108,12 @@ pub struct Summary {
 
 impl Summary {
     /// Records per second over `elapsed`.
-    pub fn records_per_sec(&self) -> f64 {
+    fn records_per_sec(&self) -> f64 {
         per_sec(self.acked as f64, self.elapsed)
     }
 
     /// Megabytes (10^6) per second over `elapsed`.
-    pub fn mb_per_sec(&self) -> f64 {
+    fn mb_per_sec(&self) -> f64 {
         per_sec(self.bytes as f64 / 1e6, self.elapsed)
     }
 
