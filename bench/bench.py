@@ -68,7 +68,7 @@ PROFILES = {
         "compressions": ["none", "lz4"],
         "partitions": [1, 6],
         "ready_n": 10,
-        "memory_records": 1_000_000,  # ours, peak RSS at this and 10x as many
+        "memory_records": 2_000_000,  # ours, peak RSS at this and 10x as many
         "run_timeout": 180,
         "budget_secs": 5400,
     },
@@ -82,7 +82,7 @@ PROFILES = {
         "compressions": ["lz4"],
         "partitions": [6],
         "ready_n": 2,
-        "memory_records": 20_000,
+        "memory_records": 200_000,   # past the in-flight bounds (4 MiB ≈ 30 k records of 128 B)
         "run_timeout": 60,
         "budget_secs": 240,
     },
