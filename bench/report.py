@@ -416,7 +416,8 @@ def main():
             rate = f"{run['rate']:,.0f}" if run.get("rate") else run.get("error") or "—"
             md.append(f"| {run['records']:,} | {rss} | {rate} |")
         ratio = f"{mem['ratio']:.3f}" if mem.get("ratio") else "—"
-        md.append(f"\nRatio {ratio} (limit {mem['limit']:.2f}): {'ok' if mem['ok'] else 'FAILED'}.\n")
+        verdict = "skipped (time budget used up)" if mem.get("skipped") else "ok" if mem["ok"] else "FAILED"
+        md.append(f"\nRatio {ratio} (limit {mem['limit']:.2f}): {verdict}.\n")
 
     md.append("## Size on disk\n")
     md.append("| what | size |\n|---|---|")
