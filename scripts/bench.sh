@@ -23,6 +23,8 @@
 # and stopped again.
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 mode=${1:-full}
@@ -34,10 +36,8 @@ case $mode in
     *) echo "bench: unknown mode '$mode' (full or smoke)" >&2; exit 2 ;;
 esac
 
-for tool in kcat java python3; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "bench: $tool missing (apt-get install -y kcat; Java 17)" >&2; exit 1; }
-done
-[[ -x /usr/bin/time ]] || { echo "bench: GNU time missing (apt-get install -y time)" >&2; exit 1; }
+need kcat java python3 -- "scripts/install-tools.sh installs kcat; Java 17 is a prerequisite"
+[[ -x /usr/bin/time ]] || die "GNU time missing (apt-get install -y time)"
 
 VENV=${BENCH_VENV:-${KIND_KAFKA_TOOLS:-$HOME/.cache/kind-kafka-rs}/bench-venv}
 if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4, matplotlib' 2>/dev/null; then
@@ -54,18 +54,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     fi
 fi
 
-export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
-started_here=0
-cleanup() {
-    if [[ $started_here == 1 ]]; then
-        scripts/kafka-local.sh stop || true
-    fi
-}
-trap cleanup EXIT
-if ! scripts/kafka-local.sh status >/dev/null 2>&1; then
-    started_here=1
-    scripts/kafka-local.sh start
-fi
+broker_ensure
 
 # Figures taken while compilers run are worth little on 2 cores: wait (up
 # to BENCH_QUIET_WAIT_SECS) for a quiet machine; the report gives the load.

@@ -6,30 +6,20 @@
 # Environment: DEMO_MESSAGES (default 20, like the prototype), DEMO_TOPIC,
 # DEMO_GROUP, DEMO_KEEP_BROKER=1 to leave the broker running afterwards.
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-# Keep the resolved Kafka classpath across stop/start (stop deletes the state dir).
-export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 
 MESSAGES=${DEMO_MESSAGES:-20}
 TOPIC=${DEMO_TOPIC:-demo-$(date +%s)}
 GROUP=${DEMO_GROUP:-demo-group-$(date +%s)}
 BOOTSTRAP=127.0.0.1:19092
 
-step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
-
-started_here=0
-consumer_pid=
-cleanup() {
-    if [[ -n $consumer_pid ]]; then kill -TERM "$consumer_pid" 2>/dev/null || true; wait "$consumer_pid" 2>/dev/null || true; fi
-    if [[ $started_here == 1 && ${DEMO_KEEP_BROKER:-0} != 1 ]]; then scripts/kafka-local.sh stop || true; fi
-}
-trap cleanup EXIT
-
 step "Starting the local Apache Kafka broker (KRaft, Maven Central jars)"
-if ! scripts/kafka-local.sh status >/dev/null 2>&1; then
-    started_here=1
-fi
-scripts/kafka-local.sh start
+KEEP_BROKER=${DEMO_KEEP_BROKER:-0} broker_ensure
+consumer_pid=
+# shellcheck disable=SC2016 # expanded at exit
+at_exit 'stop_pid "$consumer_pid" 15'
 
 step "Building the services"
 cargo build -q -p producer -p consumer

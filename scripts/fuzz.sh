@@ -17,6 +17,8 @@
 # FUZZ_RSS_MB (2048), REPORT (file to append the table to).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
@@ -24,8 +26,6 @@ FUZZ_SANITIZER=${FUZZ_SANITIZER:-address}
 FUZZ_TIMEOUT=${FUZZ_TIMEOUT:-10}
 FUZZ_RSS_MB=${FUZZ_RSS_MB:-2048}
 CARGO_FUZZ_VERSION=0.13.2
-
-die() { echo "fuzz: $*" >&2; exit 1; }
 
 if ! [[ $FUZZ_SECONDS =~ ^[1-9][0-9]*$ ]]; then die "FUZZ_SECONDS must be a positive number"; fi
 cargo +nightly --version >/dev/null 2>&1 ||

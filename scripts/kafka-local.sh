@@ -21,9 +21,9 @@
 #   KAFKA_LOCAL_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 30)
 #   KAFKA_LOCAL_HEAP_OPTS      broker heap (default -Xms256m -Xmx512m)
 #   KAFKA_LOCAL_LOG_LEVEL      broker log4j2 root level (default WARN)
-#   KAFKA_LOCAL_CACHE_DIR      where the resolved classpath is cached (default:
-#                              the state dir; point it elsewhere, e.g.
-#                              ~/.cache/kafka-local, to skip Maven after a stop)
+#   KAFKA_LOCAL_CACHE_DIR      where the resolved classpath is cached (default
+#                              ~/.cache/kafka-local, scripts/lib.sh: kept across
+#                              stop/start, so no Maven run after a stop)
 #
 # Files in the state dir: env (KEY=value, sourceable, GITHUB_ENV-compatible),
 # client-*.properties (for the tools' --command-config; Kafka 4.4's console
@@ -37,6 +37,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$SCRIPT_DIR/lib.sh"
 POM="$SCRIPT_DIR/kafka/pom.xml"
 
 DIR=${KAFKA_LOCAL_DIR:-${TMPDIR:-/tmp}/kafka-local-$(id -u)}
@@ -70,9 +72,6 @@ CONFIG="$DIR/server.properties"
 ENV_FILE="$DIR/env"
 
 MARKER="$DIR/.kafka-local"
-
-die() { echo "kafka-local: $*" >&2; exit 1; }
-info() { echo "kafka-local: $*" >&2; }
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2

@@ -24,6 +24,8 @@
 # REPORT (file to append the result table to, optional).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 MESSAGES=${MESSAGES:-500000}
@@ -34,12 +36,8 @@ P99_MAX_MS=${P99_MAX_MS:-1000}
 BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 BIN_DIR=${BIN_DIR:-target/debug}
 
-die() { echo "load-test: FAIL: $*" >&2; exit 1; }
-info() { echo "load-test: $*" >&2; }
-
-command -v wrk >/dev/null || die "wrk not found (apt-get install -y wrk)"
-command -v curl >/dev/null || die "curl not found"
-scripts/kafka-local.sh status >/dev/null 2>&1 || die "no local broker (scripts/kafka-local.sh start)"
+need wrk curl -- "scripts/install-tools.sh installs them"
+broker_ensure
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     cargo build -q -p producer -p consumer
 fi
@@ -48,24 +46,13 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/load-test.XXXXXX")
 CONSUMER_PID=
 cleanup() {
-    if [[ -n $CONSUMER_PID ]] && kill -0 "$CONSUMER_PID" 2>/dev/null; then
-        kill -TERM "$CONSUMER_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$CONSUMER_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$CONSUMER_PID" 2>/dev/null || true
-    fi
+    stop_pid "$CONSUMER_PID"
     rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+at_exit cleanup
 
 # Sum of kafka_consumer_records_consumed_total over partitions (0 if down).
-consumed() {
-    curl -s --max-time 2 "http://$HTTP/metrics" 2>/dev/null |
-        awk '/^kafka_consumer_records_consumed_total\{/ {s += $NF} END {printf "%d\n", s}'
-}
+consumed() { scrape "$HTTP" kafka_consumer_records_consumed_total; }
 
 TOPIC="load-$$-$(date +%s)"
 info "filling $TOPIC with $MESSAGES records (3 partitions)"

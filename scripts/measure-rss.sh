@@ -11,6 +11,8 @@
 # Uses target/static (scripts/build-static.sh) and a running local broker
 # (scripts/kafka-local.sh start).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 N=${1:-100000}
@@ -23,13 +25,13 @@ TOPIC=rss-$$-$(date +%s)
 LOG=$(mktemp -d "${TMPDIR:-/tmp}/measure-rss.XXXXXX")
 consumer_pid=
 cleanup() {
-    if [[ -n $consumer_pid ]]; then kill -TERM "$consumer_pid" 2>/dev/null || true; wait "$consumer_pid" 2>/dev/null || true; fi
+    stop_pid "$consumer_pid" 15
     rm -rf "$LOG"
 }
-trap cleanup EXIT
+at_exit cleanup
 
-for b in producer consumer; do [[ -x $BIN/$b ]] || { echo "measure-rss: $BIN/$b missing: scripts/build-static.sh" >&2; exit 1; }; done
-scripts/kafka-local.sh status >/dev/null 2>&1 || { echo "measure-rss: no local broker: scripts/kafka-local.sh start" >&2; exit 1; }
+for b in producer consumer; do [[ -x $BIN/$b ]] || die "$BIN/$b missing: scripts/build-static.sh"; done
+broker_ensure
 
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$2/status" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f MiB", k / 1024}'; }
@@ -47,16 +49,15 @@ done
 wait "$pp" || { tail -n 3 "$LOG/producer.log" >&2; exit 1; }
 echo "producer  $N x $SIZE B: VmHWM $(mib "$peak") (sampled)"
 
-port=$((18600 + RANDOM % 300))
+port=$(free_port)
 HTTP_ADDR=127.0.0.1:$port KAFKA_CONSUMER_GROUP=rss-$TOPIC "$BIN/consumer" >"$LOG/consumer.log" 2>&1 &
 consumer_pid=$!
 start=$SECONDS
 n=0
 while ((n < N)); do
-    ((SECONDS - start < 300)) || { echo "measure-rss: consumer read $n of $N in 300 s" >&2; exit 1; }
+    ((SECONDS - start < 300)) || die "consumer read $n of $N in 300 s"
     sleep 0.2
-    n=$(curl -fsS --max-time 2 "http://127.0.0.1:$port/metrics" 2>/dev/null |
-        awk '/^kafka_consumer_records_consumed_total\{/ {n += $NF} END {print n + 0}')
+    n=$(scrape "127.0.0.1:$port" kafka_consumer_records_consumed_total)
 done
 echo "consumer  $N x $SIZE B, 6 partitions, 1 member: VmHWM $(mib "$(kb VmHWM "$consumer_pid")"), VmRSS $(mib "$(kb VmRSS "$consumer_pid")") after $((SECONDS - start)) s"
 sleep 10

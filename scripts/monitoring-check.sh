@@ -32,12 +32,10 @@
 # bounds each wait for the records; K8S_VERSION (1.31.0) for the schemas.
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-TOOLS_DIR=${KIND_KAFKA_TOOLS:-$HOME/.cache/kind-kafka-rs}
-export PATH="$TOOLS_DIR/pytools/bin:$TOOLS_DIR/bin:$PATH"
-# Keep the resolved Kafka classpath across stop/start (as scripts/test.sh).
-export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 BOOTSTRAP=${MONITORING_CHECK_BOOTSTRAP:-127.0.0.1:19092}
 MESSAGES=50
 WAIT_SECS=${MONITORING_CHECK_WAIT_SECS:-60}
@@ -45,14 +43,9 @@ WAIT_SECS=${MONITORING_CHECK_WAIT_SECS:-60}
 EXTERNAL_METRICS="up kube_pod_status_ready kube_job_status_failed kube_job_status_succeeded kube_job_status_active"
 START=$SECONDS
 
-die() { printf 'monitoring-check: FAIL: %s\n' "$*" >&2; exit 1; }
 ok() { printf 'monitoring-check: ok   %s\n' "$*" >&2; }
 
-missing=()
-for tool in kubectl promtool python3 curl kubernetes-validate check-jsonschema; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-((${#missing[@]} == 0)) || die "missing ${missing[*]}: run .ci/run (promtool goes to $TOOLS_DIR/bin, the Python tools to $TOOLS_DIR/pytools)"
+need kubectl promtool python3 curl kubernetes-validate check-jsonschema -- "scripts/install-tools.sh installs them"
 python3 -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml (pip install pyyaml)"
 
 # kustomize only loads files below the kustomization's own directory tree,
@@ -61,22 +54,12 @@ mkdir -p target
 OUT=$(mktemp -d "$PWD/target/monitoring-check.XXXXXX")
 producer_pid=
 consumer_pid=
-broker_started=0
 cleanup() {
-    local pid
-    for pid in "$producer_pid" "$consumer_pid"; do
-        if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            # Bounded: SIGKILL when the drain does not finish.
-            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            kill -KILL "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-    if [[ $broker_started == 1 ]]; then scripts/kafka-local.sh stop >/dev/null 2>&1 || true; fi
+    stop_pid "$producer_pid"
+    stop_pid "$consumer_pid"
     rm -rf "$OUT"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 # ---- 1. render and wiring -------------------------------------------------------
 mkdir -p "$OUT/overlay"
@@ -284,14 +267,7 @@ else
     cargo build -q -p producer -p consumer || die "cargo build -p producer -p consumer"
     BIN=target/debug
 fi
-if scripts/kafka-local.sh status >/dev/null 2>&1; then
-    echo "monitoring-check: using the broker that is already running" >&2
-else
-    broker_started=1
-    scripts/kafka-local.sh start || die "the local broker did not start"
-fi
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+broker_ensure
 # Polls URL until python expression COND (over the parsed samples) holds, or dies after WAIT_SECS.
 # samples: {(name, frozenset(labels.items())): value}; helper total(name, **labels).
 wait_metrics() {

@@ -33,6 +33,8 @@
 # result lines to), KEEP_LOGS=1 (keep the work dir).
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
 MESSAGES=${MESSAGES:-3000}
@@ -50,16 +52,13 @@ NS=kkrs-fault-$$
 VETH_H=kkf$$h
 VETH_N=kkf$$n
 BROKER=$NS_IP:19092
-export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 
-die() { echo "netns-fault: FAIL: $*" >&2; exit 1; }
+# Timestamped: the log lines are matched against the fault phases.
 info() { echo "netns-fault: [$(date +%T.%3N)] $*" >&2; }
 now_ms() { date +%s%3N; }
 
 [[ $(id -u) == 0 ]] || die "needs root (ip netns, nft)"
-for tool in ip nft java jq curl python3; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+need ip nft java jq curl python3 -- "scripts/install-tools.sh installs them"
 [[ $CUT_MODE == loss || $CUT_MODE == down ]] || die "CUT_MODE is loss or down"
 [[ $SUBNET =~ ^10\.[0-9]+\.[0-9]+$ ]] || die "SUBNET must be 10.X.Y"
 if ip -o addr show | grep -qF " $SUBNET."; then
@@ -104,8 +103,7 @@ cleanup() {
         echo "netns-fault: logs kept in $WORK" >&2
     fi
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+at_exit cleanup
 
 # ------------------------------------------------------------------ network
 info "namespace $NS: $VETH_H $HOST_IP/30 <-> $VETH_N $NS_IP/30"
@@ -223,7 +221,7 @@ broker start >"$WORK/broker-start.log" 2>&1 || { cat "$WORK/broker-start.log" >&
 TOPIC=netfault-$$
 GROUP=netfault-$$
 RUN_ID=netfault-$$-$(date +%s)
-HTTP_C=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HTTP_C=127.0.0.1:$(free_port)
 common_env=(PATH="$PATH" LOG_FORMAT=json KAFKA_BOOTSTRAP_SERVER="$BROKER" KAFKA_TOPIC="$TOPIC"
             KAFKA_REQUEST_TIMEOUT_MS=5000 KAFKA_BACKOFF_INITIAL_MS=100 KAFKA_BACKOFF_MAX_MS=2000)
 
@@ -247,7 +245,7 @@ metric() {  # sum of a metric's samples for our topic (or all, for label-less on
             (index($0, "topic=") == 0 || index($0, t) > 0) { s += $NF }
             END { printf "%d\n", s }'
 }
-wait_for() {  # wait_for SECONDS WHAT CMD...
+wait_consumer() {  # wait_consumer SECONDS WHAT CMD...: CMD holds while the consumer lives
     local deadline=$((SECONDS + $1)) what=$2; shift 2
     until "$@"; do
         ((SECONDS < deadline)) || die "$what not within ${deadline}s"
@@ -256,7 +254,7 @@ wait_for() {  # wait_for SECONDS WHAT CMD...
     done
 }
 consumed_at_least() { (($(metric kafka_consumer_records_consumed_total) >= $1)); }
-wait_for 60 "consumer handling the warm-up record" consumed_at_least 1
+wait_consumer 60 "consumer handling the warm-up record" consumed_at_least 1
 info "consumer is a member and consuming"
 
 # ------------------------------------------------------------------ the run
@@ -335,7 +333,7 @@ all_handled() {
     logged_pairs | sort -u >"$WORK/logged"
     [[ $(wc -l <"$WORK/logged") -ge $total ]]
 }
-wait_for 120 "consumer handling every record" all_handled
+wait_consumer 120 "consumer handling every record" all_handled
 t_consumer_done=$(now_ms)
 kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
