@@ -1,48 +1,55 @@
 #!/usr/bin/env bash
-# `make test`: start the real broker, run every test tier and the linters,
-# and stop the broker again even when something fails. A broker that does
-# not come up is a failure, never a skip.
+# `make test`: install what is missing (scripts/install-tools.sh), start the
+# real broker, run every test tier and the linters, and stop the broker
+# again even when something fails (only when it was started here). A broker
+# that does not come up is a failure, never a skip. Prints each tier's time.
+#
+# Environment: TEST_THREADS (cargo test threads, default 4); TEST_TIERS
+# (space-separated subset of the tier names below, default all).
 set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
-# Keep the resolved Kafka classpath across stop/start (stop deletes the state dir).
-export KAFKA_LOCAL_CACHE_DIR=${KAFKA_LOCAL_CACHE_DIR:-$HOME/.cache/kafka-local}
 
-started_here=0
-cleanup() {
-    if [[ $started_here == 1 ]]; then
-        scripts/kafka-local.sh stop || true
-    fi
+TIERS=${TEST_TIERS:-install cargo-test doc-test rskafka-unit lint deploy-check k8s-check images monitoring bench-smoke load network}
+TIMES=()
+tier() { # name command...
+    local name=$1 t0=$SECONDS
+    shift
+    [[ " $TIERS " == *" $name "* ]] || return 0
+    step "make test: $name"
+    "$@"
+    TIMES+=("$(printf '%-13s %5ss' "$name" "$((SECONDS - t0))")")
 }
-trap cleanup EXIT
+report() { ((${#TIMES[@]} == 0)) || { echo "make test: tier times"; printf '  %s\n' "${TIMES[@]}"; } >&2; }
+at_exit report
 
-if scripts/kafka-local.sh status >/dev/null 2>&1; then
-    echo "test: using the broker that is already running"
-else
-    started_here=1
-    scripts/kafka-local.sh start
-fi
-
+tier install scripts/install-tools.sh
+broker_ensure
 export KAFKA_TEST_BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 # Integration tests start several in-process services; a few test threads
 # keep a 2-core machine responsive and the broker's group rebalances timely.
-cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
-cargo test --workspace --doc
+tier cargo-test cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+tier doc-test cargo test --workspace --doc
 # The vendored rskafka's own unit tests (its decoders; vendor/rskafka/PATCHES.md):
 # outside the workspace, so its own lock file and target directory. test_consumer
 # waits 1-10 µs for its mock stream and fails on a busy machine (we do not use
 # rskafka's StreamConsumer).
-cargo test --manifest-path vendor/rskafka/Cargo.toml --lib --target-dir target/rskafka \
+tier rskafka-unit cargo test --manifest-path vendor/rskafka/Cargo.toml --lib --target-dir target/rskafka \
     -- --exact --skip client::consumer::tests::test_consumer
-make --no-print-directory lint
-# Issue 5: the deployment files offline, then the image path daemonless
-# against this broker. .ci/run installs their tools; a missing one fails
-# these scripts, it is never skipped.
-scripts/k8s-check.sh
-scripts/image-test.sh
-scripts/monitoring-check.sh
-scripts/bench.sh smoke   # issue 7: the benchmark harness with tiny counts; asserts no speed
-# Issue 8, the two fault runs that need more than cargo: probes under wrk load
-# while the consumer drains a backlog, and the broker behind a degraded then
-# cut network (its own broker in a network namespace).
-scripts/load-test.sh
-scripts/netns-fault.sh
+tier lint make --no-print-directory lint
+# The deployment, offline: deploy.sh's logic with stub docker/kind/kubectl
+# (under dash and bash), then the rendered manifests.
+tier deploy-check scripts/deploy-check.sh
+tier k8s-check scripts/k8s-check.sh
+# The Dockerfiles built for real (amd64 and arm64, builder stage included),
+# run under runc and qemu against this broker; leaves the host's static
+# binaries in target/static for bench smoke's static rows.
+tier images scripts/image-test.sh
+tier monitoring scripts/monitoring-check.sh
+tier bench-smoke scripts/bench.sh smoke # the benchmark harness with tiny counts; asserts no speed
+# The two fault runs that need more than cargo: probes under wrk load while
+# the consumer drains a backlog, and the broker behind a degraded then cut
+# network (its own broker in a network namespace).
+tier load scripts/load-test.sh
+tier network scripts/netns-fault.sh
