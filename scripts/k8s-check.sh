@@ -6,6 +6,8 @@
 #   2. kubernetes-validate --strict on every rendered object (Kubernetes
 #      schemas bundled in the package, two versions);
 #   3. the pinned overlay: every image by digest, the Job's run settings set;
+#      no render holds a Secret (an apply would replace a real one); the
+#      example Secret validates on its own;
 #   4. hadolint on both Dockerfiles;
 #   5. checkov --skip-download on the Dockerfiles and the rendered manifests:
 #      0 failed (skips are inline, each with its reason: see .checkov.yaml);
@@ -18,24 +20,19 @@
 # Environment: K8S_VERSIONS (default "1.31.0 1.37.0").
 set -euo pipefail
 shopt -s inherit_errexit
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-TOOLS_DIR=${KIND_KAFKA_TOOLS:-$HOME/.cache/kind-kafka-rs}
-export PATH="$TOOLS_DIR/pytools/bin:$TOOLS_DIR/bin:$PATH"
 VERSIONS=${K8S_VERSIONS:-1.31.0 1.37.0}
 START=$SECONDS
 
-die() { printf 'k8s-check: FAIL: %s\n' "$*" >&2; exit 1; }
 ok() { printf 'k8s-check: ok   %s\n' "$*" >&2; }
 
-missing=()
-for tool in kubectl kubernetes-validate checkov hadolint check-jsonschema python3; do
-    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-((${#missing[@]} == 0)) || die "missing ${missing[*]}: run .ci/run or \`make tools\` (Python tools go to $TOOLS_DIR/pytools)"
+need kubectl kubernetes-validate checkov hadolint check-jsonschema python3 -- "scripts/install-tools.sh installs them"
 
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/k8s-check.XXXXXX")
-trap 'rm -rf "$OUT"' EXIT
+at_exit "rm -rf '$OUT'"
 
 # ---- 1. render ----------------------------------------------------------------
 for dir in base kafka overlays/kind; do
@@ -74,6 +71,11 @@ names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["en
 assert len(names) == len(set(names)), names
 EOF
 ok "pinned overlay: both images by digest, PRODUCER_MESSAGES and PRODUCER_RUN_ID set once"
+for f in "${RENDERED[@]}"; do
+    ! grep -q '^kind: Secret$' "$f" || die "${f##*/} holds a Secret: \`kubectl apply -k\` would replace a real kafka-credentials"
+done
+kubernetes-validate --strict --quiet -k "${VERSIONS%% *}" k8s/overlays/kind/secret.example.yaml || die "k8s/overlays/kind/secret.example.yaml"
+ok "no Secret in any render; k8s/overlays/kind/secret.example.yaml (created by deploy.sh only where none exists) validates"
 
 # ---- 4. hadolint ------------------------------------------------------------------------
 hadolint Dockerfile.producer Dockerfile.consumer || die "hadolint"
