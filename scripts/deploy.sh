@@ -46,7 +46,8 @@
 # KIND_CLUSTER (default kind-kafka-rs), REGISTRY_PORT (default 5001),
 # REGISTRY_NAME (default kind-kafka-rs-registry), IMAGE_TAG (default dev).
 set -eu
-# pipefail where the shell has it (bash, also as macOS's sh; dash 0.5.11+).
+# pipefail where the shell has it (bash, also as macOS's sh; not dash 0.5.12):
+# deploy-check.sh runs this under both, so a pipeline that may fail says so.
 # shellcheck disable=SC3040
 if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi
 # shellcheck source=lib.sh
@@ -113,12 +114,12 @@ require() {
                     die "the docker buildx plugin is missing (docker buildx version fails): install docker-buildx-plugin (Docker Engine) or update Docker Desktop"
                 ;;
             kind)
-                v=$(kind version 2>/dev/null | awk '{print $2}')
+                v=$(kind version 2>/dev/null | awk '{print $2}' || true)
                 version_ge "${v:-0}" "$KIND_MIN" ||
                     die "kind ${v:-(unknown version)} is older than $KIND_MIN: its kindnet NetworkPolicy blocks kubelet probes under the default-deny policies here (kind issue #3875); install kind $KIND_MIN or newer"
                 ;;
             kubectl)
-                v=$(kubectl version --client -o yaml 2>/dev/null | sed -n 's/^ *gitVersion: //p' | head -n 1)
+                v=$(kubectl version --client -o yaml 2>/dev/null | sed -n 's/^ *gitVersion: //p' | head -n 1 || true)
                 version_ge "${v:-0}" "$KUBECTL_MIN" ||
                     die "kubectl ${v:-(unknown version)} is older than $KUBECTL_MIN (kustomize v5): update kubectl"
                 ;;
@@ -174,7 +175,7 @@ ensure_registry() {
         registry_is_ours || die "a container named $REG_NAME exists that this project did not create: remove it or set REGISTRY_NAME"
         docker start "$REG_NAME" >/dev/null
     else
-        other=$(docker ps --filter "publish=$REG_PORT" --format '{{.Names}}' 2>/dev/null | head -n 1)
+        other=$(docker ps --filter "publish=$REG_PORT" --format '{{.Names}}' 2>/dev/null | head -n 1 || true)
         [ -z "$other" ] ||
             die "127.0.0.1:$REG_PORT is taken by container $other (kind's own local-registry recipe names it kind-registry): stop it, or set REGISTRY_PORT"
         docker run -d --restart=always -p "127.0.0.1:$REG_PORT:5000" --network bridge --name "$REG_NAME" \
@@ -292,7 +293,7 @@ cmd_push() {
         step "docker push $REG/kind-kafka-rs/$svc:$TAG"
         docker push -q "$REG/kind-kafka-rs/$svc:$TAG" >/dev/null
         ref=$(docker image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$REG/kind-kafka-rs/$svc:$TAG" |
-            grep "^$REG/kind-kafka-rs/$svc@" | head -n 1)
+            grep "^$REG/kind-kafka-rs/$svc@" | head -n 1 || true)
         digest=${ref#*@}
         case $digest in sha256:*) ;; *) die "no registry digest for $svc after the push" ;; esac
         echo "$svc=$digest" | tee -a "$STATE/digests.env.new"
@@ -350,7 +351,8 @@ patches:
 images:
 EOF
     for svc in $SERVICES; do
-        digest=$(sed -n "s/^$svc=//p" "$STATE/digests.env" 2>/dev/null | head -n 1)
+        digest=
+        [ ! -f "$STATE/digests.env" ] || digest=$(sed -n "s/^$svc=//p" "$STATE/digests.env" | head -n 1)
         # Placeholder when nothing was pushed yet (`render` without a cluster).
         [ -n "$digest" ] || digest=sha256:0000000000000000000000000000000000000000000000000000000000000000
         # What `kustomize edit set image NAME=NAME@DIGEST` writes.

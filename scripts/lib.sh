@@ -10,7 +10,8 @@
 #
 #   die MSG / info MSG / step MSG   one line on stderr, prefixed with $PROG
 #   at_exit CMD                     run CMD when the script exits (last
-#                                   registered first); also on INT/TERM/HUP
+#                                   registered first, $EXIT_STATUS set);
+#                                   also on INT/TERM/HUP
 #   need TOOL... [-- HINT]          die in one line naming what is missing
 #   wait_for SECS WHAT CMD...       poll CMD every 0.25 s, die after SECS
 #   free_port                       a free TCP port on 127.0.0.1
@@ -74,6 +75,10 @@ $_lib_exit_cmds"
 
 _lib_on_exit() {
     _lib_rc=$?
+    # The status the script exits with, for the registered commands ($? is
+    # not it by the time they run).
+    # shellcheck disable=SC2034 # read by the registered commands
+    EXIT_STATUS=$_lib_rc
     set +e
     trap - EXIT HUP INT TERM
     # fd 3: a cleanup command that reads stdin must not eat the list.
