@@ -40,6 +40,11 @@ export KAFKA_TEST_BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 # Integration tests start several in-process services; a few test threads
 # keep a 2-core machine responsive and the broker's group rebalances timely.
 tier cargo-test cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+# The later tiers run the debug binaries cargo test just built for the
+# integration tests (CARGO_BIN_EXE_*, target/debug): a `cargo build` of them
+# would compile again every crate whose features the dev-dependencies widen
+# (reqwest, figment, then common and both services).
+[[ " $TIERS " != *" cargo-test "* ]] || export SKIP_BUILD=1 BENCH_SKIP_BUILD=1 MONITORING_CHECK_BIN=target/debug
 tier doc-test cargo test --workspace --doc
 # The vendored rskafka's own unit tests (its decoders; vendor/rskafka/PATCHES.md):
 # outside the workspace, so its own lock file and target directory. test_consumer
