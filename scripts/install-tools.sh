@@ -94,8 +94,8 @@ need cargo rustup java mvn kubectl -- "install Rust (rustup), Java 17, Maven and
 for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
-# kafka-local.sh resolves them too; doing it here makes a network problem
-# show up as itself. Offline first: nothing to fetch when ~/.m2 has them.
-mvn -q -B -o -f scripts/kafka/pom.xml dependency:resolve >/dev/null 2>&1 ||
-    mvn -q -B -f scripts/kafka/pom.xml dependency:resolve >/dev/null
+# kafka-local.sh would resolve them at the broker's first start; doing it
+# here makes a network problem show up as itself. Its cached classpath makes
+# this instant when the jars are there.
+scripts/kafka-local.sh classpath >/dev/null
 info "all tools present"
