@@ -22,9 +22,9 @@
 # of bench/bench.py. A broker already running is used, else one is started
 # and stopped again.
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 mode=${1:-full}

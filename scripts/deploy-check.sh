@@ -12,9 +12,9 @@
 # port-forward's port chosen by kubectl. What is not tested here: that
 # Docker, kind and a cluster really behave as the stubs answer.
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 read -r -a SHELLS <<<"${DEPLOY_CHECK_SHELLS:-dash bash}"

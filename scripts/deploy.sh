@@ -50,6 +50,7 @@ set -eu
 # deploy-check.sh runs this under both, so a pipeline that may fail says so.
 # shellcheck disable=SC3040
 if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi
+LIB_POSIX=1
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."

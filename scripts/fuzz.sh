@@ -16,9 +16,9 @@
 # (address; `none` runs faster), FUZZ_TIMEOUT (10 s per input),
 # FUZZ_RSS_MB (2048), REPORT (file to append the table to).
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}

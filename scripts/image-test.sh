@@ -46,9 +46,9 @@
 #   IMAGE_TEST_STORAGE_DRIVER  buildah storage driver (default overlay; vfs)
 #   IMAGE_TEST_KEEP=1          keep the temp dir (printed) for inspection
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 PLATFORMS=${IMAGE_TEST_PLATFORMS:-linux/amd64,linux/arm64}

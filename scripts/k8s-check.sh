@@ -19,9 +19,9 @@
 #
 # Environment: K8S_VERSIONS (default "1.31.0 1.37.0").
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 VERSIONS=${K8S_VERSIONS:-1.31.0 1.37.0}

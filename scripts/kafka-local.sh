@@ -34,11 +34,11 @@
 #
 # Internal subcommands used by scripts/kafka-tool.sh: classpath, tool-jvm-args.
 set -euo pipefail
-shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 . "$SCRIPT_DIR/lib.sh"
+shopt -s inherit_errexit
 POM="$SCRIPT_DIR/kafka/pom.xml"
 
 DIR=${KAFKA_LOCAL_DIR:-${TMPDIR:-/tmp}/kafka-local-$(id -u)}

@@ -18,9 +18,11 @@
 # KAFKA_TOOL_OPTS replaces the default JVM options (fast start: C1 only,
 # serial GC; the perf tests default to the full JIT instead).
 set -euo pipefail
-shopt -s inherit_errexit
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+. "$SCRIPT_DIR/lib.sh"
+shopt -s inherit_errexit
 
 TOOLS='console-producer      org.apache.kafka.tools.ConsoleProducer
 console-consumer      org.apache.kafka.tools.consumer.ConsoleConsumer

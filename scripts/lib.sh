@@ -29,6 +29,17 @@
 # shellcheck disable=SC3043
 
 PROG=${PROG:-$(basename "$0" .sh)}
+
+# The bash scripts need bash 4.4+; macOS ships 3.2: one line instead of an
+# obscure failure. (deploy.sh, POSIX sh, sets LIB_POSIX=1: it runs there.)
+if [ -n "${BASH_VERSION:-}" ] && [ "${LIB_POSIX:-0}" != 1 ]; then
+    case $BASH_VERSION in
+        [0-3].* | 4.[0-3].*)
+            printf '%s: needs bash 4.4 or newer, this is %s (macOS: brew install bash, then run it with that bash; or use Linux)\n' "$PROG" "$BASH_VERSION" >&2
+            exit 1
+            ;;
+    esac
+fi
 LIB_DIR=$(cd "$(dirname "$0")" && pwd)
 # Tools the project installs for itself (scripts/install-tools.sh): on PATH
 # for every script, after what the system has.

@@ -23,9 +23,9 @@
 # BIN_DIR (target/debug; built with cargo unless SKIP_BUILD=1),
 # REPORT (file to append the result table to, optional).
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 MESSAGES=${MESSAGES:-500000}

@@ -31,9 +31,9 @@
 # instead of building the debug binaries; MONITORING_CHECK_WAIT_SECS (60)
 # bounds each wait for the records; K8S_VERSION (1.31.0) for the schemas.
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 BOOTSTRAP=${MONITORING_CHECK_BOOTSTRAP:-127.0.0.1:19092}

@@ -32,9 +32,9 @@
 # (target/debug; built unless SKIP_BUILD=1), REPORT (file to append the
 # result lines to), KEEP_LOGS=1 (keep the work dir).
 set -euo pipefail
-shopt -s inherit_errexit
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 MESSAGES=${MESSAGES:-3000}
