@@ -16,8 +16,10 @@
 #   wait_for SECS WHAT CMD...       poll CMD every 0.25 s, die after SECS
 #   free_port                       a free TCP port on 127.0.0.1
 #   http_code HOST:PORT PATH        the status code (000 when nothing answers)
+#   http_is CODE HOST:PORT PATH     it is CODE (a command for wait_for)
 #   scrape HOST:PORT METRIC [TEXT]  sum of METRIC's samples whose line
 #                                   contains TEXT (e.g. 'topic="t"'); 0 if none
+#   metric_is VALUE HOST:PORT METRIC [TEXT]  that sum is VALUE
 #   stop_pid PID [SECS]             SIGTERM, SIGKILL after SECS (default 5)
 #   broker_ensure                   the local broker (scripts/kafka-local.sh):
 #                                   use it when running, else start it and
@@ -155,6 +157,12 @@ http_code() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://$1$2" || true
 }
 
+# http_is CODE HOST:PORT PATH, e.g. in `wait_for 20 /healthz http_is 200 ...`
+# (a command, so that wait_for asks again each time).
+http_is() {
+    [ "$(http_code "$2" "$3")" = "$1" ]
+}
+
 # scrape HOST:PORT METRIC [TEXT]: the sum over METRIC's samples (exact name)
 # whose line contains TEXT; 0 when the endpoint does not answer.
 scrape() {
@@ -163,6 +171,11 @@ scrape() {
             index($0, m) == 1 && (substr($0, length(m) + 1, 1) == "{" || substr($0, length(m) + 1, 1) == " ") &&
             (t == "" || index($0, t) > 0) { s += $NF }
             END { printf "%d\n", s }'
+}
+
+# metric_is VALUE HOST:PORT METRIC [TEXT]: scrape's sum equals VALUE.
+metric_is() {
+    [ "$(scrape "$2" "$3" "${4:-}")" = "$1" ]
 }
 
 # ---- the local broker ------------------------------------------------------------
