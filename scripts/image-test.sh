@@ -90,6 +90,12 @@ need "${tools[@]}" -- "scripts/install-tools.sh installs them"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/image-test.XXXXXX")
 STORE=$TOOLS_DIR/buildah
 BUILDAH=(buildah --storage-driver "${IMAGE_TEST_STORAGE_DRIVER:-overlay}" --root "$STORE/root" --runroot "$STORE/run")
+# One run at a time on this storage; what an interrupted run left (working
+# containers and their mounts) goes first.
+mkdir -p "$STORE"
+exec 8>"$STORE/.lock"
+flock -w 3600 8 || die "another image-test holds $STORE/.lock"
+"${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
 RUNC=(runc --root "$WORK/runc")
 ID=$$-$(date +%s)
 RUN_ID=$(cat /proc/sys/kernel/random/uuid)
