@@ -7,6 +7,9 @@ pub use crate::protocol::error::Error as ProtocolError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RequestContext {
+    /// PATCH(kafka-rs): the request concerns the cluster, not a topic (`InitProducerId`).
+    Cluster,
+
     /// Error is specific to a topic.
     Topic(String),
 
@@ -49,6 +52,12 @@ pub enum ServerErrorResponse {
 
         /// Last stable offset.
         last_stable_offset: Option<i64>,
+    },
+    /// PATCH(kafka-rs): usable response data after a produce request; an idempotent producer decides with the log
+    /// start offset how to recover from `UNKNOWN_PRODUCER_ID`.
+    PartitionProduceState {
+        /// The partition's log start offset, if the broker knew it (produce v5 and later).
+        log_start_offset: Option<i64>,
     },
 }
 

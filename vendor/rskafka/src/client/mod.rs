@@ -2,12 +2,18 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use std::ops::ControlFlow;
+
 use crate::{
-    backoff::BackoffConfig,
+    backoff::{Backoff, BackoffConfig, ErrorOrThrottle},
     build_info::DEFAULT_CLIENT_ID,
-    client::partition::PartitionClient,
-    connection::{BrokerConnector, MetadataLookupMode, TlsConfig},
-    protocol::primitives::Boolean,
+    client::partition::{PartitionClient, ProducerIdAndEpoch},
+    connection::{BrokerCache, BrokerConnector, MetadataLookupMode, TlsConfig},
+    protocol::{
+        error::Error as ProtocolError,
+        messages::InitProducerIdRequest,
+        primitives::{Boolean, Int16, Int32, Int64, NullableString},
+    },
     topic::Topic,
 };
 
@@ -23,7 +29,7 @@ pub(crate) mod metadata_cache;
 pub mod partition;
 pub mod producer;
 
-use error::{Error, Result};
+use error::{Error, RequestContext, Result};
 
 use self::{controller::ControllerClient, partition::UnknownTopicHandling};
 
@@ -174,6 +180,68 @@ impl Client {
             Arc::clone(&self.backoff_config),
         )
         .await
+    }
+
+    /// PATCH(kafka-rs): a producer id and epoch for an idempotent producer without transactions (KIP-98), from
+    /// `InitProducerId` sent to any broker.
+    ///
+    /// Retried within the client's backoff: broken connections and the errors Kafka's Java producer retries
+    /// (`COORDINATOR_LOAD_IN_PROGRESS`, which a broker answers while it has no block of producer ids yet,
+    /// `CONCURRENT_TRANSACTIONS`, `REQUEST_TIMED_OUT`, `NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`, ...).
+    /// Anything else, `CLUSTER_AUTHORIZATION_FAILED` above all (the principal may neither `IDEMPOTENT_WRITE` the
+    /// cluster nor, since Kafka 2.8, `WRITE` any topic), is returned as [`Error::ServerError`] at once.
+    pub async fn init_producer_id(&self) -> Result<ProducerIdAndEpoch> {
+        let request = &InitProducerIdRequest {
+            transactional_id: NullableString(None),
+            transaction_timeout_ms: Int32(i32::MAX),
+            producer_id: Int64(-1),
+            producer_epoch: Int16(-1),
+        };
+        let brokers = &*self.brokers;
+        let mut backoff = Backoff::new(&self.backoff_config);
+        backoff
+            .retry_with_backoff("init_producer_id", || async move {
+                let (broker, r#gen) = match brokers.get().await {
+                    Ok(b) => b,
+                    Err(e) => return ControlFlow::Continue(ErrorOrThrottle::Error(Error::from(e))),
+                };
+                let response = match broker.request(request).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        brokers
+                            .invalidate("init_producer_id: connection broken", r#gen)
+                            .await;
+                        return ControlFlow::Continue(ErrorOrThrottle::Error(Error::from(e)));
+                    }
+                };
+                let Some(protocol_error) = response.error else {
+                    return ControlFlow::Break(Ok(ProducerIdAndEpoch {
+                        id: response.producer_id.0,
+                        epoch: response.producer_epoch.0,
+                    }));
+                };
+                let error = Error::ServerError {
+                    protocol_error,
+                    error_message: None,
+                    request: RequestContext::Cluster,
+                    response: None,
+                    is_virtual: false,
+                };
+                match protocol_error {
+                    ProtocolError::CoordinatorLoadInProgress
+                    | ProtocolError::CoordinatorNotAvailable
+                    | ProtocolError::NotCoordinator
+                    | ProtocolError::ConcurrentTransactions
+                    | ProtocolError::RequestTimedOut
+                    | ProtocolError::NetworkException
+                    | ProtocolError::NotEnoughReplicas
+                    | ProtocolError::BrokerNotAvailable => {
+                        ControlFlow::Continue(ErrorOrThrottle::Error(error))
+                    }
+                    _ => ControlFlow::Break(Err(error)),
+                }
+            })
+            .await?
     }
 
     /// Returns a list of topics in the cluster

@@ -103,6 +103,27 @@ pub enum OffsetAt {
     Timestamp(DateTime<Utc>),
 }
 
+/// PATCH(kafka-rs): a producer id and epoch (KIP-98), from [`Client::init_producer_id`](super::Client::init_producer_id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProducerIdAndEpoch {
+    /// The producer id.
+    pub id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+}
+
+/// PATCH(kafka-rs): what makes a batch idempotent: the producer that writes it and the sequence number of its first
+/// record. The broker accepts a batch of a producer only if it continues the producer's sequence on the partition,
+/// and answers a repeat of one of the producer's last five batches with that batch's offsets instead of writing it
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSequence {
+    /// Producer id and epoch.
+    pub producer: ProducerIdAndEpoch,
+    /// Sequence number of the batch's first record; the next records count on from it.
+    pub base_sequence: i32,
+}
+
 #[derive(Debug)]
 struct CurrentBroker {
     broker: Option<BrokerConnection>,
@@ -204,7 +225,14 @@ impl PartitionClient {
         }
 
         let n = records.len() as i64;
-        let request = &build_produce_request(self.partition, &self.topic, records, compression);
+        let request = &build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+            None,
+            30_000,
+        );
 
         maybe_retry(
             &self.backoff_config,
@@ -226,6 +254,79 @@ impl PartitionClient {
             },
         )
         .await
+    }
+
+    /// PATCH(kafka-rs): produce a batch of records in one attempt, optionally as an idempotent batch.
+    ///
+    /// Unlike [`produce`](Self::produce), nothing is retried here: the error goes to the caller, who decides when,
+    /// in which order and with which sequence numbers to send again. An idempotent producer must: an internal retry
+    /// would let a later batch of the partition overtake an earlier one (`OUT_OF_ORDER_SEQUENCE_NUMBER`), and a
+    /// batch cannot be renumbered once it is inside the retry loop. (`produce` also sends a batch again when the
+    /// broker asks to throttle, though that response had written it: a duplicate without idempotence.)
+    ///
+    /// An error that means the cached leader is wrong or its connection is broken (I/O, `NOT_LEADER_OR_FOLLOWER`,
+    /// `UNKNOWN_TOPIC_OR_PARTITION`, `LEADER_NOT_AVAILABLE`, `KAFKA_STORAGE_ERROR`, no answer in time) drops the
+    /// cached connection, so the next call finds the leader again.
+    ///
+    /// `timeout` is both the broker's wait for the in-sync replicas (the request's `timeout_ms`; the broker answers
+    /// `REQUEST_TIMED_OUT` after it) and, plus one second, how long this call waits for the answer
+    /// ([`Error::Timeout`]). A throttled answer is returned after the throttle time. Errors of the partition carry
+    /// [`ServerErrorResponse::PartitionProduceState`].
+    pub async fn produce_once(
+        &self,
+        records: Vec<Record>,
+        compression: Compression,
+        sequence: Option<BatchSequence>,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<i64>> {
+        if records.is_empty() {
+            return Ok(vec![]);
+        }
+        let n = records.len() as i64;
+        let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let request = build_produce_request(
+            self.partition,
+            &self.topic,
+            records,
+            compression,
+            sequence,
+            timeout_ms,
+        );
+        let (broker, r#gen) = self.get().await?;
+        let wait = timeout + std::time::Duration::from_secs(1);
+        let response = match tokio::time::timeout(wait, broker.request(&request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                if matches!(e, RequestError::Poisoned(_) | RequestError::IO(_)) {
+                    self.invalidate("partition client: connection broken", r#gen)
+                        .await;
+                }
+                return Err(e.into());
+            }
+            Err(_) => {
+                self.invalidate("partition client: no produce response in time", r#gen)
+                    .await;
+                return Err(Error::Timeout);
+            }
+        };
+        let throttle = response.throttle_time_ms.map_or(0, |t| t.0.max(0));
+        let result = process_produce_response(self.partition, &self.topic, n, response);
+        if let Err(Error::ServerError {
+            protocol_error:
+                ProtocolError::NotLeaderOrFollower
+                | ProtocolError::UnknownTopicOrPartition
+                | ProtocolError::LeaderNotAvailable
+                | ProtocolError::KafkaStorageError,
+            ..
+        }) = &result
+        {
+            self.invalidate("partition client: not the partition leader", r#gen)
+                .await;
+        }
+        if throttle > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(throttle as u64)).await;
+        }
+        result
     }
 
     /// Fetch `bytes` bytes of record data starting at sequence number `offset`
@@ -676,6 +777,8 @@ fn build_produce_request(
     topic: &str,
     records: Vec<Record>,
     compression: Compression,
+    sequence: Option<BatchSequence>,
+    timeout_ms: i32,
 ) -> ProduceRequest {
     let n = records.len() as i32;
 
@@ -711,7 +814,8 @@ fn build_produce_request(
             partition_leader_epoch: 0,
             last_offset_delta: n - 1,
             is_transactional: false,
-            base_sequence: -1,
+            // PATCH(kafka-rs): idempotent batches carry their producer and first sequence number.
+            base_sequence: sequence.map_or(-1, |s| s.base_sequence),
             compression: match compression {
                 Compression::NoCompression => RecordBatchCompression::NoCompression,
                 #[cfg(feature = "compression-gzip")]
@@ -724,8 +828,8 @@ fn build_produce_request(
                 Compression::Zstd => RecordBatchCompression::Zstd,
             },
             timestamp_type: RecordBatchTimestampType::CreateTime,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: sequence.map_or(-1, |s| s.producer.id),
+            producer_epoch: sequence.map_or(-1, |s| s.producer.epoch),
             first_timestamp: first_timestamp.timestamp_millis(),
             max_timestamp: max_timestamp.timestamp_millis(),
             records: ControlBatchOrRecords::Records(records),
@@ -735,7 +839,7 @@ fn build_produce_request(
     ProduceRequest {
         transactional_id: crate::protocol::primitives::NullableString(None),
         acks: Int16(-1),
-        timeout_ms: Int32(30_000),
+        timeout_ms: Int32(timeout_ms),
         topic_data: vec![ProduceRequestTopicData {
             name: String_(topic.to_string()),
             partition_data: vec![record_batch],
@@ -778,7 +882,10 @@ fn process_produce_response(
             protocol_error: e,
             error_message: None,
             request: RequestContext::Partition(topic.to_owned(), partition),
-            response: None,
+            // PATCH(kafka-rs)
+            response: Some(ServerErrorResponse::PartitionProduceState {
+                log_start_offset: response.log_start_offset.map(|o| o.0),
+            }),
             is_virtual: false,
         }),
         None => Ok((0..num_records)
