@@ -17,12 +17,18 @@
 //! - batches of one partition go out in the order they closed, at most
 //!   `max_requests_per_partition` at a time; a failed batch is sent again
 //!   before any later batch of its partition still waiting, with the same
-//!   records, rebuilt from its slots.
+//!   records, rebuilt from its slots;
+//! - with idempotence, a batch gets its producer id, epoch and sequence
+//!   numbers when it first goes and keeps them; the rules of
+//!   [`crate::sequence`] decide when a batch may go and what an answer
+//!   means.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use rskafka::record::Record;
 use tokio::time::{Duration, Instant};
+
+use crate::sequence::{Answer, BatchSequence, ProducerIdAndEpoch, Sequences, Verdict};
 
 /// Kafka's default `max.in.flight.requests.per.connection`: produce requests
 /// of one partition on the wire at once.
@@ -69,6 +75,10 @@ pub(crate) struct Batch {
     pub(crate) bytes: usize,
     /// Failed sends so far.
     pub(crate) attempts: u32,
+    /// With idempotence, once first sent: producer and first sequence.
+    pub(crate) sequence: Option<BatchSequence>,
+    /// Its sequence numbers were given again after an epoch bump.
+    renumbered: bool,
     /// While open: its linger deadline. Once closed: when it may be sent
     /// (at once, or after the backoff of a failed send).
     not_before: Instant,
@@ -82,6 +92,8 @@ impl Batch {
             records: Vec::new(),
             bytes: 0,
             attempts: 0,
+            sequence: None,
+            renumbered: false,
             not_before,
         }
     }
@@ -107,10 +119,13 @@ pub(crate) struct Batcher {
     /// given up.
     records: usize,
     bytes: usize,
+    /// With idempotence: producer id, epoch and sequence numbers.
+    sequences: Option<Sequences>,
 }
 
 impl Batcher {
-    pub(crate) fn new(limits: Limits) -> Self {
+    /// A batcher; idempotent when given the producer id and epoch.
+    pub(crate) fn new(limits: Limits, idempotent: Option<ProducerIdAndEpoch>) -> Self {
         Self {
             limits,
             open: BTreeMap::new(),
@@ -118,6 +133,21 @@ impl Batcher {
             requests: BTreeMap::new(),
             records: 0,
             bytes: 0,
+            sequences: idempotent.map(Sequences::new),
+        }
+    }
+
+    /// With idempotence: the current producer id and epoch (`None` while a
+    /// new id is needed: see [`set_producer`](Self::set_producer)), and how
+    /// many epoch bumps there were.
+    pub(crate) fn producer(&self) -> Option<(Option<ProducerIdAndEpoch>, u64)> {
+        self.sequences.as_ref().map(|s| (s.producer(), s.bumps()))
+    }
+
+    /// A new producer id, after the epoch ran out.
+    pub(crate) fn set_producer(&mut self, producer: ProducerIdAndEpoch) {
+        if let Some(s) = &mut self.sequences {
+            s.set_producer(producer);
         }
     }
 
@@ -186,6 +216,7 @@ impl Batcher {
         now: Instant,
         mut rebuild: impl FnMut(&Slot) -> Record,
     ) -> Vec<Batch> {
+        self.renumber_after_bump();
         let mut out = Vec::new();
         let mut waiting = VecDeque::with_capacity(self.ready.len());
         while let Some(mut batch) = self.ready.pop_front() {
@@ -193,7 +224,10 @@ impl Batcher {
             let held_back = waiting
                 .iter()
                 .any(|b: &Batch| b.partition == batch.partition);
-            if batch.not_before > now || busy >= self.limits.max_requests_per_partition || held_back
+            if batch.not_before > now
+                || busy >= self.limits.max_requests_per_partition
+                || held_back
+                || !self.sequenced(&mut batch)
             {
                 waiting.push_back(batch);
                 continue;
@@ -206,6 +240,79 @@ impl Batcher {
         }
         self.ready = waiting;
         out
+    }
+
+    /// With idempotence, whether `batch` may go now, giving it its
+    /// sequence numbers when it goes for the first time.
+    fn sequenced(&mut self, batch: &mut Batch) -> bool {
+        let Some(seqs) = &mut self.sequences else {
+            return true;
+        };
+        match &batch.sequence {
+            Some(seq) => seqs.may_resend(batch.partition, seq),
+            None => match seqs.assign(batch.partition, batch.slots.len()) {
+                Some(seq) => {
+                    batch.sequence = Some(seq);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Applies a requested epoch bump; a partition it concerns is numbered
+    /// again from 0 once none of its batches is on the wire.
+    fn renumber_after_bump(&mut self) {
+        let Some(seqs) = &mut self.sequences else {
+            return;
+        };
+        seqs.bump_if_requested();
+        let due: Vec<i32> = self
+            .ready
+            .iter()
+            .map(|b| b.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|p| seqs.must_renumber(*p) && self.requests.get(p).copied().unwrap_or(0) == 0)
+            .collect();
+        for p in due {
+            let mine = |b: &&mut Batch| b.partition == p && b.sequence.is_some();
+            let records: Vec<usize> = self
+                .ready
+                .iter_mut()
+                .filter(mine)
+                .map(|b| b.slots.len())
+                .collect();
+            let fresh = seqs.renumber(p, &records);
+            for (b, seq) in self.ready.iter_mut().filter(mine).zip(fresh) {
+                b.sequence = Some(seq);
+                b.renumbered = true;
+            }
+        }
+    }
+
+    /// What the broker's `answer` to a sent batch means for it (always
+    /// [`Verdict::Acked`] for [`Answer::Written`]); `may_retry` is false
+    /// once the run stops retrying. With idempotence this is where the
+    /// sequence rules apply; the caller then calls [`settled`](Self::settled)
+    /// or [`retry`](Self::retry).
+    pub(crate) fn judge(&mut self, batch: &Batch, answer: Answer, may_retry: bool) -> Verdict {
+        match (&mut self.sequences, &batch.sequence) {
+            (Some(seqs), Some(seq)) => seqs.settle(
+                batch.partition,
+                seq,
+                batch.slots.len(),
+                batch.renumbered,
+                answer,
+                may_retry,
+            ),
+            _ => match answer {
+                Answer::Written => Verdict::Acked,
+                Answer::Rejected | Answer::InvalidEpoch => Verdict::Fail,
+                _ if may_retry => Verdict::Retry,
+                _ => Verdict::Fail,
+            },
+        }
     }
 
     /// A sent batch was acknowledged (or given up on): its request slot and
@@ -242,6 +349,7 @@ impl Batcher {
         let mut n = 0;
         for b in retrying {
             n += b.slots.len();
+            self.judge(&b, Answer::Transient, false);
             self.forget(&b);
         }
         n
@@ -287,6 +395,10 @@ mod tests {
             max_in_flight_bytes: 10_000,
             max_requests_per_partition: MAX_REQUESTS_PER_PARTITION,
         }
+    }
+
+    fn batcher(limits: Limits) -> Batcher {
+        Batcher::new(limits, None)
     }
 
     fn record(seq: u64) -> Record {
@@ -340,7 +452,7 @@ mod tests {
     #[test]
     fn a_full_batch_closes_and_goes_at_once() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits());
+        let mut b = batcher(limits());
         // 10 records of 30 bytes, 100 per batch: 3 + 3 + 3 close full, 1 stays open.
         add(&mut b, PART, 0..10, 30, now);
         let sent = take(&mut b, now);
@@ -356,7 +468,7 @@ mod tests {
     #[test]
     fn a_record_larger_than_a_batch_goes_alone() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits());
+        let mut b = batcher(limits());
         add(&mut b, PART, 0..1, 30, now);
         add(&mut b, PART, 1..2, 500, now);
         add(&mut b, PART, 2..3, 30, now);
@@ -371,7 +483,7 @@ mod tests {
     #[test]
     fn an_open_batch_goes_when_it_lingered_out_not_before() {
         let start = Instant::now();
-        let mut b = Batcher::new(limits());
+        let mut b = batcher(limits());
         add(&mut b, PART, 0..2, 10, start);
         add(&mut b, 1, 2..3, 10, start + Duration::from_millis(3));
         b.close(start + Duration::from_millis(4), false);
@@ -395,7 +507,7 @@ mod tests {
     #[test]
     fn a_flush_closes_every_open_batch_at_once() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits());
+        let mut b = batcher(limits());
         for (p, seq) in [(0, 0), (1, 1), (2, 2)] {
             add(&mut b, p, seq..seq + 1, 10, now);
         }
@@ -411,7 +523,7 @@ mod tests {
     #[test]
     fn room_ends_at_the_record_bound_and_at_the_byte_bound() {
         let now = Instant::now();
-        let mut b = Batcher::new(Limits {
+        let mut b = batcher(Limits {
             max_in_flight: 4,
             ..limits()
         });
@@ -420,7 +532,7 @@ mod tests {
         add(&mut b, PART, 3..4, 1, now);
         assert!(!b.has_room(), "4 records handed over");
 
-        let mut b = Batcher::new(Limits {
+        let mut b = batcher(Limits {
             max_in_flight_bytes: 100,
             ..limits()
         });
@@ -442,7 +554,7 @@ mod tests {
     #[test]
     fn a_partition_has_at_most_five_requests_and_sends_in_order() {
         let now = Instant::now();
-        let mut b = Batcher::new(Limits {
+        let mut b = batcher(Limits {
             max_batch_bytes: 10,
             ..limits()
         });
@@ -466,7 +578,7 @@ mod tests {
     #[test]
     fn a_failed_batch_is_rebuilt_and_sent_before_later_batches_of_its_partition() {
         let start = Instant::now();
-        let mut b = Batcher::new(Limits {
+        let mut b = batcher(Limits {
             max_batch_bytes: 20,
             max_requests_per_partition: 1,
             ..limits()
@@ -510,7 +622,7 @@ mod tests {
     #[test]
     fn shutdown_gives_up_batches_waiting_for_a_retry_only() {
         let now = Instant::now();
-        let mut b = Batcher::new(Limits {
+        let mut b = batcher(Limits {
             max_batch_bytes: 10,
             max_requests_per_partition: 1,
             ..limits()
@@ -523,5 +635,128 @@ mod tests {
         assert_eq!(b.outstanding(), 2);
         let rest = take(&mut b, now);
         assert_eq!(rest.iter().map(Batch::first_seq).collect::<Vec<_>>(), [1]);
+    }
+
+    const PID: ProducerIdAndEpoch = ProducerIdAndEpoch { id: 9, epoch: 0 };
+
+    fn idempotent(limits: Limits) -> Batcher {
+        Batcher::new(limits, Some(PID))
+    }
+
+    fn bases(batches: &[Batch]) -> Vec<(i16, i32)> {
+        batches
+            .iter()
+            .map(|b| {
+                let s = b.sequence.expect("sequenced");
+                (s.producer.epoch, s.base_sequence)
+            })
+            .collect()
+    }
+
+    /// Two 10-byte records per batch, `max_requests` on the wire.
+    fn two_per_batch(max_requests: usize) -> Limits {
+        Limits {
+            max_batch_bytes: 20,
+            max_requests_per_partition: max_requests,
+            ..limits()
+        }
+    }
+
+    #[test]
+    fn idempotent_batches_are_numbered_when_first_sent_and_keep_their_numbers() {
+        let now = Instant::now();
+        let mut b = idempotent(two_per_batch(5));
+        add(&mut b, PART, 0..6, 10, now);
+        add(&mut b, 1, 10..11, 10, now);
+        b.close(now, true);
+        let mut sent = take(&mut b, now);
+        assert_eq!(bases(&sent), [(0, 0), (0, 2), (0, 4), (0, 0)]);
+        let failed = sent.remove(1);
+        assert_eq!(b.judge(&failed, Answer::Transient, true), Verdict::Retry);
+        b.retry(failed, now);
+        // Not the earliest unsettled batch of its partition: it waits.
+        assert!(take(&mut b, now).is_empty());
+        let first = sent.remove(0);
+        assert_eq!(b.judge(&first, Answer::Written, true), Verdict::Acked);
+        b.settled(&first);
+        let again = take(&mut b, now);
+        assert_eq!(bases(&again), [(0, 2)], "same numbers");
+        assert_eq!(
+            again[0].records.iter().map(seq_of).collect::<Vec<_>>(),
+            [2, 3],
+            "same record boundaries"
+        );
+    }
+
+    #[test]
+    fn after_an_error_a_partition_sends_its_retries_one_at_a_time_in_order() {
+        let now = Instant::now();
+        let mut b = idempotent(two_per_batch(5));
+        add(&mut b, PART, 0..8, 10, now);
+        b.close(now, true);
+        let sent = take(&mut b, now);
+        assert_eq!(sent.len(), 4);
+        // The connection broke; the answers come back in any order.
+        for batch in sent.into_iter().rev() {
+            assert_eq!(b.judge(&batch, Answer::Transient, true), Verdict::Retry);
+            b.retry(batch, now);
+        }
+        for expected in [0, 2, 4, 6] {
+            let one = take(&mut b, now);
+            assert_eq!(bases(&one), [(0, expected)]);
+            assert!(take(&mut b, now).is_empty(), "one at a time");
+            assert_eq!(b.judge(&one[0], Answer::Written, true), Verdict::Acked);
+            b.settled(&one[0]);
+        }
+        assert_eq!(b.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_bump_renumbers_a_partition_from_zero_once_nothing_of_it_is_on_the_wire() {
+        let now = Instant::now();
+        let mut b = idempotent(two_per_batch(5));
+        add(&mut b, PART, 0..6, 10, now);
+        b.close(now, true);
+        let mut sent = take(&mut b, now);
+        let a = sent.remove(0);
+        b.judge(&a, Answer::Written, true);
+        b.settled(&a);
+        // The broker lost `a` (unclean election): the next batch is out of order.
+        let next = sent.remove(0);
+        assert_eq!(b.judge(&next, Answer::OutOfOrder, true), Verdict::Retry);
+        b.retry(next, now);
+        // The bump waits for the last batch on the wire.
+        assert!(take(&mut b, now).is_empty());
+        let last = sent.remove(0);
+        assert_eq!(b.judge(&last, Answer::OutOfOrder, true), Verdict::Retry);
+        b.retry(last, now);
+        let renumbered = take(&mut b, now);
+        assert_eq!(bases(&renumbered), [(1, 0)], "epoch 1 from 0");
+        assert_eq!(
+            b.producer(),
+            Some((Some(ProducerIdAndEpoch { id: 9, epoch: 1 }), 1))
+        );
+        b.judge(&renumbered[0], Answer::Written, true);
+        b.settled(&renumbered[0]);
+        let rest = take(&mut b, now);
+        assert_eq!(bases(&rest), [(1, 2)]);
+        assert_eq!(
+            rest[0].records.iter().map(seq_of).collect::<Vec<_>>(),
+            [4, 5]
+        );
+    }
+
+    #[test]
+    fn without_idempotence_batches_carry_no_sequence() {
+        let now = Instant::now();
+        let mut b = batcher(two_per_batch(5));
+        add(&mut b, PART, 0..4, 10, now);
+        b.close(now, true);
+        let sent = take(&mut b, now);
+        assert!(sent.iter().all(|s| s.sequence.is_none()));
+        assert_eq!(b.judge(&sent[0], Answer::Transient, true), Verdict::Retry);
+        assert_eq!(b.judge(&sent[0], Answer::Transient, false), Verdict::Fail);
+        assert_eq!(b.judge(&sent[1], Answer::Rejected, true), Verdict::Fail);
+        assert_eq!(b.producer(), None);
     }
 }

@@ -123,6 +123,15 @@ mod keys {
     )
     .flag("--compression", "CODEC")
     .default("none");
+    /// `PRODUCER_IDEMPOTENCE`.
+    pub const IDEMPOTENCE: Key = Key::new(
+        "PRODUCER_IDEMPOTENCE",
+        Allowed::Bool,
+        "idempotent producer (KIP-98, Kafka's default since 3.0): a batch sent again is written once; \
+         with SASL the user needs IDEMPOTENT_WRITE on the cluster or WRITE on the topic (Kafka 2.8+)",
+    )
+    .flag("--idempotence", "BOOL")
+    .default("true");
     /// `PRODUCER_RATE`.
     pub const RATE: Key = Key::new(
         "PRODUCER_RATE",
@@ -199,6 +208,7 @@ pub const KEYS: &[Key] = &[
     keys::MAX_IN_FLIGHT,
     keys::MAX_IN_FLIGHT_BYTES,
     keys::COMPRESSION,
+    keys::IDEMPOTENCE,
     keys::RATE,
     keys::CREATE_TOPIC,
     keys::TOPIC_PARTITIONS,
@@ -269,6 +279,8 @@ pub struct Config {
     pub max_in_flight_bytes: usize,
     /// Codec.
     pub compression: Compression,
+    /// Idempotent batches (producer id, epoch, sequence numbers).
+    pub idempotence: bool,
     /// Records per second, if limited.
     pub rate: Option<f64>,
     /// Create the topic when missing.
@@ -370,6 +382,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         max_in_flight: src.num(&keys::MAX_IN_FLIGHT)?,
         max_in_flight_bytes: src.num(&keys::MAX_IN_FLIGHT_BYTES)?,
         compression,
+        idempotence: src.flag(&keys::IDEMPOTENCE)?,
         rate: (rate > 0).then_some(rate as f64),
         create_topic,
         timeout: src.secs(&keys::TIMEOUT_SECS)?,
@@ -505,7 +518,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(flags, 20, "every flag of the table is an argument");
+        assert_eq!(flags, 21, "every flag of the table is an argument");
     }
 
     #[test]
@@ -515,6 +528,15 @@ mod tests {
         assert_eq!(c.max_batch_bytes, 524_288);
         assert_eq!((c.max_in_flight, c.max_in_flight_bytes), (100_000, 4 << 20));
         assert_eq!(c.compression, Compression::NoCompression);
+        assert!(
+            c.idempotence,
+            "on by default, as in Kafka's clients since 3.0"
+        );
+        assert!(
+            !cfg(&[("PRODUCER_IDEMPOTENCE", "false")])
+                .expect("valid")
+                .idempotence
+        );
         assert_eq!(c.rate, None);
         assert_eq!(c.timeout, Duration::from_secs(60));
         assert_eq!(c.progress_every, Duration::from_secs(5));

@@ -2,6 +2,8 @@
 //! maps the outcome to an exit code, so tests run [`run`] in-process.
 //!
 //! - `batcher`: per-partition batches and in-flight bounds, without I/O.
+//! - `sequence`: idempotence (KIP-98): producer id, epoch and sequence
+//!   numbers, and what the broker's answers mean for them, without I/O.
 //! - [`config`]: flags, environment and file → validated [`Config`].
 //! - [`payload`]: demo records, key templates, JSON-lines input.
 //! - [`partitioner`]: Java-compatible murmur2 key partitioning.
@@ -12,6 +14,7 @@ pub mod config;
 pub mod partitioner;
 pub mod payload;
 pub mod run;
+mod sequence;
 
 pub use config::Config;
 pub use run::{run, ProducerError, Summary};

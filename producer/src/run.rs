@@ -13,7 +13,7 @@ use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use rskafka::{
     client::{
-        error::{Error as ClientError, ProtocolError},
+        error::{Error as ClientError, ProtocolError, ServerErrorResponse},
         partition::{Compression, PartitionClient, UnknownTopicHandling},
         Client,
     },
@@ -28,6 +28,7 @@ use crate::{
     config::{Config, Source},
     partitioner::Partitioner,
     payload::{self, InputRecord, KeyTemplate},
+    sequence::{Answer, ProducerIdAndEpoch, Verdict},
 };
 
 /// How long in-flight records may still be acknowledged after SIGTERM.
@@ -60,6 +61,15 @@ pub enum ProducerError {
     /// `--input` could not be used.
     #[error(transparent)]
     Input(#[from] payload::InputError),
+    /// The idempotent producer got no producer id.
+    #[error(
+        "idempotent producer: InitProducerId failed: {}",
+        explain(source, true)
+    )]
+    Idempotence {
+        /// rskafka's error.
+        source: Box<ClientError>,
+    },
     /// Not every record was acknowledged.
     #[error("not all records acknowledged: {acked} acknowledged, {not_acked} not acknowledged ({reason})")]
     Incomplete {
@@ -90,8 +100,16 @@ pub struct Summary {
     pub acked: u64,
     /// Records given up on.
     pub failed: u64,
-    /// Sends repeated after an error (each may have caused a duplicate).
+    /// Records sent again after an error (without idempotence each may
+    /// have been written twice).
     pub retries: u64,
+    /// With idempotence (`PRODUCER_IDEMPOTENCE`, the default): the producer
+    /// id from `InitProducerId` (the last one, if the epoch ran out).
+    pub producer_id: Option<i64>,
+    /// Its epoch at the end.
+    pub producer_epoch: Option<i16>,
+    /// Epoch bumps after the broker lost or refused sequence numbers.
+    pub epoch_bumps: u64,
     /// Key+value+header bytes acknowledged.
     pub bytes: u64,
     /// From the first send to the last acknowledgement.
@@ -126,6 +144,10 @@ impl Summary {
             acked = self.acked,
             not_acked = self.records.saturating_sub(self.acked),
             retries = self.retries,
+            idempotent = self.producer_id.is_some(),
+            producer_id = self.producer_id,
+            producer_epoch = self.producer_epoch,
+            epoch_bumps = self.epoch_bumps,
             bytes = self.bytes,
             seconds = format_args!("{:.3}", self.elapsed.as_secs_f64()),
             records_per_sec = format_args!("{:.0}", self.records_per_sec()),
@@ -289,6 +311,26 @@ async fn produce_all(
         p = partition_producers(&client, config, &partitions, deadline) => p?,
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
     };
+    let idempotent = if config.idempotence {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let id = tokio::select! {
+            id = tokio::time::timeout(remaining, client.init_producer_id()) => match id {
+                Ok(Ok(id)) => id,
+                Ok(Err(e)) => return Err(ProducerError::Idempotence { source: Box::new(e) }),
+                Err(_) => return Err(ProducerError::Idempotence { source: Box::new(ClientError::Timeout) }),
+            },
+            () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while getting a producer id".to_owned())),
+        };
+        info!(
+            producer_id = id.id,
+            producer_epoch = id.epoch,
+            "idempotent producer"
+        );
+        Some(id)
+    } else {
+        info!("idempotence off (PRODUCER_IDEMPOTENCE=false): a retried batch may be written twice");
+        None
+    };
     health.set_ready();
     info!(topic = %config.topic, partitions = partitions.len(), "metadata known; sending");
 
@@ -320,13 +362,22 @@ async fn produce_all(
     let server_address = config.kafka.server_address();
     let mut in_flight: FuturesUnordered<futures::future::BoxFuture<'static, Outcome>> =
         FuturesUnordered::new();
-    let mut batcher = Batcher::new(Limits {
-        linger: config.linger,
-        max_batch_bytes: config.max_batch_bytes,
-        max_in_flight: config.max_in_flight,
-        max_in_flight_bytes: config.max_in_flight_bytes,
-        max_requests_per_partition: MAX_REQUESTS_PER_PARTITION,
-    });
+    let mut batcher = Batcher::new(
+        Limits {
+            linger: config.linger,
+            max_batch_bytes: config.max_batch_bytes,
+            max_in_flight: config.max_in_flight,
+            max_in_flight_bytes: config.max_in_flight_bytes,
+            max_requests_per_partition: MAX_REQUESTS_PER_PARTITION,
+        },
+        idempotent,
+    );
+    // After 32767 epoch bumps: the request for a new producer id.
+    let mut new_producer_id: Option<
+        futures::future::BoxFuture<'_, Result<ProducerIdAndEpoch, ClientError>>,
+    > = None;
+    // Sends are failing and being retried: /readyz says why until one succeeds.
+    let mut retrying = false;
     let mut next_seq: u64 = 0;
     let mut stop_reason: Option<String> = None;
     let mut last_error: Option<String> = None;
@@ -386,7 +437,12 @@ async fn produce_all(
         for batch in sendable {
             match producers.get(&batch.partition) {
                 Some(client) => {
-                    in_flight.push(Box::pin(send(client.clone(), batch, config.compression)));
+                    in_flight.push(Box::pin(send(
+                        client.clone(),
+                        batch,
+                        config.compression,
+                        config.kafka.request_timeout,
+                    )));
                 }
                 None => {
                     // Cannot happen: partitions come from the same metadata.
@@ -399,6 +455,10 @@ async fn produce_all(
 
         if batcher.outstanding() == 0 && no_more {
             break;
+        }
+        if new_producer_id.is_none() && matches!(batcher.producer(), Some((None, _))) {
+            info!("producer epoch exhausted: asking for a new producer id");
+            new_producer_id = Some(Box::pin(client.init_producer_id()));
         }
         let wake = rate_wait
             .into_iter()
@@ -418,10 +478,37 @@ async fn produce_all(
                 let now = Instant::now();
                 for (batch, sent_at, result) in done {
                     let n = batch.slots.len();
-                    match result {
-                        Ok(offsets) => {
-                            for (slot, offset) in batch.slots.iter().zip(&offsets) {
-                                slot.span.record("messaging.kafka.offset", offset);
+                    let answer = match &result {
+                        Ok(_) => Answer::Written,
+                        Err(e) => answer_of(e),
+                    };
+                    let may_retry = stop_reason.is_none() && now < deadline;
+                    let verdict = batcher.judge(&batch, answer, may_retry);
+                    let first_seq = batch.slots.first().map_or(0, |s| s.seq);
+                    if let Err(e) = &result {
+                        let kind = error_kind(e);
+                        metrics::counter!(m::PRODUCER_ERRORS, "topic" => topic.clone(), "kind" => kind).increment(1);
+                        let message = explain(e, idempotent.is_some());
+                        match verdict {
+                            Verdict::Acked => info!(partition = batch.partition, records = n, first_seq, error = %message, "acknowledged: the broker had written these records before"),
+                            Verdict::Retry => {
+                                debug!(partition = batch.partition, records = n, first_seq, attempts = batch.attempts + 1, sent_ms = format_args!("{:.1}", ms(now.saturating_duration_since(sent_at))), error = %message, "send failed; will retry");
+                                if !retrying {
+                                    retrying = true;
+                                    health.set_not_ready(format!("retrying sends to partition {}: {message}", batch.partition));
+                                }
+                            }
+                            Verdict::Fail => warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged"),
+                        }
+                        last_error = Some(message);
+                    }
+                    match verdict {
+                        Verdict::Acked => {
+                            let offsets = result.as_deref().unwrap_or_default();
+                            for (i, slot) in batch.slots.iter().enumerate() {
+                                if let Some(offset) = offsets.get(i) {
+                                    slot.span.record("messaging.kafka.offset", offset);
+                                }
                                 let latency = now.saturating_duration_since(slot.handed_over);
                                 ack_hist.record(latency.as_secs_f64());
                                 let _ = latencies.record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
@@ -432,24 +519,36 @@ async fn produce_all(
                             sent_counter.increment(n as u64);
                             bytes_counter.increment(batch.bytes as u64);
                             batcher.settled(&batch);
-                        }
-                        Err(e) => {
-                            let kind = error_kind(&e);
-                            metrics::counter!(m::PRODUCER_ERRORS, "topic" => topic.clone(), "kind" => kind).increment(1);
-                            let message = e.to_string();
-                            let first_seq = batch.slots.first().map_or(0, |s| s.seq);
-                            if is_retriable(&e) && stop_reason.is_none() && now < deadline {
-                                let attempts = batch.attempts + 1;
-                                debug!(partition = batch.partition, records = n, first_seq, attempts, sent_ms = format_args!("{:.1}", ms(now.saturating_duration_since(sent_at))), error = %message, "send failed; will retry");
-                                summary.retries += n as u64;
-                                batcher.retry(batch, now + backoff_for(config, attempts));
-                            } else {
-                                warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged");
-                                summary.failed += n as u64;
-                                batcher.settled(&batch);
+                            if retrying {
+                                retrying = false;
+                                health.set_ready();
                             }
-                            last_error = Some(message);
                         }
+                        Verdict::Retry => {
+                            summary.retries += n as u64;
+                            let attempts = batch.attempts + 1;
+                            batcher.retry(batch, now + backoff_for(config, attempts));
+                        }
+                        Verdict::Fail => {
+                            summary.failed += n as u64;
+                            batcher.settled(&batch);
+                        }
+                    }
+                }
+            }
+            id = async { new_producer_id.as_mut().expect("guarded").await }, if new_producer_id.is_some() => {
+                new_producer_id = None;
+                match id {
+                    Ok(id) => {
+                        info!(producer_id = id.id, producer_epoch = id.epoch, "new producer id");
+                        batcher.set_producer(id);
+                    }
+                    Err(e) => {
+                        let message = explain(&e, true);
+                        warn!(error = %message, "no new producer id; records not yet sent cannot be sent");
+                        last_error = Some(format!("InitProducerId: {message}"));
+                        stop_reason = Some("no new producer id after the epoch ran out".to_owned());
+                        break;
                     }
                 }
             }
@@ -488,6 +587,11 @@ async fn produce_all(
     }
     pending_gauge.set(0.0);
 
+    if let Some((producer, bumps)) = batcher.producer() {
+        summary.producer_id = producer.or(idempotent).map(|p| p.id);
+        summary.producer_epoch = producer.map(|p| p.epoch);
+        summary.epoch_bumps = bumps;
+    }
     summary.elapsed = send_started.elapsed();
     summary.ack_p50 = Duration::from_micros(latencies.value_at_quantile(0.5));
     summary.ack_p99 = Duration::from_micros(latencies.value_at_quantile(0.99));
@@ -506,10 +610,19 @@ async fn produce_all(
     }
 }
 
-async fn send(client: Arc<PartitionClient>, mut batch: Batch, compression: Compression) -> Outcome {
+/// One attempt; retries are the run loop's (rskafka's own `produce` would
+/// retry inside, out of order and beyond the batcher's bounds).
+async fn send(
+    client: Arc<PartitionClient>,
+    mut batch: Batch,
+    compression: Compression,
+    timeout: Duration,
+) -> Outcome {
     let sent_at = Instant::now();
     let records = std::mem::take(&mut batch.records);
-    let result = client.produce(records, compression).await;
+    let result = client
+        .produce_once(records, compression, batch.sequence, timeout)
+        .await;
     (batch, sent_at, result)
 }
 
@@ -559,22 +672,61 @@ fn error_kind(e: &ClientError) -> &'static str {
     }
 }
 
-/// Errors worth sending the records again for. Records that the broker
-/// rejects for what they are (too large, corrupt, not authorised) are not.
-fn is_retriable(e: &ClientError) -> bool {
+/// What an error means for the batch. Without an answer (connection,
+/// timeout) the batch may or may not have been written: sent again, which
+/// only idempotence keeps from writing it twice. Records that the broker
+/// rejects for what they are (too large, corrupt, not authorised) are not
+/// sent again.
+fn answer_of(e: &ClientError) -> Answer {
+    let ClientError::ServerError {
+        protocol_error,
+        response,
+        ..
+    } = e
+    else {
+        return Answer::Transient;
+    };
+    match protocol_error {
+        ProtocolError::DuplicateSequenceNumber => Answer::Written,
+        ProtocolError::OutOfOrderSequenceNumber => Answer::OutOfOrder,
+        ProtocolError::UnknownProducerId => Answer::UnknownProducerId {
+            log_start_offset: match response {
+                Some(ServerErrorResponse::PartitionProduceState { log_start_offset }) => {
+                    *log_start_offset
+                }
+                _ => None,
+            },
+        },
+        ProtocolError::InvalidProducerEpoch => Answer::InvalidEpoch,
+        ProtocolError::MessageTooLarge
+        | ProtocolError::RecordListTooLarge
+        | ProtocolError::CorruptMessage
+        | ProtocolError::InvalidRecord
+        | ProtocolError::TopicAuthorizationFailed
+        | ProtocolError::ClusterAuthorizationFailed
+        | ProtocolError::TransactionalIdAuthorizationFailed
+        | ProtocolError::ProducerFenced
+        | ProtocolError::InvalidProducerIdMapping
+        | ProtocolError::UnsupportedVersion
+        | ProtocolError::UnsupportedForMessageFormat
+        | ProtocolError::UnsupportedCompressionType => Answer::Rejected,
+        _ => Answer::Transient,
+    }
+}
+
+/// The error as one line; a refusal of idempotent writes says what the
+/// user needs.
+fn explain(e: &ClientError, idempotent: bool) -> String {
     match e {
-        ClientError::ServerError { protocol_error, .. } => !matches!(
-            protocol_error,
-            ProtocolError::MessageTooLarge
-                | ProtocolError::RecordListTooLarge
-                | ProtocolError::CorruptMessage
-                | ProtocolError::InvalidRecord
-                | ProtocolError::TopicAuthorizationFailed
-                | ProtocolError::ClusterAuthorizationFailed
-                | ProtocolError::UnsupportedForMessageFormat
-                | ProtocolError::UnsupportedCompressionType
+        ClientError::ServerError {
+            protocol_error: ProtocolError::ClusterAuthorizationFailed,
+            ..
+        } if idempotent => format!(
+            "{e}: the broker refused idempotent writes; the user needs the ACL IDEMPOTENT_WRITE \
+             on the cluster, or WRITE on the topic (Kafka 2.8 and later), or set \
+             PRODUCER_IDEMPOTENCE=false (retries may then write records twice)"
         ),
-        _ => true,
+        _ => e.to_string(),
     }
 }
 
