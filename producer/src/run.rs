@@ -381,6 +381,9 @@ async fn produce_all(
     let mut next_seq: u64 = 0;
     let mut stop_reason: Option<String> = None;
     let mut last_error: Option<String> = None;
+    // The error that made records fail, which the final reason names
+    // rather than a later error that was retried.
+    let mut failure: Option<String> = None;
     let mut progress = tokio::time::interval_at(
         Instant::now() + config.progress_every,
         config.progress_every,
@@ -498,7 +501,10 @@ async fn produce_all(
                                     health.set_not_ready(format!("retrying sends to partition {}: {message}", batch.partition));
                                 }
                             }
-                            Verdict::Fail => warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged"),
+                            Verdict::Fail => {
+                                warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged");
+                                failure = Some(message.clone());
+                            }
                         }
                         last_error = Some(message);
                     }
@@ -600,7 +606,7 @@ async fn produce_all(
     if summary.acked == summary.records {
         Ok(summary)
     } else {
-        let reason = match (stop_reason, last_error) {
+        let reason = match (stop_reason, failure.or(last_error)) {
             (Some(r), Some(e)) => format!("{r}; last error: {e}"),
             (Some(r), None) => r,
             (None, Some(e)) => format!("last error: {e}"),

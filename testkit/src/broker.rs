@@ -164,6 +164,81 @@ pub fn kafka_tool(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A topic of demo records as Kafka's own console consumer reads it back.
+#[derive(Debug, Default)]
+pub struct ReadBack {
+    /// Records read.
+    pub records: usize,
+    /// Demo `seq` → how often it was read.
+    pub seqs: BTreeMap<u64, usize>,
+    /// Partitions where a demo `seq` follows a larger one (in offset order).
+    pub out_of_order: BTreeSet<i32>,
+}
+
+impl ReadBack {
+    /// Records read more than once.
+    pub fn duplicates(&self) -> usize {
+        self.seqs.values().map(|n| n - 1).sum()
+    }
+
+    /// Demo records `0..n` not read.
+    pub fn lost(&self, n: u64) -> usize {
+        (0..n).filter(|s| !self.seqs.contains_key(s)).count()
+    }
+}
+
+/// Reads every record of `topic` at `bootstrap` with Kafka's console
+/// consumer (`scripts/kafka-tool.sh console-consumer`, from the beginning,
+/// as many as the partitions' offsets hold, within 60 s) and counts the
+/// demo records' `seq`s.
+pub async fn console_read_back(bootstrap: &str, topic: &str) -> ReadBack {
+    let in_log = offsets_in_log(bootstrap, topic).await.len().to_string();
+    let out = tokio::process::Command::new(repo_root().join("scripts/kafka-tool.sh"))
+        .args([
+            "console-consumer",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--from-beginning",
+            "--max-messages",
+            &in_log,
+            "--timeout-ms",
+            "60000",
+            "--formatter-property",
+            "print.partition=true",
+        ])
+        .output()
+        .await
+        .expect("kafka-tool.sh console-consumer");
+    let mut back = ReadBack::default();
+    let mut last: BTreeMap<i32, u64> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((partition, value)) = line
+            .strip_prefix("Partition:")
+            .and_then(|l| l.split_once('\t'))
+        else {
+            continue;
+        };
+        back.records += 1;
+        let partition: i32 = partition.parse().expect("partition number");
+        let Some(seq) = serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .and_then(|v| v["seq"].as_u64())
+        else {
+            continue;
+        };
+        *back.seqs.entry(seq).or_default() += 1;
+        if last
+            .insert(partition, seq)
+            .is_some_and(|before| before > seq)
+        {
+            back.out_of_order.insert(partition);
+        }
+    }
+    back
+}
+
 /// A broker of its own (other ports and state dir), so stopping it does not
 /// disturb the other tests. Stopped, and its data removed, on drop.
 #[derive(Debug)]

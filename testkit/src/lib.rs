@@ -4,6 +4,8 @@
 //! - [`broker`]: the real Kafka broker the tests need (a missing one fails
 //!   the test, it is never skipped), a private broker that can be stopped,
 //!   topics, and reading a topic back with rskafka.
+//! - [`fault_proxy`]: a proxy in front of the real broker that loses or
+//!   answers chosen produce requests (faults a real broker cannot show on cue).
 //! - [`names`]: topic and group names no other test uses.
 //! - [`scrape`]: `/metrics` and probe bodies over HTTP, summed samples,
 //!   metric families.
@@ -15,6 +17,7 @@
 //!   each security protocol × mechanism.
 
 pub mod broker;
+pub mod fault_proxy;
 pub mod names;
 pub mod process;
 pub mod scrape;

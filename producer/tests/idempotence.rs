@@ -1,0 +1,226 @@
+//! The idempotent producer against the real broker, with the produce faults
+//! a broker cannot be made to show on cue injected by a proxy in front of
+//! it (`testkit::fault_proxy`: the broker's answer lost after it wrote the
+//! batch, a request lost on the way, an error code in place of the answer).
+//! Every out-of-order answer here is the broker's own. Each test reads the
+//! topic back with Kafka's console consumer: every record once, in order.
+
+use common::config::ConfigSource;
+use testkit::{
+    broker::{bootstrap, console_read_back, create_topic, ReadBack},
+    fault_proxy::{Fault, FaultProxy, SeenProduce},
+    services::{spawn_producer_with, ProducerOutcome},
+    unique,
+};
+
+const RECORDS: u64 = 300;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+/// A one-partition topic and a proxy in front of the shared broker with
+/// `faults` on partition 0: (number of the produce request, fault).
+async fn setup(name: &str, faults: &[(usize, Fault)]) -> (String, FaultProxy) {
+    let topic = unique(name);
+    create_topic(&topic, 1).await;
+    let proxy = FaultProxy::start(&bootstrap()).await;
+    for &(nth, fault) in faults {
+        proxy.inject(0, nth, fault);
+    }
+    (topic, proxy)
+}
+
+/// Runs the producer through `proxy`: `RECORDS` demo records of 256 bytes
+/// in batches of about three (several batches on the wire at once), with
+/// `extra` keys.
+async fn produce(topic: &str, proxy: &FaultProxy, extra: &[(&str, &str)]) -> ProducerOutcome {
+    let bootstrap = proxy.bootstrap();
+    let records = RECORDS.to_string();
+    let mut pairs = vec![
+        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
+        ("KAFKA_TOPIC", topic),
+        ("PRODUCER_MESSAGES", records.as_str()),
+        ("PRODUCER_MAX_BATCH_BYTES", "1024"),
+        ("PRODUCER_LINGER_MS", "1"),
+        ("PRODUCER_TIMEOUT_SECS", "60"),
+        ("KAFKA_BACKOFF_INITIAL_MS", "50"),
+        ("KAFKA_BACKOFF_MAX_MS", "500"),
+        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
+    ];
+    pairs.extend_from_slice(extra);
+    let p = spawn_producer_with(ConfigSource::from_pairs(pairs)).await;
+    p.handle.await.expect("join")
+}
+
+/// The topic read back directly from the broker: nothing lost, nothing
+/// twice, in order.
+async fn assert_each_record_once_in_order(topic: &str) -> ReadBack {
+    let back = console_read_back(&bootstrap(), topic).await;
+    assert_eq!(back.lost(RECORDS), 0, "no record lost: {back:?}");
+    assert_eq!(back.duplicates(), 0, "no record written twice");
+    assert!(back.out_of_order.is_empty(), "records in send order");
+    back
+}
+
+fn faulted(seen: &[SeenProduce]) -> &SeenProduce {
+    seen.iter()
+        .find(|s| s.fault.is_some())
+        .expect("the fault was applied")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_is_retried_with_the_same_sequence_and_written_once() {
+    let (topic, proxy) = setup("idem-lost-answer", &[(3, Fault::LoseAnswer)]).await;
+    let summary = produce(&topic, &proxy, &[])
+        .await
+        .expect("all acknowledged");
+    assert_eq!(summary.acked, RECORDS);
+    assert!(summary.retries > 0, "the lost answer was retried");
+    assert_eq!(summary.epoch_bumps, 0);
+
+    let seen = proxy.seen();
+    let lost = faulted(&seen);
+    assert!(lost.producer_id >= 0, "idempotent batches: {lost:?}");
+    let resent: Vec<&SeenProduce> = seen
+        .iter()
+        .filter(|s| s.base_sequence == lost.base_sequence && s.fault.is_none())
+        .collect();
+    assert!(!resent.is_empty(), "sent again");
+    for again in resent {
+        assert_eq!(
+            (again.producer_id, again.epoch, again.records),
+            (lost.producer_id, lost.epoch, lost.records),
+            "same producer, epoch and record boundaries"
+        );
+    }
+    assert_each_record_once_in_order(&topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_idempotence_the_same_lost_answer_writes_records_twice() {
+    let (topic, proxy) = setup("idem-off-lost-answer", &[(3, Fault::LoseAnswer)]).await;
+    let summary = produce(&topic, &proxy, &[("PRODUCER_IDEMPOTENCE", "false")])
+        .await
+        .expect("all acknowledged");
+    assert_eq!((summary.acked, summary.producer_id), (RECORDS, None));
+    assert!(faulted(&proxy.seen()).producer_id < 0, "no producer id");
+    let back = console_read_back(&bootstrap(), &topic).await;
+    assert_eq!(back.lost(RECORDS), 0);
+    assert!(
+        back.duplicates() >= faulted(&proxy.seen()).records as usize,
+        "the batch whose answer was lost is in the topic twice: {back:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_request_makes_the_broker_answer_out_of_order_and_all_lands_once_in_order() {
+    let (topic, proxy) = setup("idem-lost-request", &[(2, Fault::LoseRequest)]).await;
+    let summary = produce(&topic, &proxy, &[])
+        .await
+        .expect("all acknowledged");
+    assert_eq!(summary.acked, RECORDS);
+    assert_eq!(summary.epoch_bumps, 0, "an echo of a lost batch is no gap");
+    let seen = proxy.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.answer == Some(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+        "the batches behind the lost one reached the broker first: {seen:?}"
+    );
+    assert_each_record_once_in_order(&topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_producer_id_bumps_the_epoch_and_renumbers_from_zero() {
+    let (topic, proxy) = setup(
+        "idem-unknown-pid",
+        &[(4, Fault::Refuse(UNKNOWN_PRODUCER_ID))],
+    )
+    .await;
+    let summary = produce(&topic, &proxy, &[])
+        .await
+        .expect("all acknowledged");
+    assert_eq!(summary.acked, RECORDS);
+    assert_eq!((summary.epoch_bumps, summary.producer_epoch), (1, Some(1)));
+    let seen = proxy.seen();
+    let refused = faulted(&seen);
+    let first_new = seen
+        .iter()
+        .find(|s| s.epoch == 1)
+        .expect("a batch under the new epoch");
+    assert_eq!(
+        (first_new.base_sequence, first_new.records),
+        (0, refused.records),
+        "the refused batch first, from 0"
+    );
+    assert_each_record_once_in_order(&topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_for_the_next_expected_batch_bumps_the_epoch() {
+    // As after an unclean leader election: the broker no longer has what it
+    // acknowledged. At 200 records/s each batch goes after the previous
+    // one's acknowledgement, so the refused one is the next expected.
+    let (topic, proxy) = setup(
+        "idem-gap",
+        &[(4, Fault::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER))],
+    )
+    .await;
+    let summary = produce(&topic, &proxy, &[("PRODUCER_RATE", "200")])
+        .await
+        .expect("all acknowledged");
+    assert_eq!((summary.acked, summary.epoch_bumps), (RECORDS, 1));
+    assert_each_record_once_in_order(&topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_sequence_number_is_an_acknowledgement() {
+    let (topic, proxy) = setup(
+        "idem-duplicate",
+        &[(3, Fault::Replace(DUPLICATE_SEQUENCE_NUMBER))],
+    )
+    .await;
+    let summary = produce(&topic, &proxy, &[])
+        .await
+        .expect("all acknowledged");
+    assert_eq!((summary.acked, summary.retries), (RECORDS, 0));
+    let seen = proxy.seen();
+    let dup = faulted(&seen);
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.base_sequence == dup.base_sequence)
+            .count(),
+        1,
+        "not sent again"
+    );
+    assert_each_record_once_in_order(&topic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_producer_epoch_fails_its_batch_as_java_does_and_the_rest_continues() {
+    let (topic, proxy) = setup("idem-fenced", &[(3, Fault::Refuse(INVALID_PRODUCER_EPOCH))]).await;
+    let e = produce(&topic, &proxy, &[])
+        .await
+        .expect_err("the refused batch is not acknowledged");
+    let producer::ProducerError::Incomplete {
+        summary, reason, ..
+    } = e
+    else {
+        panic!("incomplete, not {e}");
+    };
+    let refused = faulted(&proxy.seen()).records as u64;
+    assert_eq!(
+        (summary.acked, summary.failed),
+        (RECORDS - refused, refused)
+    );
+    assert!(reason.contains("InvalidProducerEpoch"), "{reason}");
+    assert_eq!(summary.epoch_bumps, 1);
+    let back = console_read_back(&bootstrap(), &topic).await;
+    assert_eq!(
+        back.lost(RECORDS) as u64,
+        refused,
+        "exactly the refused batch"
+    );
+    assert_eq!(back.duplicates(), 0);
+    assert!(back.out_of_order.is_empty());
+}
