@@ -21,6 +21,9 @@
 #   KAFKA_LOCAL_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (default 30)
 #   KAFKA_LOCAL_HEAP_OPTS      broker heap (default -Xms256m -Xmx512m)
 #   KAFKA_LOCAL_LOG_LEVEL      broker log4j2 root level (default WARN)
+#   KAFKA_LOCAL_AUTHORIZER=1   enforce ACLs (StandardAuthorizer): the SASL users get only
+#                              what ACLs grant them; admin and the unauthenticated
+#                              PLAINTEXT/SSL/CONTROLLER principal (ANONYMOUS) are super users
 #   KAFKA_LOCAL_CACHE_DIR      where the resolved classpath is cached (default
 #                              ~/.cache/kafka-local, scripts/lib.sh: kept across
 #                              stop/start, so no Maven run after a stop)
@@ -331,6 +334,14 @@ num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
+        if [[ ${KAFKA_LOCAL_AUTHORIZER:-0} == 1 ]]; then
+            cat <<EOF
+
+# ACLs enforced for the SASL users (KAFKA_LOCAL_AUTHORIZER=1)
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS;User:$ADMIN_NAME
+EOF
+        fi
     } >"$CONFIG.tmp"
     mv -f "$CONFIG.tmp" "$CONFIG"
 

@@ -727,11 +727,11 @@ fn explain(e: &ClientError, idempotent: bool) -> String {
         ClientError::ServerError {
             protocol_error: ProtocolError::ClusterAuthorizationFailed,
             ..
-        } if idempotent => format!(
-            "{e}: the broker refused idempotent writes; the user needs the ACL IDEMPOTENT_WRITE \
-             on the cluster, or WRITE on the topic (Kafka 2.8 and later), or set \
-             PRODUCER_IDEMPOTENCE=false (retries may then write records twice)"
-        ),
+        } if idempotent => "the broker refused idempotent writes (ClusterAuthorizationFailed): \
+             the user needs the ACL IDEMPOTENT_WRITE on the cluster, or WRITE on the topic \
+             (Kafka 2.8 and later), or set PRODUCER_IDEMPOTENCE=false (retries may then write \
+             records twice)"
+            .to_owned(),
         _ => e.to_string(),
     }
 }

@@ -4,11 +4,18 @@
 //! batch, a request lost on the way, an error code in place of the answer).
 //! Every out-of-order answer here is the broker's own. Each test reads the
 //! topic back with Kafka's console consumer: every record once, in order.
+//! Last, the ACLs idempotence needs, on a private broker that enforces them.
+
+use std::time::Duration;
 
 use common::config::ConfigSource;
 use testkit::{
-    broker::{bootstrap, console_read_back, create_topic, ReadBack},
+    broker::{
+        bootstrap, console_read_back, create_topic, create_topic_at, kafka_tool, PrivateBroker,
+        ReadBack,
+    },
     fault_proxy::{Fault, FaultProxy, SeenProduce},
+    process::wait_until,
     services::{spawn_producer_with, ProducerOutcome},
     unique,
 };
@@ -223,4 +230,103 @@ async fn invalid_producer_epoch_fails_its_batch_as_java_does_and_the_rest_contin
     );
     assert_eq!(back.duplicates(), 0);
     assert!(back.out_of_order.is_empty());
+}
+
+/// Runs Kafka's ACL tool against `bootstrap` with `args` and waits until
+/// the broker lists what was added for `User:demo`.
+fn acl(bootstrap: &str, args: &[&str], expect_listed: &str) {
+    let mut all = vec!["acls", "--bootstrap-server", bootstrap];
+    all.extend_from_slice(args);
+    kafka_tool(&all);
+    let listed = wait_until(Duration::from_secs(30), || {
+        kafka_tool(&[
+            "acls",
+            "--bootstrap-server",
+            bootstrap,
+            "--list",
+            "--principal",
+            "User:demo",
+        ])
+        .contains(expect_listed)
+    });
+    assert!(listed, "ACL {args:?} not listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_idempotent_write_gets_one_clear_error_and_with_write_on_the_topic_it_works()
+{
+    // The shared broker enforces no ACLs: a private one with the authorizer.
+    let broker = PrivateBroker::start_with(&[("KAFKA_LOCAL_AUTHORIZER", "1")]);
+    let admin = broker.bootstrap();
+    let topic = unique("idem-acl");
+    create_topic_at(&admin, &topic, 1).await;
+    acl(
+        &admin,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:demo",
+            "--operation",
+            "Describe",
+            "--topic",
+            &topic,
+        ],
+        "DESCRIBE",
+    );
+    let sasl = broker.sasl_plaintext();
+    let run = || {
+        let pairs = [
+            ("KAFKA_BOOTSTRAP_SERVER", sasl.as_str()),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_USERNAME", "demo"),
+            ("KAFKA_PASSWORD", "demo-secret"),
+            ("KAFKA_TOPIC", topic.as_str()),
+            ("PRODUCER_MESSAGES", "50"),
+            ("PRODUCER_TIMEOUT_SECS", "20"),
+        ];
+        async move {
+            spawn_producer_with(ConfigSource::from_pairs(pairs))
+                .await
+                .handle
+                .await
+                .expect("join")
+        }
+    };
+
+    // Describe only: the broker refuses InitProducerId.
+    let e = run().await.expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        matches!(e, producer::ProducerError::Idempotence { .. }),
+        "{text}"
+    );
+    for needed in [
+        "ClusterAuthorizationFailed",
+        "IDEMPOTENT_WRITE",
+        "WRITE on the topic",
+        "PRODUCER_IDEMPOTENCE=false",
+    ] {
+        assert!(text.contains(needed), "error lacks {needed:?}: {text}");
+    }
+    assert!(!text.contains('\n'), "one line: {text}");
+    eprintln!("ACL refusal: {text}");
+
+    // WRITE on the topic is enough since Kafka 2.8 (KIP-679).
+    acl(
+        &admin,
+        &[
+            "--add",
+            "--allow-principal",
+            "User:demo",
+            "--operation",
+            "Write",
+            "--topic",
+            &topic,
+        ],
+        "WRITE",
+    );
+    let summary = run().await.expect("idempotent with WRITE on the topic");
+    assert_eq!(summary.acked, 50);
+    assert!(summary.producer_id.is_some());
 }

@@ -250,6 +250,12 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     /// Starts one; panics with the script's output when it cannot.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with `scripts/kafka-local.sh` settings `extra` (e.g.
+    /// `KAFKA_LOCAL_AUTHORIZER=1`), kept for its restarts.
+    pub fn start_with(extra: &[(&str, &str)]) -> Self {
         // Unique per instance: tests of one binary run in parallel.
         static NEXT: AtomicU16 = AtomicU16::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -260,14 +266,21 @@ impl PrivateBroker {
         let base = 20000 + ((std::process::id() % 400) as u16 * 30 + n * 5) % 12000;
         let dir = std::env::temp_dir().join(format!("kafka-private-{}-{n}", std::process::id()));
         let port = |i: u16| (base + i).to_string();
-        let env = vec![
+        let env: Vec<(String, String)> = vec![
             ("KAFKA_LOCAL_DIR".to_owned(), dir.display().to_string()),
             ("KAFKA_LOCAL_PLAINTEXT_PORT".to_owned(), port(0)),
             ("KAFKA_LOCAL_SASL_PLAINTEXT_PORT".to_owned(), port(1)),
             ("KAFKA_LOCAL_SSL_PORT".to_owned(), port(2)),
             ("KAFKA_LOCAL_SASL_SSL_PORT".to_owned(), port(3)),
             ("KAFKA_LOCAL_CONTROLLER_PORT".to_owned(), port(4)),
-        ];
+        ]
+        .into_iter()
+        .chain(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .collect();
         let b = Self {
             env,
             plaintext_port: base,
@@ -279,6 +292,11 @@ impl PrivateBroker {
     /// Its PLAINTEXT address.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.plaintext_port)
+    }
+
+    /// Its SASL_PLAINTEXT address (users as on the shared broker).
+    pub fn sasl_plaintext(&self) -> String {
+        format!("127.0.0.1:{}", self.plaintext_port + 1)
     }
 
     /// Runs `scripts/kafka-local.sh cmd` for this broker, with `extra` set.
