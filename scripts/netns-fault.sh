@@ -22,8 +22,10 @@
 # Asserts: the producer gets every record acknowledged (exit 0, acked =
 # MESSAGES); the consumer recovers and handles every record: the set of
 # (partition, offset) it logged equals every offset below the broker's high
-# watermarks, every demo seq was seen, no gaps. Reports duplicates (producer
-# retries, consumer redeliveries) and the recovery times after the restore.
+# watermarks, every demo seq was seen, no gaps; and the idempotent producer
+# wrote every record exactly once: the topic read back with Kafka's console
+# consumer holds each demo seq once. Reports consumer redeliveries and the
+# recovery times after the restore.
 # Cleans up the namespace, the broker and the processes on every exit.
 # Traffic goes only to the namespace's address; every wait is bounded.
 #
@@ -326,6 +328,17 @@ done <<<"$offsets"
 sort -u "$WORK/expected" -o "$WORK/expected"
 info "broker high watermarks: $(tr '\n' ' ' <<<"$offsets")(total $total)"
 
+# The topic read back with Kafka's console consumer: each demo seq of the
+# run once (the idempotent producer's retries wrote nothing twice).
+KAFKA_LOCAL_DIR="$KDIR" scripts/kafka-tool.sh console-consumer --bootstrap-server "$BROKER" \
+    --topic "$TOPIC" --from-beginning --max-messages "$total" --timeout-ms 60000 \
+    >"$WORK/console.out" 2>"$WORK/console.err" || true
+jq -r --arg r "$RUN_ID" 'select(.run_id == $r) | .seq' "$WORK/console.out" 2>/dev/null |
+    sort -n >"$WORK/console.seqs" || true
+console_read=$(wc -l <"$WORK/console.out")
+console_dups=$(($(wc -l <"$WORK/console.seqs") - $(sort -u "$WORK/console.seqs" | wc -l)))
+console_missing=$(comm -23 <(seq 0 $((MESSAGES - 1)) | sort) <(sort -u "$WORK/console.seqs") | wc -l)
+
 logged_pairs() {
     jq -r 'select(.message == "record") | "\(.partition) \(.offset)"' "$WORK/consumer.log" 2>/dev/null
 }
@@ -376,7 +389,7 @@ CONSUMER_PID=
 report=$(cat <<EOF
 network fault (CUT_MODE=$CUT_MODE): degrade ${DEGRADE_SECS}s (${DELAY_MS} ms each way, ${LOSS_PCT}% loss), cut ${CUT_SECS}s, then restored
   producer: exit $rc, acked $acked of $MESSAGES, done $(secs "$t_producer_done" "$t_start") after start; acks resumed $(secs "$producer_resumed" "$t_restore") after the restore
-  broker: $total records in $TOPIC (1 warm-up), producer-retry duplicates $producer_dups
+  broker: $total records in $TOPIC (1 warm-up), producer-retry duplicates $producer_dups; console consumer read $console_read, duplicates $console_dups, missing $console_missing
   consumer: handled $(wc -l <"$WORK/logged") distinct (partition, offset) of $total, missing $missing, unknown $extra, redelivered $redelivered; demo records $demo, demo duplicates $demo_dups, gaps $gaps; rebalances $rebalances, errors $errors; exit $crc on SIGTERM
   recovery: records handled again $(secs "$first_record_after" "$t_restore") after the restore, /readyz 200 again $(secs "$ready_again" "$t_restore") after it ($not_ready non-200 samples during the cut), all handled $(secs "$t_consumer_done" "$t_restore") after it
 EOF
@@ -385,6 +398,8 @@ echo "$report"
 [[ -z ${REPORT:-} ]] || printf '%s\n' "$report" >>"$REPORT"
 : "$t_degrade"
 
+((producer_dups == 0)) || die "$producer_dups records written twice (idempotent producer)"
+((console_dups == 0 && console_missing == 0)) || die "console consumer: $console_dups duplicated, $console_missing missing demo seqs"
 ((missing == 0)) || die "$missing records never handled: $(comm -23 "$WORK/expected" "$WORK/logged" | head -n 5 | tr '\n' ',')"
 ((extra == 0)) || die "$extra offsets handled that the broker does not have"
 ((gaps == 0)) || die "demo gaps $gaps"
