@@ -110,6 +110,9 @@ pub struct Summary {
     pub producer_epoch: Option<i16>,
     /// Epoch bumps after the broker lost or refused sequence numbers.
     pub epoch_bumps: u64,
+    /// Why records were sent again: the broker's error (`NotEnoughReplicas`,
+    /// `NotLeaderOrFollower`, ...) or `connection`, `timeout`, ... → records.
+    pub retry_reasons: BTreeMap<String, u64>,
     /// Key+value+header bytes acknowledged.
     pub bytes: u64,
     /// From the first send to the last acknowledgement.
@@ -135,6 +138,17 @@ impl Summary {
         per_sec(self.bytes as f64 / 1e6, self.elapsed)
     }
 
+    /// `reason=records,…`, most records first; empty without retries.
+    pub fn retry_reasons_text(&self) -> String {
+        let mut reasons: Vec<(&String, &u64)> = self.retry_reasons.iter().collect();
+        reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        reasons
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Logs the summary as one line.
     pub fn log(&self) {
         info!(
@@ -148,6 +162,7 @@ impl Summary {
             producer_id = self.producer_id,
             producer_epoch = self.producer_epoch,
             epoch_bumps = self.epoch_bumps,
+            retry_reasons = %self.retry_reasons_text(),
             bytes = self.bytes,
             seconds = format_args!("{:.3}", self.elapsed.as_secs_f64()),
             records_per_sec = format_args!("{:.0}", self.records_per_sec()),
@@ -496,10 +511,10 @@ async fn produce_all(
                             Verdict::Acked => info!(partition = batch.partition, records = n, first_seq, error = %message, "acknowledged: the broker had written these records before"),
                             Verdict::Retry => {
                                 debug!(partition = batch.partition, records = n, first_seq, attempts = batch.attempts + 1, sent_ms = format_args!("{:.1}", ms(now.saturating_duration_since(sent_at))), error = %message, "send failed; will retry");
-                                if !retrying {
-                                    retrying = true;
-                                    health.set_not_ready(format!("retrying sends to partition {}: {message}", batch.partition));
-                                }
+                                // Each time: the reason may change (leader gone, then too few replicas).
+                                retrying = true;
+                                health.set_not_ready(format!("retrying sends to partition {}: {message}", batch.partition));
+                                *summary.retry_reasons.entry(reason_of(e)).or_default() += n as u64;
                             }
                             Verdict::Fail => {
                                 warn!(partition = batch.partition, records = n, first_seq, kind, error = %message, "records not acknowledged");
@@ -720,6 +735,15 @@ fn answer_of(e: &ClientError) -> Answer {
     }
 }
 
+/// A short, fixed name for why a send failed: the broker's error code or
+/// the client's error kind.
+fn reason_of(e: &ClientError) -> String {
+    match e {
+        ClientError::ServerError { protocol_error, .. } => protocol_error.to_string(),
+        _ => error_kind(e).to_owned(),
+    }
+}
+
 /// The error as one line; a refusal of idempotent writes says what the
 /// user needs.
 fn explain(e: &ClientError, idempotent: bool) -> String {
@@ -876,4 +900,65 @@ async fn partition_producers(
         .await?
         .into_iter()
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rskafka::client::error::RequestContext;
+
+    use super::*;
+
+    fn broker_error(protocol_error: ProtocolError, log_start_offset: Option<i64>) -> ClientError {
+        ClientError::ServerError {
+            protocol_error,
+            error_message: None,
+            request: RequestContext::Partition("t".to_owned(), 0),
+            response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn broker_errors_map_to_the_answers_the_sequence_rules_know() {
+        for (e, answer) in [
+            (ProtocolError::DuplicateSequenceNumber, Answer::Written),
+            (ProtocolError::OutOfOrderSequenceNumber, Answer::OutOfOrder),
+            (ProtocolError::InvalidProducerEpoch, Answer::InvalidEpoch),
+            (ProtocolError::NotEnoughReplicas, Answer::Transient),
+            (
+                ProtocolError::NotEnoughReplicasAfterAppend,
+                Answer::Transient,
+            ),
+            (ProtocolError::NotLeaderOrFollower, Answer::Transient),
+            (ProtocolError::MessageTooLarge, Answer::Rejected),
+            (ProtocolError::ClusterAuthorizationFailed, Answer::Rejected),
+        ] {
+            assert_eq!(answer_of(&broker_error(e, Some(0))), answer, "{e}");
+        }
+        assert_eq!(
+            answer_of(&broker_error(ProtocolError::UnknownProducerId, Some(42))),
+            Answer::UnknownProducerId {
+                log_start_offset: Some(42)
+            }
+        );
+        assert_eq!(answer_of(&ClientError::Timeout), Answer::Transient);
+    }
+
+    #[test]
+    fn retry_reasons_list_the_most_frequent_first() {
+        let mut s = Summary::default();
+        assert_eq!(s.retry_reasons_text(), "");
+        s.retry_reasons.insert("connection".to_owned(), 3);
+        s.retry_reasons.insert("NotEnoughReplicas".to_owned(), 120);
+        s.retry_reasons.insert("NotLeaderOrFollower".to_owned(), 3);
+        assert_eq!(
+            s.retry_reasons_text(),
+            "NotEnoughReplicas=120,NotLeaderOrFollower=3,connection=3"
+        );
+        assert_eq!(
+            reason_of(&broker_error(ProtocolError::NotEnoughReplicas, None)),
+            "NotEnoughReplicas"
+        );
+        assert_eq!(reason_of(&ClientError::Timeout), "timeout");
+    }
 }
