@@ -8,3 +8,7 @@
 //!   consumer's `process` span, through a real OTLP receiver.
 //! - `metrics_table`: the README's metric table against a live scrape of
 //!   both services.
+//! - `cluster`: faults of a 3-broker cluster under load (kill -9 of a
+//!   leader and of the group coordinator, a rolling restart, two brokers
+//!   down, leader moves); needs `scripts/kafka-cluster.sh`, so `make
+//!   test-cluster` runs it, not `cargo test --workspace`.

@@ -37,13 +37,15 @@ fn main() -> ExitCode {
                     summary.log();
                     exit::OK
                 }
-                Err(ProducerError::Incomplete { summary, .. }) if summary.records > 0 => {
+                Err(ProducerError::Incomplete {
+                    summary, reason, ..
+                }) if summary.records > 0 => {
                     summary.log();
                     let not_acked = summary.records.saturating_sub(summary.acked);
                     tracing::error!(
                         acked = summary.acked,
                         not_acked,
-                        "producer failed: {} of {} records acknowledged, {not_acked} not acknowledged",
+                        "producer failed: {} of {} records acknowledged, {not_acked} not acknowledged: {reason}",
                         summary.acked,
                         summary.records
                     );

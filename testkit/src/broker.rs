@@ -40,9 +40,12 @@ pub fn bootstrap() -> String {
     addr
 }
 
-/// A connected rskafka client for checks, on `bootstrap`.
+/// A connected rskafka client for checks, on `bootstrap` (one `host:port`
+/// or several, comma-separated).
 pub async fn client_at(bootstrap: &str) -> Client {
-    KafkaSettings::plaintext(bootstrap, "workspace-tests")
+    let mut settings = KafkaSettings::plaintext(bootstrap, "workspace-tests");
+    settings.bootstrap = bootstrap.split(',').map(str::to_owned).collect();
+    settings
         .connect(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("connect to the test broker at {bootstrap}: {e}"))

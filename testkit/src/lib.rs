@@ -4,6 +4,8 @@
 //! - [`broker`]: the real Kafka broker the tests need (a missing one fails
 //!   the test, it is never skipped), a private broker that can be stopped,
 //!   topics, and reading a topic back with rskafka.
+//! - [`cluster`]: the shared 3-broker cluster (`scripts/kafka-cluster.sh`):
+//!   its nodes, partitions and groups as Kafka's tools see them, its faults.
 //! - [`fault_proxy`]: a proxy in front of the real broker that loses or
 //!   answers chosen produce requests (faults a real broker cannot show on cue).
 //! - [`names`]: topic and group names no other test uses.
@@ -17,6 +19,7 @@
 //!   each security protocol × mechanism.
 
 pub mod broker;
+pub mod cluster;
 pub mod fault_proxy;
 pub mod names;
 pub mod process;
