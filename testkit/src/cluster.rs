@@ -110,13 +110,11 @@ impl Cluster {
     /// --describe --state`), once the group exists.
     pub fn coordinator(&self, group: &str) -> Option<i32> {
         let out = self.groups(&["--describe", "--state", "--group", group]);
-        out.lines()
-            .filter(|l| l.starts_with(group))
-            .find_map(|l| {
-                let open = l.find(" (")?;
-                let close = l[open..].find(')')? + open;
-                l[open + 2..close].parse().ok()
-            })
+        out.lines().filter(|l| l.starts_with(group)).find_map(|l| {
+            let open = l.find(" (")?;
+            let close = l[open..].find(')')? + open;
+            l[open + 2..close].parse().ok()
+        })
     }
 
     /// `group`'s committed offset and log-end offset per partition of its
@@ -198,7 +196,8 @@ mod tests {
 
     #[test]
     fn topic_tool_lines_parse() {
-        let line = "\tTopic: t\tPartition: 2\tLeader: 3\tReplicas: 2,3,1\tIsr: 3,1\tElr: \tLastKnownElr: ";
+        let line =
+            "\tTopic: t\tPartition: 2\tLeader: 3\tReplicas: 2,3,1\tIsr: 3,1\tElr: \tLastKnownElr: ";
         assert_eq!(
             parse_partition(line),
             Some(PartitionState {
@@ -210,6 +209,9 @@ mod tests {
         );
         let leaderless = "\tTopic: t\tPartition: 0\tLeader: none\tReplicas: 1,2,3\tIsr: 1\tElr: ";
         assert_eq!(parse_partition(leaderless).map(|p| p.leader), Some(-1));
-        assert_eq!(parse_partition("Topic: t\tTopicId: x\tPartitionCount: 3"), None);
+        assert_eq!(
+            parse_partition("Topic: t\tTopicId: x\tPartitionCount: 3"),
+            None
+        );
     }
 }
