@@ -55,6 +55,7 @@ unit: ## Unit tests only (no broker needed), the vendored rskafka's included
 lint: ## cargo fmt --check, clippy -D warnings, shellcheck (and POSIX sh for what macOS runs)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p e2e --test cluster -- -D warnings # test = false: not in --all-targets
 	@command -v shellcheck >/dev/null 2>&1 || { echo "lint: shellcheck not installed: scripts/install-tools.sh (make install-tools)" >&2; exit 1; }
 	shellcheck scripts/*.sh .ci/run
 	shellcheck --shell=sh scripts/deploy.sh scripts/lib.sh
@@ -71,6 +72,7 @@ clean: ## Remove the kind cluster and the registry deploy.sh created (when kind 
 		echo "clean: kind or docker not installed: no cluster to remove"; \
 	fi
 	-scripts/kafka-local.sh stop
+	-scripts/kafka-cluster.sh stop
 	$(CARGO) clean
 
 # --- Containers and Kubernetes (issue 5) ---
@@ -142,6 +144,16 @@ tools: install-tools ## make install-tools, plus cargo-auditable and cargo-cyclo
 test-faults: ## Fault tests alone (broker restarts, kill -9, scaling, stuck handler, topic deletion); make test runs them too
 	scripts/kafka-local.sh status >/dev/null 2>&1 || scripts/kafka-local.sh start
 	$(CARGO) test -p consumer --test faults --test members -- --nocapture
+
+.PHONY: cluster-up cluster-down test-cluster
+cluster-up: ## Start the 3-broker KRaft cluster on 127.0.0.1:19191-19193 (RF 3, min.insync.replicas 2) beside the local broker
+	scripts/kafka-cluster.sh start
+
+cluster-down: ## Stop the 3-broker cluster and remove its data
+	scripts/kafka-cluster.sh stop
+
+test-cluster: ## Faults of the 3-broker cluster under load (kill -9 of a leader and of the coordinator, rolling restart, NOT_ENOUGH_REPLICAS, leader moves); make test runs them too
+	scripts/cluster-test.sh
 
 # --- Benchmarks (issue 7) ---
 .PHONY: bench bench-smoke

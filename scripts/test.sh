@@ -11,7 +11,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$(dirname "$0")/.."
 
-TIERS=${TEST_TIERS:-install cargo-test doc-test rskafka-unit lint deploy-check k8s-check images monitoring bench-smoke load network}
+TIERS=${TEST_TIERS:-install cargo-test doc-test rskafka-unit lint deploy-check k8s-check images monitoring bench-smoke load network cluster}
 TIMES=()
 tier() { # name command...
     local name=$1 t0=$SECONDS
@@ -74,3 +74,7 @@ tier bench-smoke scripts/bench.sh smoke # the benchmark harness with tiny counts
 # network (its own broker in a network namespace).
 tier load scripts/load-test.sh
 tier network scripts/netns-fault.sh
+# The 3-broker cluster (its own ports, beside the broker above): kill -9 of a
+# leader and of the group coordinator, a rolling restart, two brokers down,
+# leader moves, under load.
+tier cluster scripts/cluster-test.sh
