@@ -147,13 +147,30 @@ impl Load {
         }
     }
 
-    /// Partition `p`'s leader now.
-    fn leader(&self, p: i32) -> i32 {
-        self.cluster
-            .describe(&self.topic)
-            .into_iter()
-            .find(|s| s.partition == p)
-            .map_or(-1, |s| s.leader)
+    /// Runs `f` on the cluster (Kafka's tools, the script) off the runtime.
+    async fn on_cluster<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Cluster) -> T + Send + 'static,
+    ) -> T {
+        let c = self.cluster.clone();
+        blocking(move || f(&c)).await
+    }
+
+    /// The end of every test: waits for the producer and the consumers,
+    /// prints the FAULT line (`what` the fault was), asserts the goals (no
+    /// pause bound without `pause_bound`), and leaves the cluster healthy.
+    async fn conclude(
+        self,
+        fault_at: DateTime<Utc>,
+        what: &str,
+        pause_bound: Option<Duration>,
+    ) -> Figures {
+        let (cluster, name) = (self.cluster.clone(), self.name);
+        let f = self.finish(fault_at).await;
+        f.report(name, what);
+        f.assert_goals(name, pause_bound);
+        blocking(move || cluster.wait_healthy()).await;
+        f
     }
 
     /// Waits until every partition of the topic has all three replicas in
@@ -347,34 +364,31 @@ async fn kill_9_of_a_partition_leader_while_producing_and_consuming() {
     let _one = ONE_AT_A_TIME.lock().await;
     let load = Load::start("leader-kill", 40).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let leader = load.leader(0);
+    let topic = load.topic.clone();
+    let leader = {
+        let t = topic.clone();
+        load.on_cluster(move |c| c.leader(&t, 0)).await
+    };
     let fault_at = Utc::now();
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.kill9(leader)).await;
-    }
+    load.on_cluster(move |c| c.kill9(leader)).await;
     let moved = Instant::now();
-    while load.leader(0) == leader || load.leader(0) < 0 {
+    loop {
+        let t = topic.clone();
+        let now = load.on_cluster(move |c| c.leader(&t, 0)).await;
+        if now >= 0 && now != leader {
+            break;
+        }
         assert!(moved.elapsed() < Duration::from_secs(60), "no new leader");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let election = moved.elapsed();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.start_node(leader)).await;
-    }
-    let cluster = load.cluster.clone();
-    let f = load.finish(fault_at).await;
-    f.report(
-        "leader-kill",
-        &format!(
-            "kill -9 of node {leader}, leader of partition 0; new leader in {:.1} s; node back after ~20 s",
-            election.as_secs_f64()
-        ),
+    load.on_cluster(move |c| c.start_node(leader)).await;
+    let what = format!(
+        "kill -9 of node {leader}, leader of partition 0; new leader in {:.1} s; node back 10 s later",
+        election.as_secs_f64()
     );
-    f.assert_goals("leader-kill", Some(SESSION_TIMEOUT));
-    blocking(move || cluster.wait_healthy()).await;
+    load.conclude(fault_at, &what, Some(SESSION_TIMEOUT)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,20 +396,19 @@ async fn kill_9_of_the_group_coordinator_keeps_every_commit() {
     let _one = ONE_AT_A_TIME.lock().await;
     let load = Load::start("coordinator-kill", 40).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
+    let group = load.group.clone();
     let coordinator = {
-        let (c, g) = (load.cluster.clone(), load.group.clone());
-        blocking(move || c.coordinator(&g)).await
+        let g = group.clone();
+        load.on_cluster(move |c| c.coordinator(&g)).await
     }
     .expect("the group's coordinator");
     let fault_at = Utc::now();
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.kill9(coordinator)).await;
-    }
+    load.on_cluster(move |c| c.kill9(coordinator)).await;
     let moved = Instant::now();
     let new = loop {
-        let (c, g) = (load.cluster.clone(), load.group.clone());
-        if let Some(n) = blocking(move || c.coordinator(&g))
+        let g = group.clone();
+        if let Some(n) = load
+            .on_cluster(move |c| c.coordinator(&g))
             .await
             .filter(|n| *n != coordinator)
         {
@@ -409,21 +422,12 @@ async fn kill_9_of_the_group_coordinator_keeps_every_commit() {
     };
     let election = moved.elapsed();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.start_node(coordinator)).await;
-    }
-    let cluster = load.cluster.clone();
-    let f = load.finish(fault_at).await;
-    f.report(
-        "coordinator-kill",
-        &format!(
-            "kill -9 of node {coordinator}, the group's coordinator; node {new} coordinator within {:.1} s",
-            election.as_secs_f64()
-        ),
+    load.on_cluster(move |c| c.start_node(coordinator)).await;
+    let what = format!(
+        "kill -9 of node {coordinator}, the group's coordinator; node {new} coordinator within {:.1} s",
+        election.as_secs_f64()
     );
-    f.assert_goals("coordinator-kill", Some(SESSION_TIMEOUT));
-    blocking(move || cluster.wait_healthy()).await;
+    load.conclude(fault_at, &what, Some(SESSION_TIMEOUT)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,8 +438,7 @@ async fn a_rolling_restart_of_all_three_brokers_loses_nothing() {
     let fault_at = Utc::now();
     let started = Instant::now();
     for n in 1..=3 {
-        let c = load.cluster.clone();
-        blocking(move || {
+        load.on_cluster(move |c| {
             c.stop_node(n);
             c.start_node(n);
         })
@@ -443,17 +446,11 @@ async fn a_rolling_restart_of_all_three_brokers_loses_nothing() {
         load.wait_replicated().await;
     }
     let took = started.elapsed();
-    let cluster = load.cluster.clone();
-    let f = load.finish(fault_at).await;
-    f.report(
-        "rolling-restart",
-        &format!(
-            "nodes 1, 2, 3 each stopped (controlled shutdown), started, back in sync; {:.0} s in all",
-            took.as_secs_f64()
-        ),
+    let what = format!(
+        "nodes 1, 2, 3 each stopped (controlled shutdown), started, back in sync; {:.0} s in all",
+        took.as_secs_f64()
     );
-    f.assert_goals("rolling-restart", Some(SESSION_TIMEOUT));
-    blocking(move || cluster.wait_healthy()).await;
+    load.conclude(fault_at, &what, Some(SESSION_TIMEOUT)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,14 +459,11 @@ async fn two_brokers_down_the_producer_waits_for_enough_replicas_and_loses_nothi
     let load = Load::start("not-enough-replicas", 40).await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let fault_at = Utc::now();
-    {
-        let c = load.cluster.clone();
-        blocking(move || {
-            c.stop_node(1);
-            c.stop_node(2);
-        })
-        .await;
-    }
+    load.on_cluster(|c| {
+        c.stop_node(1);
+        c.stop_node(2);
+    })
+    .await;
     // Node 3 alone leads every partition with itself the only replica in
     // sync, fewer than min.insync.replicas: NOT_ENOUGH_REPLICAS.
     let down = Instant::now();
@@ -488,34 +482,22 @@ async fn two_brokers_down_the_producer_waits_for_enough_replicas_and_loses_nothi
     );
     tokio::time::sleep(Duration::from_secs(15).saturating_sub(down.elapsed())).await;
     let back = Instant::now();
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.start_node(2)).await;
-    }
+    load.on_cluster(move |c| c.start_node(2)).await;
     let one_back = back.elapsed();
-    {
-        let c = load.cluster.clone();
-        blocking(move || c.start_node(1)).await;
-    }
-    let cluster = load.cluster.clone();
-    let f = load.finish(fault_at).await;
-    f.report(
-        "not-enough-replicas",
-        &format!(
-            "nodes 1 and 2 stopped for {:.0} s (node 3 alone: NOT_ENOUGH_REPLICAS); producer /readyz: {}; node 2 back after {:.1} s",
-            back.duration_since(down).as_secs_f64(),
-            readyz.trim(),
-            one_back.as_secs_f64()
-        ),
+    load.on_cluster(move |c| c.start_node(1)).await;
+    let what = format!(
+        "nodes 1 and 2 stopped for {:.0} s (node 3 alone: NOT_ENOUGH_REPLICAS); producer /readyz: {}; node 2 back after {:.1} s",
+        back.duration_since(down).as_secs_f64(),
+        readyz.trim(),
+        one_back.as_secs_f64()
     );
+    // Nothing to consume while nothing is written: no pause bound here.
+    let f = load.conclude(fault_at, &what, None).await;
     assert!(
         f.retry_reasons.contains("NotEnoughReplicas"),
         "the summary names the reason: {}",
         f.retry_reasons
     );
-    // Nothing to consume while nothing is written: no pause bound here.
-    f.assert_goals("not-enough-replicas", None);
-    blocking(move || cluster.wait_healthy()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -539,8 +521,7 @@ async fn every_leader_moved_by_reassignment_while_consuming() {
     std::fs::write(&file, plan.to_string()).expect("plan");
     let fault_at = Utc::now();
     let file_arg = file.display().to_string();
-    let c = load.cluster.clone();
-    blocking(move || {
+    load.on_cluster(move |c| {
         c.tool(
             "reassign-partitions",
             &["--reassignment-json-file", &file_arg, "--execute"],
@@ -557,13 +538,9 @@ async fn every_leader_moved_by_reassignment_while_consuming() {
         .zip(&after)
         .filter(|(b, a)| b.leader != a.leader)
         .count();
-    let cluster = load.cluster.clone();
-    let f = load.finish(fault_at).await;
-    f.report(
-        "leader-move",
-        &format!("replicas of all {PARTITIONS} partitions rotated (kafka-reassign-partitions), preferred leader election: {moved} leaders moved"),
+    let what = format!(
+        "replicas of all {PARTITIONS} partitions rotated (kafka-reassign-partitions), preferred leader election: {moved} leaders moved"
     );
+    load.conclude(fault_at, &what, Some(SESSION_TIMEOUT)).await;
     assert_eq!(moved, PARTITIONS as usize, "every leader moved: {after:?}");
-    f.assert_goals("leader-move", Some(SESSION_TIMEOUT));
-    blocking(move || cluster.wait_healthy()).await;
 }

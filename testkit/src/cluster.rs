@@ -106,6 +106,14 @@ impl Cluster {
         out.lines().filter_map(parse_partition).collect()
     }
 
+    /// Partition `partition` of `topic`'s leader now (-1: none).
+    pub fn leader(&self, topic: &str, partition: i32) -> i32 {
+        self.describe(topic)
+            .into_iter()
+            .find(|s| s.partition == partition)
+            .map_or(-1, |s| s.leader)
+    }
+
     /// The node that is `group`'s coordinator (`kafka-consumer-groups
     /// --describe --state`), once the group exists.
     pub fn coordinator(&self, group: &str) -> Option<i32> {
