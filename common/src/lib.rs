@@ -14,6 +14,8 @@
 //! - [`service`]: the shared `main` (config, telemetry, runtime, exit codes) and `healthcheck`.
 //! - [`group`]: the Kafka classic consumer-group protocol.
 //! - [`exit`]: process exit codes shared by both binaries.
+//! - [`window`]: a good/bad ratio over a sliding time window (the canary's
+//!   availability gauges).
 
 pub mod config;
 pub mod exit;
@@ -26,3 +28,4 @@ pub mod service;
 mod shutdown;
 pub mod telemetry;
 pub mod trace;
+pub mod window;

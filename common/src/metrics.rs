@@ -66,6 +66,12 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
                 E2E_LATENCY_BUCKETS,
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(crate::metrics::CANARY_E2E_LATENCY.to_owned()),
+                E2E_LATENCY_BUCKETS,
+            )
+        })
         .map_err(|e| MetricsError::Install(e.to_string()))?;
     let recorder = builder.build_recorder();
     let handle = recorder.handle();
@@ -167,6 +173,40 @@ pub const DEMO_RECORDS: &str = "kafka_consumer_demo_records_total";
 pub const DEMO_DUPLICATES: &str = "kafka_consumer_demo_duplicates_total";
 /// Demo sequence numbers below the highest seen that this member has not seen (`topic`).
 pub const DEMO_GAPS: &str = "kafka_consumer_demo_gaps";
+/// How long the oldest record not yet handled has waited, from its
+/// timestamp (`consumergroup`, `topic`, `partition`).
+pub const CONSUMER_LAG_SECONDS: &str = "kafka_consumergroup_lag_seconds";
+
+// The continuous canary (`producer --continuous` and the consumer group
+// that verifies its records); every one has `topic` and `partition`.
+
+/// Canary records put in produce requests, each resend counted again.
+pub const CANARY_PRODUCE_ATTEMPTS: &str = "kafka_canary_produce_attempts_total";
+/// Canary records the broker acknowledged.
+pub const CANARY_PRODUCE_ACKS: &str = "kafka_canary_produce_acks_total";
+/// Canary records in produce requests that failed (each resend counted again).
+pub const CANARY_PRODUCE_ERRORS: &str = "kafka_canary_produce_errors_total";
+/// First send of a canary record → its acknowledgement.
+pub const CANARY_ACK_LATENCY: &str = "kafka_canary_produce_ack_latency_seconds";
+/// Acknowledged ÷ (acknowledged + failed sends) over the availability window.
+pub const CANARY_PRODUCE_AVAILABILITY: &str = "kafka_canary_produce_availability";
+/// Canary records read at an offset this member had not read before.
+pub const CANARY_RECEIVED: &str = "kafka_canary_records_received_total";
+/// Canary records read again at an offset already read (after a rebalance
+/// or a restart from the committed offset): not duplicates in the log.
+pub const CANARY_REDELIVERED: &str = "kafka_canary_records_redelivered_total";
+/// Canary sequence numbers missing and not filled within the loss window.
+pub const CANARY_LOST: &str = "kafka_canary_records_lost_total";
+/// Canary records whose sequence number was already in the log at an earlier offset.
+pub const CANARY_DUPLICATED: &str = "kafka_canary_records_duplicated_total";
+/// Canary records handled later than the latency objective after their `sent_at`.
+pub const CANARY_LATE: &str = "kafka_canary_records_late_total";
+/// Canary sequence numbers missing now, still within the loss window.
+pub const CANARY_MISSING: &str = "kafka_canary_records_missing";
+/// Canary record `sent_at` → handled.
+pub const CANARY_E2E_LATENCY: &str = "kafka_canary_e2e_latency_seconds";
+/// Delivered within the latency objective ÷ (delivered + lost) over the availability window.
+pub const CANARY_E2E_AVAILABILITY: &str = "kafka_canary_e2e_availability";
 
 fn describe() {
     describe_counter!(
@@ -259,6 +299,76 @@ fn describe() {
         DEMO_GAPS,
         Unit::Count,
         "Demo sequence numbers below the highest seen that this member has not seen."
+    );
+    describe_gauge!(
+        CONSUMER_LAG_SECONDS,
+        Unit::Seconds,
+        "How long the oldest record not yet handled has waited (now minus its timestamp); 0 when caught up."
+    );
+    describe_counter!(
+        CANARY_PRODUCE_ATTEMPTS,
+        Unit::Count,
+        "Canary records put in produce requests (a resend counts again)."
+    );
+    describe_counter!(
+        CANARY_PRODUCE_ACKS,
+        Unit::Count,
+        "Canary records acknowledged by the broker."
+    );
+    describe_counter!(
+        CANARY_PRODUCE_ERRORS,
+        Unit::Count,
+        "Canary records in produce requests that failed (a resend counts again)."
+    );
+    describe_histogram!(
+        CANARY_ACK_LATENCY,
+        Unit::Seconds,
+        "First send of a canary record until its acknowledgement."
+    );
+    describe_gauge!(
+        CANARY_PRODUCE_AVAILABILITY,
+        Unit::Count,
+        "Acknowledged / (acknowledged + failed sends) over the availability window; NaN without sends."
+    );
+    describe_counter!(
+        CANARY_RECEIVED,
+        Unit::Count,
+        "Canary records read at an offset this member had not read."
+    );
+    describe_counter!(
+        CANARY_REDELIVERED,
+        Unit::Count,
+        "Canary records read again at an offset already read (rebalance, restart): not log duplicates."
+    );
+    describe_counter!(
+        CANARY_LOST,
+        Unit::Count,
+        "Canary sequence numbers missing and not filled within the loss window."
+    );
+    describe_counter!(
+        CANARY_DUPLICATED,
+        Unit::Count,
+        "Canary records whose sequence number was already in the log at an earlier offset."
+    );
+    describe_counter!(
+        CANARY_LATE,
+        Unit::Count,
+        "Canary records handled later than the latency objective (CANARY_LATENCY_SLO_MS) after their sent_at."
+    );
+    describe_gauge!(
+        CANARY_MISSING,
+        Unit::Count,
+        "Canary sequence numbers missing now and still within the loss window."
+    );
+    describe_histogram!(
+        CANARY_E2E_LATENCY,
+        Unit::Seconds,
+        "Time from a canary record's sent_at to the consumer handling it."
+    );
+    describe_gauge!(
+        CANARY_E2E_AVAILABILITY,
+        Unit::Count,
+        "Canary records delivered within the latency objective / (delivered + lost) over the availability window; NaN without records."
     );
 }
 

@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+use crate::canary::CanarySettings;
 use common::{
     config::{ConfigError, ConfigSource, LogConfig},
     kafka::KafkaSettings,
@@ -172,6 +173,30 @@ mod keys {
     )
     .flag("--metadata-refresh-ms", "MS")
     .default("10000");
+    /// `CANARY_LOSS_WINDOW_SECS`.
+    pub const CANARY_LOSS_WINDOW_SECS: Key = Key::new(
+        "CANARY_LOSS_WINDOW_SECS",
+        number(1, 86_400),
+        "canary records (producer --continuous): a sequence gap not filled within this many seconds of producer time counts as lost",
+    )
+    .flag("--canary-loss-window-secs", "SECS")
+    .default("120");
+    /// `CANARY_LATENCY_SLO_MS`.
+    pub const CANARY_LATENCY_SLO_MS: Key = Key::new(
+        "CANARY_LATENCY_SLO_MS",
+        number(1, 3_600_000),
+        "a canary record handled later than this many ms after its sent_at counts as late, against kafka_canary_e2e_availability",
+    )
+    .flag("--canary-latency-slo-ms", "MS")
+    .default("5000");
+    /// `CANARY_AVAILABILITY_WINDOW_SECS`.
+    pub const CANARY_AVAILABILITY_WINDOW_SECS: Key = Key::new(
+        "CANARY_AVAILABILITY_WINDOW_SECS",
+        number(60, 86_400),
+        "window of the kafka_canary_e2e_availability gauge, in seconds",
+    )
+    .flag("--canary-availability-window-secs", "SECS")
+    .default("300");
 }
 
 /// The consumer's own keys (besides [`common_keys::KAFKA`] and
@@ -195,6 +220,9 @@ pub const KEYS: &[Key] = &[
     keys::LOG_VALUE_MAX_BYTES,
     keys::STALL_SECS,
     keys::METADATA_REFRESH_MS,
+    keys::CANARY_LOSS_WINDOW_SECS,
+    keys::CANARY_LATENCY_SLO_MS,
+    keys::CANARY_AVAILABILITY_WINDOW_SECS,
 ];
 
 /// The consumer's keys and command line.
@@ -257,6 +285,8 @@ pub struct Config {
     pub stall_after: Duration,
     /// Partition-count check interval.
     pub metadata_refresh: Duration,
+    /// Verification of the continuous producer's canary records.
+    pub canary: CanarySettings,
     /// Sidecar address.
     pub http_addr: SocketAddr,
     /// Logging.
@@ -360,6 +390,11 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         log_value_max_bytes: src.num(&keys::LOG_VALUE_MAX_BYTES)?,
         stall_after: src.secs(&keys::STALL_SECS)?,
         metadata_refresh: src.ms(&keys::METADATA_REFRESH_MS)?,
+        canary: CanarySettings {
+            loss_window: src.secs(&keys::CANARY_LOSS_WINDOW_SECS)?,
+            latency_slo: src.ms(&keys::CANARY_LATENCY_SLO_MS)?,
+            availability_window: src.secs(&keys::CANARY_AVAILABILITY_WINDOW_SECS)?,
+        },
         http_addr: src.addr(&common_keys::HTTP_ADDR)?,
         log: LogConfig::from_source(src)?,
     })

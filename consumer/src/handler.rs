@@ -1,6 +1,7 @@
 //! Handling one record: one JSON log line, and, when the value is the
 //! producer's demo record, per-run verification (duplicates, gaps,
-//! end-to-end latency).
+//! end-to-end latency); a canary record of `producer --continuous` (it has
+//! a per-partition `pseq`) goes to [`crate::canary`] instead.
 
 use std::{
     borrow::Cow,
@@ -17,17 +18,22 @@ use serde::Deserialize;
 
 use common::metrics as m;
 
+use crate::canary::{Canary, CanaryFields, CanarySettings, CanaryVerdict};
+
 /// Demo runs remembered at once; older runs are forgotten (bounded memory).
 const MAX_RUNS: usize = 16;
 /// Highest seq tracked per run (1 bit each: 16 Mi records = 2 MiB).
 const MAX_SEQ: u64 = 1 << 24;
 
-/// The fields of the producer's demo record we verify.
+/// The fields of the producer's demo and canary records we verify: a
+/// demo record has `seq`, a canary record `pseq` and `run_start_ms`.
 #[derive(Debug, Deserialize)]
 struct Demo<'a> {
     run_id: &'a str,
-    seq: u64,
+    seq: Option<u64>,
     sent_at: &'a str,
+    pseq: Option<u64>,
+    run_start_ms: Option<i64>,
 }
 
 /// What the handler concluded about one record.
@@ -37,8 +43,11 @@ pub enum Verdict {
     Plain,
     /// A demo record seen for the first time.
     Fresh,
-    /// A demo record this member already handled (redelivery).
+    /// A demo record this member already handled (redelivery); a canary
+    /// record whose sequence number was in the log before.
     Duplicate,
+    /// A canary record at an offset this member had read before.
+    Redelivered,
 }
 
 /// Verification state of one demo run.
@@ -113,6 +122,7 @@ pub struct Handler {
     group: String,
     value_max: usize,
     state: Mutex<State>,
+    canary: Canary,
 }
 
 impl Handler {
@@ -122,7 +132,14 @@ impl Handler {
             group: group.into(),
             value_max,
             state: Mutex::new(State::default()),
+            canary: Canary::new(CanarySettings::default()),
         }
+    }
+
+    /// Verifies canary records with `settings` (`CANARY_*` keys).
+    pub fn with_canary(mut self, settings: CanarySettings) -> Self {
+        self.canary = Canary::new(settings);
+        self
     }
 
     /// Logs the record and verifies it when it is a demo record.
@@ -139,31 +156,48 @@ impl Handler {
         let Ok(demo) = serde_json::from_slice::<Demo<'_>>(bytes) else {
             return Verdict::Plain;
         };
-        let latency = DateTime::parse_from_rfc3339(demo.sent_at)
-            .ok()
-            .and_then(|sent_at| {
-                Utc::now()
-                    .signed_duration_since(sent_at.with_timezone(&Utc))
-                    .to_std()
-                    .ok()
-            });
+        if demo.seq.is_none() && demo.pseq.is_none() {
+            return Verdict::Plain;
+        }
+        let sent_at = DateTime::parse_from_rfc3339(demo.sent_at).ok();
+        let latency = sent_at.and_then(|sent_at| {
+            Utc::now()
+                .signed_duration_since(sent_at.with_timezone(&Utc))
+                .to_std()
+                .ok()
+        });
+        self.topic_metrics(topic, latency);
+        let seq = match (demo.seq, demo.pseq) {
+            (_, Some(pseq)) => {
+                let fields = CanaryFields {
+                    run_id: demo.run_id,
+                    pseq,
+                    run_start_ms: demo.run_start_ms,
+                    sent_ms: sent_at.map(|t| t.timestamp_millis()),
+                };
+                return match self
+                    .canary
+                    .record(topic, partition, r.offset, fields, latency)
+                {
+                    CanaryVerdict::Duplicate => Verdict::Duplicate,
+                    CanaryVerdict::Redelivered => Verdict::Redelivered,
+                    CanaryVerdict::InOrder | CanaryVerdict::Filled | CanaryVerdict::Unjudged => {
+                        Verdict::Fresh
+                    }
+                };
+            }
+            (Some(seq), None) => seq,
+            (None, None) => return Verdict::Plain,
+        };
+        // Demo records: which seqs of the run this member has seen.
         let Ok(mut guard) = self.state.lock() else {
             return Verdict::Fresh;
         };
         let state = &mut *guard;
-        if !state.topics.contains_key(topic) {
-            state
-                .topics
-                .insert(topic.to_owned(), TopicMetrics::new(topic));
-        }
         let Some(metrics) = state.topics.get(topic) else {
             return Verdict::Fresh;
         };
-        if let Some(l) = latency {
-            metrics.latency.record(l.as_secs_f64());
-        }
-        metrics.demo.increment(1);
-        if demo.seq >= MAX_SEQ {
+        if seq >= MAX_SEQ {
             return Verdict::Fresh;
         }
         if !state.runs.contains_key(demo.run_id) {
@@ -180,16 +214,32 @@ impl Handler {
         let Some(run) = state.runs.get_mut(demo.run_id) else {
             return Verdict::Fresh;
         };
-        let fresh = run.mark(demo.seq);
+        let fresh = run.mark(seq);
         let gaps: u64 = state.runs.values().map(RunState::gaps).sum();
         metrics.gaps.set(gaps as f64);
         if fresh {
             Verdict::Fresh
         } else {
             metrics.duplicates.increment(1);
-            tracing::warn!(group = %self.group, topic, partition, offset = r.offset, run_id = demo.run_id, seq = demo.seq, "duplicate demo record");
+            tracing::warn!(group = %self.group, topic, partition, offset = r.offset, run_id = demo.run_id, seq, "duplicate demo record");
             Verdict::Duplicate
         }
+    }
+
+    /// A demo or canary record's topic-level metrics: counted, and its
+    /// end-to-end latency.
+    fn topic_metrics(&self, topic: &str, latency: Option<std::time::Duration>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let metrics = state
+            .topics
+            .entry(topic.to_owned())
+            .or_insert_with(|| TopicMetrics::new(topic));
+        if let Some(l) = latency {
+            metrics.latency.record(l.as_secs_f64());
+        }
+        metrics.demo.increment(1);
     }
 
     /// The record's JSON log line (target `consumer::record`).
@@ -247,6 +297,17 @@ pub trait RecordHandler: Send + Sync + std::fmt::Debug {
         partition: i32,
         record: &'a RecordAndOffset,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// `topic`/`partition` was assigned to this member; called before its
+    /// first record.
+    fn assigned(&self, _topic: &str, _partition: i32) {}
+
+    /// About once a second while `topic`/`partition` is assigned;
+    /// `caught_up` when every record it holds was handled.
+    fn tick(&self, _topic: &str, _partition: i32, _caught_up: bool) {}
+
+    /// `topic`/`partition` left this member.
+    fn revoked(&self, _topic: &str, _partition: i32) {}
 }
 
 /// A handler's failure, counted in `kafka_consumer_errors_total{kind="handler"}`.
@@ -267,6 +328,18 @@ impl RecordHandler for Handler {
             Handler::handle(self, topic, partition, record);
             Ok(())
         })
+    }
+
+    fn assigned(&self, topic: &str, partition: i32) {
+        self.canary.assigned(topic, partition);
+    }
+
+    fn tick(&self, topic: &str, partition: i32, caught_up: bool) {
+        self.canary.tick(topic, partition, caught_up);
+    }
+
+    fn revoked(&self, topic: &str, partition: i32) {
+        self.canary.revoked(topic, partition);
     }
 }
 

@@ -3,11 +3,16 @@
 //!
 //! - [`config`]: flags, environment and file → validated [`config::Config`].
 //! - [`handler`]: one JSON log line per record; demo-record verification.
+//! - [`canary`]: exact loss and duplicate counts of `producer --continuous`'s
+//!   canary records.
+//! - `lag`: `kafka_consumergroup_lag_seconds` and the handler's tick.
 //! - [`partition`]: per-partition fetch and handle tasks with bounded buffering.
 //! - [`run`](mod@run): join, heartbeat, commit, rebalance, drain.
 
+pub mod canary;
 pub mod config;
 pub mod handler;
+mod lag;
 pub mod partition;
 pub mod run;
 

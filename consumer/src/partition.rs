@@ -63,6 +63,10 @@ pub struct Progress {
     pub committed: AtomicI64,
     /// Milliseconds since `origin` of the last handled record (or of the start).
     last_progress_ms: AtomicU64,
+    /// Offset and timestamp (unix ms) of the first record not yet handled,
+    /// once fetched ([`crate::lag`]); stale once the position passed it.
+    head_offset: AtomicI64,
+    head_ts_ms: AtomicI64,
     origin: Instant,
     /// The most recent fetch error, for readiness.
     pub last_error: std::sync::Mutex<Option<String>>,
@@ -77,9 +81,27 @@ impl Progress {
             last_stable_offset: AtomicI64::new(-1),
             committed: AtomicI64::new(committed),
             last_progress_ms: AtomicU64::new(0),
+            head_offset: AtomicI64::new(-1),
+            head_ts_ms: AtomicI64::new(0),
             origin: Instant::now(),
             last_error: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Publishes the first record not yet handled (see [`crate::lag`]).
+    fn set_head(&self, r: &RecordAndOffset) {
+        self.head_ts_ms
+            .store(r.record.timestamp.timestamp_millis(), Ordering::Relaxed);
+        self.head_offset.store(r.offset, Ordering::Release);
+    }
+
+    /// The last published (offset, timestamp ms) of the first record not
+    /// yet handled; `None` before the first or when read mid-update.
+    pub(crate) fn head(&self) -> Option<(i64, i64)> {
+        let offset = self.head_offset.load(Ordering::Acquire);
+        let ts = self.head_ts_ms.load(Ordering::Relaxed);
+        // Offsets only grow, so an unchanged offset means a matching pair.
+        (offset >= 0 && self.head_offset.load(Ordering::Acquire) == offset).then_some((offset, ts))
     }
 
     fn touch(&self) {
@@ -240,6 +262,7 @@ pub struct Worker {
     stop: CancellationToken,
     fetch: tokio::task::JoinHandle<()>,
     handle: tokio::task::JoinHandle<()>,
+    watch: tokio::task::JoinHandle<()>,
 }
 
 impl Worker {
@@ -263,6 +286,13 @@ impl Worker {
         let (tx, rx) = mpsc::channel::<Fetched>(settings.buffer_batches.max(1));
         let server_address = settings.server_address.clone();
         let group = settings.group.clone();
+        handler.assigned(&topic, partition);
+        let watch = tokio::spawn(crate::lag::watch(
+            (group.clone(), topic.clone(), partition),
+            Arc::clone(&progress),
+            Arc::clone(&handler),
+            stop.clone(),
+        ));
         let fetch = tokio::spawn(fetch_loop(
             client,
             topic.clone(),
@@ -288,6 +318,7 @@ impl Worker {
             stop,
             fetch,
             handle,
+            watch,
         }
     }
 
@@ -311,6 +342,8 @@ impl Worker {
             handle_abort.abort();
             fetch_abort.abort();
         }
+        // Ends at once on the stop: zeroes the partition's lag seconds.
+        let _ = self.watch.await;
         self.progress.position.load(Ordering::Acquire)
     }
 }
@@ -370,6 +403,7 @@ async fn fetch_loop(
     // know how well the data compresses.
     let mut ask = MIN_FETCH_BYTES.min(settings.fetch_max_bytes);
     loop {
+        let asked_at = next;
         let fetched = tokio::select! {
             () = stop.cancelled() => return,
             r = pc.fetch_records_bounded(next, 1..ask, max_wait_ms, settings.decoded_batch_max_bytes) => r,
@@ -389,6 +423,14 @@ async fn fetch_loop(
                     *e = None;
                 }
                 let records = fetched.records;
+                // The handler has handled everything before this fetch, so
+                // its first record is the oldest unhandled one, also while
+                // it waits for buffer budget.
+                if progress.position.load(Ordering::Acquire) >= asked_at {
+                    if let Some(first) = records.first() {
+                        progress.set_head(first);
+                    }
+                }
                 let decoded = Budget::size_of(&records);
                 // A short fetch (caught up) grows the size back towards the
                 // share, which is harmless: the next full one shrinks it.
@@ -547,6 +589,9 @@ async fn handle_loop(
             b = rx.recv() => match b { Some(b) => b, None => return },
         };
         // The batch's budget share is given back when `batch` drops.
+        if let Some(first) = batch.records.first() {
+            progress.set_head(first);
+        }
         for (i, r) in batch.records.iter().enumerate() {
             if stop.is_cancelled() {
                 return;
@@ -584,6 +629,9 @@ async fn handle_loop(
             }
             records.increment(1);
             bytes.increment(r.record.approximate_size() as u64);
+            if let Some(next) = batch.records.get(i + 1) {
+                progress.set_head(next);
+            }
             progress.position.store(r.offset + 1, Ordering::Release);
             progress.touch();
         }

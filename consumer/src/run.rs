@@ -63,10 +63,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ConsumerError> {
-    let handler = Arc::new(Handler::new(
-        config.group.clone(),
-        config.log_value_max_bytes,
-    ));
+    let handler = Arc::new(
+        Handler::new(config.group.clone(), config.log_value_max_bytes).with_canary(config.canary),
+    );
     run_with_handler(config, listener, shutdown, handler).await
 }
 
