@@ -8,36 +8,10 @@ use std::{
 
 use testkit::{
     broker::create_topic,
-    scrape::{families, http_get},
+    scrape::{families, http_get, readme_metric_table},
     services::{source, spawn_consumer_with, spawn_producer},
     unique,
 };
-
-/// name → (type, label keys), from the README's `## Metrics` table.
-fn readme_table() -> BTreeMap<String, (String, BTreeSet<String>)> {
-    let readme =
-        std::fs::read_to_string(testkit::broker::repo_root().join("README.md")).expect("README");
-    let section = readme
-        .split("\n## Metrics\n")
-        .nth(1)
-        .expect("a ## Metrics section");
-    let section = section.split("\n## ").next().unwrap_or_default();
-    section
-        .lines()
-        .filter(|l| l.starts_with("| `"))
-        .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let name = cells[1].trim_matches('`').to_owned();
-            let kind = cells[2].to_owned();
-            let labels = cells[3]
-                .split(',')
-                .map(|x| x.trim().trim_matches('`').to_owned())
-                .filter(|x| !x.is_empty())
-                .collect();
-            (name, (kind, labels))
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn readme_table_matches_a_live_scrape() {
@@ -70,7 +44,7 @@ async fn readme_table_matches_a_live_scrape() {
     consumer.shutdown.cancel();
     consumer.handle.await.expect("join").expect("clean stop");
 
-    let table = readme_table();
+    let table = readme_metric_table("## Metrics");
     assert!(table.len() >= 15, "README table parsed: {table:?}");
     let scraped: BTreeMap<String, (String, BTreeSet<String>)> = families(&text)
         .into_iter()

@@ -140,6 +140,14 @@ mod keys {
     )
     .flag("--rate", "PER_SEC")
     .default("0");
+    /// `PRODUCER_CONTINUOUS`.
+    pub const CONTINUOUS: Key = Key::new(
+        "PRODUCER_CONTINUOUS",
+        Allowed::Bool,
+        "canary mode: send canary records to every partition at PRODUCER_RATE until SIGTERM (a Deployment, not a Job); PRODUCER_MESSAGES does not apply, PRODUCER_TIMEOUT_SECS bounds only the start (connect, metadata)",
+    )
+    .flag("--continuous", "BOOL")
+    .default("false");
     /// `PRODUCER_CREATE_TOPIC`.
     pub const CREATE_TOPIC: Key = Key::new(
         "PRODUCER_CREATE_TOPIC",
@@ -210,6 +218,7 @@ pub const KEYS: &[Key] = &[
     keys::COMPRESSION,
     keys::IDEMPOTENCE,
     keys::RATE,
+    keys::CONTINUOUS,
     keys::CREATE_TOPIC,
     keys::TOPIC_PARTITIONS,
     keys::TOPIC_REPLICATION,
@@ -283,6 +292,8 @@ pub struct Config {
     pub idempotence: bool,
     /// Records per second, if limited.
     pub rate: Option<f64>,
+    /// Canary mode (`--continuous`): send until stopped.
+    pub continuous: bool,
     /// Create the topic when missing.
     pub create_topic: Option<CreateTopic>,
     /// Overall deadline.
@@ -353,6 +364,23 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         ],
     )?;
     let rate = src.num::<u64>(&keys::RATE)?;
+    let continuous = src.flag(&keys::CONTINUOUS)?;
+    if continuous {
+        if rate == 0 {
+            return Err(src.invalid(
+                keys::RATE.env,
+                "0 (as fast as possible) with PRODUCER_CONTINUOUS=true",
+                "records per second over all partitions, 1 or more, e.g. 10",
+            ));
+        }
+        if matches!(source, Source::Input { .. }) {
+            return Err(src.invalid(
+                keys::INPUT.env,
+                "set with PRODUCER_CONTINUOUS=true",
+                "unset: the canary sends its own records",
+            ));
+        }
+    }
     let create_topic = if src.flag(&keys::CREATE_TOPIC)? {
         Some(CreateTopic {
             partitions: src.num(&keys::TOPIC_PARTITIONS)?,
@@ -384,6 +412,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         compression,
         idempotence: src.flag(&keys::IDEMPOTENCE)?,
         rate: (rate > 0).then_some(rate as f64),
+        continuous,
         create_topic,
         timeout: src.secs(&keys::TIMEOUT_SECS)?,
         progress_every: src.secs(&keys::PROGRESS_SECS)?,
@@ -564,5 +593,22 @@ mod tests {
             validate(&src).expect("ok").source,
             Source::Demo { count: 5, .. }
         ));
+    }
+
+    #[test]
+    fn continuous_needs_a_rate_and_its_own_records() {
+        assert!(!cfg(&[]).expect("defaults").continuous);
+        let e = cfg(&[("PRODUCER_CONTINUOUS", "true")]).expect_err("no rate");
+        assert!(e.to_string().contains("PRODUCER_RATE"), "{e}");
+        let c = cfg(&[("PRODUCER_CONTINUOUS", "true"), ("PRODUCER_RATE", "20")]).expect("valid");
+        assert!(c.continuous);
+        assert_eq!(c.rate, Some(20.0));
+        let e = cfg(&[
+            ("PRODUCER_CONTINUOUS", "true"),
+            ("PRODUCER_RATE", "20"),
+            ("PRODUCER_INPUT", "-"),
+        ])
+        .expect_err("input");
+        assert!(e.to_string().contains("PRODUCER_INPUT"), "{e}");
     }
 }

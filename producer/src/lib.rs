@@ -1,6 +1,7 @@
 //! The producer Job as a library: `main.rs` only parses, initialises and
 //! maps the outcome to an exit code, so tests run [`run`] in-process.
 //!
+//! - [`canary`]: continuous canary mode (`--continuous`), until stopped.
 //! - `batcher`: per-partition batches and in-flight bounds, without I/O.
 //! - `sequence`: idempotence (KIP-98): producer id, epoch and sequence
 //!   numbers, and what the broker's answers mean for them, without I/O.
@@ -10,6 +11,7 @@
 //! - [`run`](mod@run): the send loop and its [`Summary`].
 
 mod batcher;
+pub mod canary;
 pub mod config;
 pub mod partitioner;
 pub mod payload;

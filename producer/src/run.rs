@@ -348,6 +348,19 @@ async fn produce_all(
     };
     health.set_ready();
     info!(topic = %config.topic, partitions = partitions.len(), "metadata known; sending");
+    if let (true, Some(rate), Source::Demo { record_size, .. }) =
+        (config.continuous, config.rate, &config.source)
+    {
+        let s =
+            crate::canary::produce_forever(config, producers, rate, *record_size, shutdown).await;
+        return match s.records - s.acked {
+            0 => Ok(s),
+            n => Err(incomplete(
+                &s,
+                format!("stopped with {n} canary record(s) not acknowledged"),
+            )),
+        };
+    }
 
     let topic = config.topic.clone();
     m::init_producer(&topic);

@@ -14,7 +14,7 @@ use std::{
 use common::kafka::KafkaSettings;
 use rskafka::{
     client::{
-        partition::{OffsetAt, PartitionClient, UnknownTopicHandling},
+        partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling},
         Client,
     },
     record::RecordAndOffset,
@@ -136,6 +136,33 @@ pub async fn read_all(topic: &str) -> BTreeMap<i32, Vec<RecordAndOffset>> {
         out.insert(p, records);
     }
     out
+}
+
+/// Writes canary records of run `run_id` with sequence numbers `pseqs`,
+/// in that order, to `partition` of `topic` on the shared broker, one
+/// produce request each (what `producer --continuous` writes, with
+/// whatever gaps and repeats a test needs).
+pub async fn produce_canary(topic: &str, partition: i32, run_id: &str, pseqs: &[u64]) {
+    let c = client().await;
+    let pc = c
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
+    let start = chrono::Utc::now();
+    for &pseq in pseqs {
+        let now = chrono::Utc::now();
+        let value =
+            producer::canary::canary_value(run_id, pseq, start.timestamp_millis(), now, 128);
+        let record = rskafka::record::Record {
+            key: None,
+            value: Some(value),
+            headers: BTreeMap::new(),
+            timestamp: now,
+        };
+        pc.produce(vec![record], Compression::NoCompression)
+            .await
+            .expect("produce a canary record");
+    }
 }
 
 /// (partition, offset) of every record in `topic` at `bootstrap`, from the

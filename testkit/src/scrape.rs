@@ -183,6 +183,34 @@ impl Scraper {
     }
 }
 
+/// name → (type, label keys) of the metric table in the README section
+/// that starts with the line `heading` (e.g. `## Metrics`), up to the
+/// next `## ` section.
+pub fn readme_metric_table(heading: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
+    let readme =
+        std::fs::read_to_string(crate::broker::repo_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split(&format!("\n{heading}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md has no {heading:?} section"));
+    let section = section.split("\n## ").next().unwrap_or_default();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let name = cells[1].trim_matches('`').to_owned();
+            let kind = cells[2].to_owned();
+            let labels = cells[3]
+                .split(',')
+                .map(|x| x.trim().trim_matches('`').to_owned())
+                .filter(|x| !x.is_empty())
+                .collect();
+            (name, (kind, labels))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
