@@ -54,8 +54,10 @@ mkdir -p target
 OUT=$(mktemp -d "$PWD/target/monitoring-check.XXXXXX")
 producer_pid=
 consumer_pid=
+canary_pid=
 cleanup() {
     stop_pid "$producer_pid"
+    stop_pid "$canary_pid"
     stop_pid "$consumer_pid"
     rm -rf "$OUT"
 }
@@ -324,6 +326,24 @@ wait_metrics "http://127.0.0.1:$consumer_port/metrics" \
     consumer "$consumer_pid"
 ok "consumer: $MESSAGES records handled and committed (lag 0), /metrics scraped ($(grep -vc '^#' "$OUT/consumer.prom") samples)"
 
+# The canary metrics: producer --continuous on the same topic for a few
+# seconds, its scrape and the consumer's again once canary records arrived.
+canary_port=$(free_port)
+HTTP_ADDR=127.0.0.1:$canary_port "$BIN/producer" --continuous true --rate 30 >"$OUT/canary.log" 2>&1 &
+canary_pid=$!
+wait_metrics "http://127.0.0.1:$canary_port/metrics" \
+    "total('kafka_canary_produce_acks_total', topic='$TOPIC') >= 30 and has('kafka_canary_produce_ack_latency_seconds_bucket')" \
+    canary "$canary_pid"
+wait_metrics "http://127.0.0.1:$consumer_port/metrics" \
+    "total('kafka_canary_records_received_total', topic='$TOPIC') >= 30 and has('kafka_canary_e2e_latency_seconds_bucket') and has('kafka_canary_e2e_availability') and has('kafka_consumergroup_lag_seconds')" \
+    consumer "$consumer_pid"
+kill -TERM "$canary_pid"
+rc=0
+wait "$canary_pid" || rc=$?
+canary_pid=
+((rc == 0)) || die "producer --continuous exited $rc after SIGTERM: $(tail -n 3 "$OUT/canary.log")"
+ok "producer --continuous: canary records acknowledged and verified, exited 0 on SIGTERM"
+
 rc=0
 wait "$producer_pid" || rc=$?
 producer_pid=
@@ -342,7 +362,7 @@ import json, os, re, sys
 out = sys.argv[1]
 refs = json.load(open(os.path.join(out, "refs.json")))
 exported, labels, types = {}, {}, {}
-for svc in ("producer", "consumer"):
+for svc in ("producer", "consumer", "canary"):
     for line in open(os.path.join(out, svc + ".prom")):
         if line.startswith("# TYPE "):
             _, _, name, typ = line.split(maxsplit=3)
