@@ -35,7 +35,7 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/k8s-check.XXXXXX")
 at_exit "rm -rf '$OUT'"
 
 # ---- 1. render ----------------------------------------------------------------
-for dir in base kafka overlays/kind; do
+for dir in base kafka overlays/kind canary; do
     name=${dir//\//-}
     kubectl kustomize "k8s/$dir" >"$OUT/$name.yaml" || die "kubectl kustomize k8s/$dir"
     ok "kubectl kustomize k8s/$dir: $(grep -c '^kind:' "$OUT/$name.yaml") objects"
@@ -46,12 +46,12 @@ printf 'producer=sha256:%s\nconsumer=sha256:%s\n' "$(printf '1%.0s' {1..64})" "$
 DEPLOY_STATE_DIR=$OUT/state MESSAGES=42 RUN_ID=11111111-2222-3333-4444-555555555555 \
     scripts/deploy.sh render >"$OUT/kind-pinned.yaml" || die "scripts/deploy.sh render"
 ok "scripts/deploy.sh render (pinned overlay): $(grep -c '^kind:' "$OUT/kind-pinned.yaml") objects"
-RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/kind-pinned.yaml")
+RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml")
 
 # ---- 2. schemas -------------------------------------------------------------------
 for v in $VERSIONS; do
     kubernetes-validate --strict --quiet -k "$v" "${RENDERED[@]}" || die "kubernetes-validate --strict -k $v"
-    ok "kubernetes-validate --strict -k $v: every object of the 4 renders"
+    ok "kubernetes-validate --strict -k $v: every object of the ${#RENDERED[@]} renders"
 done
 
 # ---- 3. the pinned overlay ------------------------------------------------------------
@@ -71,6 +71,18 @@ names = [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["en
 assert len(names) == len(set(names)), names
 EOF
 ok "pinned overlay: both images by digest, PRODUCER_MESSAGES and PRODUCER_RUN_ID set once"
+python3 - "$OUT/canary.yaml" <<'EOF' || die "k8s/canary: the canary producer Deployment"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert not [d for d in docs if d["kind"] == "Job"], "the canary overlay still has a Job"
+dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "producer-canary")
+env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+assert env["PRODUCER_CONTINUOUS"] == "true" and int(env["PRODUCER_RATE"]) > 0, env
+cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "kafka-config")
+assert cm["data"]["KAFKA_TOPIC"] == "canary", cm["data"]
+assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "consumer" for d in docs)
+EOF
+ok "k8s/canary: the Job replaced by Deployment producer-canary (--continuous, a rate), both services on topic canary"
 for f in "${RENDERED[@]}"; do
     ! grep -q '^kind: Secret$' "$f" || die "${f##*/} holds a Secret: \`kubectl apply -k\` would replace a real kafka-credentials"
 done
@@ -115,7 +127,7 @@ if ! command -v kube-linter >/dev/null 2>&1 && command -v go >/dev/null 2>&1; th
 fi
 if command -v kube-linter >/dev/null 2>&1; then
     kube-linter lint "${RENDERED[@]}" || die "kube-linter"
-    ok "kube-linter lint: the 4 renders"
+    ok "kube-linter lint: the ${#RENDERED[@]} renders"
 else
     echo "k8s-check: note kube-linter not installed (go install golang.stackrox.io/kube-linter/cmd/kube-linter: $(tail -n1 "$OUT/kube-linter-install.txt" 2>/dev/null || echo 'no go toolchain')); checkov covers the same ground" >&2
 fi
