@@ -178,6 +178,10 @@ fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS (default 60) each; a crash
 test-load: ## wrk on /metrics, /healthz, /readyz while the consumer drains a backlog: p99 and records/s
 	scripts/load-test.sh
 
+.PHONY: soak
+soak: ## The continuous canary against the local broker for SECS seconds (default 600): sent/acked/lost/duplicated, latency, RSS
+	SECS=$(or $(SECS),600) scripts/soak.sh
+
 .PHONY: test-network
 test-network: ## Fault 7: broker in a network namespace, netem delay+loss then a cut; nothing lost
 	scripts/netns-fault.sh
