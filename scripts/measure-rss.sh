@@ -8,7 +8,8 @@
 # topic (VmHWM sampled every 50 ms: it exits at the end); then one consumer
 # reads them all (one member owns all 6 partitions, the worst case) and its
 # VmHWM and VmRSS are read from /proc/PID/status, and again after 10 s idle.
-# Uses target/static (scripts/build-static.sh) and a running local broker
+# Uses target/static (scripts/build-static.sh; MEASURE_BIN=DIR: DIR/producer
+# and DIR/consumer instead, e.g. target/release) and a running local broker
 # (scripts/kafka-local.sh start).
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 N=${1:-100000}
 SIZE=${2:-256}
-BIN=target/static
+BIN=${MEASURE_BIN:-target/static}
 # As the images run them (Dockerfile.*: ENV).
 export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-10}
 BOOTSTRAP=${MEASURE_BOOTSTRAP:-127.0.0.1:19092}
