@@ -410,6 +410,15 @@ pub fn init_producer(topic: &str) {
     }
 }
 
+/// A counter of one `topic`/`partition`, created at 0 so that `rate()` and
+/// alerts work before its first event.
+pub fn partition_counter(name: &'static str, topic: &str, partition: i32) -> metrics::Counter {
+    let c =
+        metrics::counter!(name, "topic" => topic.to_owned(), "partition" => partition.to_string());
+    c.absolute(0);
+    c
+}
+
 /// Creates the consumer's counters at zero (see [`init_producer`]).
 pub fn init_consumer(topics: &[String]) {
     metrics::counter!(CONSUMER_REBALANCES).absolute(0);

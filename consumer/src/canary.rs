@@ -39,7 +39,7 @@ use std::{
 };
 
 use common::{metrics as m, window::WindowRatio};
-use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics::{gauge, histogram, Counter, Gauge};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -277,11 +277,7 @@ impl PartitionMetrics {
     fn new(topic: &str, partition: i32) -> Self {
         let t = topic.to_owned();
         let p = partition.to_string();
-        let c = |name: &'static str| {
-            let c = counter!(name, "topic" => t.clone(), "partition" => p.clone());
-            c.absolute(0);
-            c
-        };
+        let c = |name: &'static str| m::partition_counter(name, topic, partition);
         Self {
             received: c(m::CANARY_RECEIVED),
             redelivered: c(m::CANARY_REDELIVERED),

@@ -30,7 +30,7 @@ use std::{
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::{metrics as m, window::WindowRatio};
-use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics::{gauge, histogram, Counter, Gauge};
 use rskafka::{
     client::partition::{Compression, PartitionClient},
     record::Record,
@@ -91,11 +91,7 @@ impl PartitionMetrics {
     fn new(topic: &str, partition: i32) -> Self {
         let t = topic.to_owned();
         let p = partition.to_string();
-        let c = |name: &'static str| {
-            let c = counter!(name, "topic" => t.clone(), "partition" => p.clone());
-            c.absolute(0);
-            c
-        };
+        let c = |name: &'static str| m::partition_counter(name, topic, partition);
         Self {
             attempts: c(m::CANARY_PRODUCE_ATTEMPTS),
             acks: c(m::CANARY_PRODUCE_ACKS),
