@@ -312,8 +312,10 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
     ));
 
     // 90 records, keyless: 30 per partition, round robin.
+    let sent_from = std::time::SystemTime::now();
     let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "90")]).await;
     assert_eq!(p.handle.await.expect("join").expect("produced").acked, 90);
+    let sent_until = std::time::SystemTime::now();
 
     // Wait past the stall window and well past the 3 s session timeout.
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -346,6 +348,17 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
     assert_eq!(line("kafka_consumer_records_consumed_total{", 1), 30.0);
     assert_eq!(line("kafka_consumer_records_consumed_total{", 2), 30.0);
     assert_eq!(line("kafka_consumer_records_consumed_total{", 0), 1.0);
+    // Lag in seconds: the stuck record's age, from its own timestamp (the
+    // gauge is at most a second old); 0 on the partitions that caught up.
+    let age = |t: std::time::SystemTime| t.elapsed().expect("clock").as_secs_f64();
+    let (oldest, newest) = (age(sent_from), age(sent_until));
+    let waited = line("kafka_consumergroup_lag_seconds{", 0);
+    assert!(
+        waited >= newest - 1.5 && waited <= oldest + 0.1,
+        "lag seconds {waited}, the record was sent {newest:.1}-{oldest:.1} s ago:\n{metrics}"
+    );
+    assert_eq!(line("kafka_consumergroup_lag_seconds{", 1), 0.0);
+    assert_eq!(line("kafka_consumergroup_lag_seconds{", 2), 0.0);
     // Heartbeats kept the member in its generation: one rebalance only.
     assert!(
         metrics
@@ -362,7 +375,7 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
         .expect("join")
         .expect("clean shutdown despite the stuck handler");
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
-    eprintln!("FAULT stuck-handler: partition 0 stuck after 1 record; /readyz 503 \"{}\"; partitions 1,2 handled 30+30; 1 rebalance in 7 s (session timeout 3 s); shutdown in {:.1}s", reason.trim(), t.elapsed().as_secs_f64());
+    eprintln!("FAULT stuck-handler: partition 0 stuck after 1 record (lag seconds {waited:.1}, sent {newest:.1}-{oldest:.1} s ago); /readyz 503 \"{}\"; partitions 1,2 handled 30+30; 1 rebalance in 7 s (session timeout 3 s); shutdown in {:.1}s", reason.trim(), t.elapsed().as_secs_f64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
