@@ -18,6 +18,8 @@
 //! acknowledgement shows as a duplicate (it is one, in the log), and a
 //! record the broker lost after acknowledging it shows as a gap. At the
 //! canary's low rates one record per request costs nothing worth batching.
+//! The canary sends without idempotence (`PRODUCER_IDEMPOTENCE` does not
+//! apply): a duplicate a resend makes is what it is there to see.
 
 use std::{
     fmt::Write as _,

@@ -547,7 +547,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(flags, 21, "every flag of the table is an argument");
+        assert_eq!(flags, 22, "every flag of the table is an argument");
     }
 
     #[test]
