@@ -27,6 +27,10 @@ pub const PRODUCER_RECORDS_PENDING: &str = "kafka_producer_records_pending";
 /// Process start time, unix seconds (also `/readyz` start-up measurements).
 pub(crate) const BUILD_INFO: &str = "kafka_service_build_info";
 
+/// Sidecar connections the server closed to protect itself (`reason`:
+/// `header_timeout`, `idle_timeout`, `shed`).
+pub(crate) const HTTP_CONNECTIONS_CLOSED: &str = "kafka_service_http_connections_closed_total";
+
 /// Buckets for acknowledgement and commit latencies: 0.5 ms … 30 s.
 pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -238,6 +242,11 @@ fn describe() {
         BUILD_INFO,
         Unit::Count,
         "Always 1; labels carry the service name and version."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_CLOSED,
+        Unit::Count,
+        "Sidecar connections closed by the server: request head too slow, idle, or shed at the connection cap."
     );
     describe_histogram!(
         CONSUMER_E2E_LATENCY,

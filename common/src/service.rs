@@ -49,6 +49,13 @@ where
             return exit_code(exit::USAGE);
         }
     };
+    match raise_open_file_limit() {
+        Ok((from, to)) if from < to => {
+            tracing::info!(from, to, "raised the soft open-file limit");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft open-file limit"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,6 +84,30 @@ where
     drop(runtime);
     telemetry.shutdown();
     exit_code(code)
+}
+
+/// Raises the soft open-file limit to the hard one; the soft limit before
+/// and after. Container runtimes often start processes at a soft limit of
+/// 1024 with a far higher hard one; the sidecar's connection cap keeps
+/// within 1024, but the Kafka connections should not have to share what is
+/// left.
+pub fn raise_open_file_limit() -> std::io::Result<(u64, u64)> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // RLIM_INFINITY (None) is refused for NOFILE on Linux (above nr_open)
+    // and macOS (above OPEN_MAX); 1 M is Linux's default nr_open.
+    const CEILING: u64 = 1 << 20;
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    let target = limit.maximum.unwrap_or(u64::MAX).min(CEILING);
+    if soft >= target {
+        return Ok((soft, soft));
+    }
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    setrlimit(Resource::Nofile, raised)?;
+    Ok((soft, target))
 }
 
 /// `healthcheck [--addr IP:PORT]`: probes the service's own `/healthz` and

@@ -345,6 +345,11 @@ impl Running {
         }
     }
 
+    /// Its process id (for `/proc/PID/…`).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("still running")
+    }
+
     /// Sends SIGTERM (what Kubernetes sends).
     pub fn terminate(&self) {
         sigterm(self.child.id().expect("still running"));

@@ -3,6 +3,9 @@
 //! Liveness and readiness are separate on purpose: `/healthz` fails only
 //! when the service's main loop stops beating (restart me), `/readyz` fails
 //! while the service cannot do its job (do not count me), with a short reason.
+//! The server itself ([`server`]) bounds what each client can hold.
+
+mod server;
 
 use std::{
     net::SocketAddr,
@@ -135,21 +138,36 @@ async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves `router` on an already-bound listener until `shutdown` is cancelled.
-pub async fn serve(
+/// Serves `router` on an already-bound listener until `shutdown` is
+/// cancelled, within the sidecar's connection limits.
+async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    server::serve(listener, router, shutdown, server::Limits::SIDECAR).await
 }
 
 /// Binds the sidecar address with a clear error.
+///
+/// The accept queue is as long as the kernel allows (`somaxconn`, 4096 on
+/// Linux since 5.4) rather than tokio's 1024: when thousands of clients
+/// connect at once, a full queue drops the kubelet's SYN, and its retry a
+/// second later is already past the probe's timeout.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
-    TcpListener::bind(addr)
-        .await
+    const BACKLOG: u32 = 4096;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    socket
+        .and_then(|s| {
+            // As TcpListener::bind does: a restarted service rebinds at once.
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(BACKLOG)
+        })
         .map_err(|source| HttpError::Bind { addr, source })
 }
 
@@ -284,6 +302,7 @@ impl Sidecar {
     ) -> Result<Self, crate::metrics::MetricsError> {
         let metrics = crate::metrics::install()?;
         crate::metrics::record_build_info(service);
+        server::init_metrics();
         let health = Health::new(Duration::from_secs(30));
         health.beat();
         let stop = CancellationToken::new();
