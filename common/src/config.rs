@@ -228,6 +228,11 @@ impl ConfigSource {
             };
             let text = std::fs::read_to_string(path)
                 .map_err(|e| file_err(format!("cannot read it: {e}")))?;
+            // A syntax error first, by position only: the TOML parser's own
+            // message quotes the offending line, which may hold a password.
+            if let Err(e) = text.parse::<toml::Table>() {
+                return Err(file_err(toml_syntax_error(&text, &e)));
+            }
             // Parse the file alone first, so a typo in it is reported against
             // the file rather than silently ignored.
             let table: BTreeMap<String, RawValue> =
@@ -532,6 +537,27 @@ impl ConfigSource {
 
 /// Error text kept on one line: control characters (a newline inside a
 /// value, a multi-line TOML parser message) are escaped.
+/// A TOML syntax error as "line L, column C" and the parser's short
+/// description ("invalid string", "expected `=`": fixed texts, never the
+/// document's), without the quoted source line the parser's `Display` adds.
+fn toml_syntax_error(text: &str, e: &toml::de::Error) -> String {
+    let position = e.span().map_or_else(String::new, |span| {
+        let before = &text.as_bytes()[..span.start.min(text.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
+        format!(" at line {line}, column {column}")
+    });
+    let what = e.message().lines().next().unwrap_or_default();
+    format!("TOML syntax error{position}: {what} (the line is not shown: it may hold a secret)")
+}
+
 fn one_line(text: impl Into<String>) -> String {
     let text = text.into();
     if !text.contains(char::is_control) {
@@ -750,6 +776,47 @@ mod tests {
                     .contains("`kafka_topic`: invalid type: found map"),
                 "{e}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_syntax_error_names_line_and_column_never_the_text() {
+        // Issue 17: the TOML parser's message quoted the offending line,
+        // an unquoted password included.
+        const SECRET: &str = "Hunter2-s3cret";
+        let lines = [
+            format!("kafka_password = {SECRET}"),
+            format!("kafka_password = \"{SECRET}"),
+            format!("kafka_password = '{SECRET}"),
+            format!("kafka_password = \"\"\"{SECRET}"),
+            format!("kafka_password = {SECRET} # note"),
+            format!("kafka_password == \"{SECRET}\""),
+            format!("kafka_password = [\"{SECRET}\""),
+            format!("kafka_password = {{ v = {SECRET} }}"),
+            format!("kafka_username = {SECRET}"),
+            format!("kafka_topic = {SECRET}"),
+            format!("[{SECRET}"),
+            format!("kafka_password = \"a\"\nkafka_password = \"{SECRET}\""),
+        ];
+        Jail::expect_with(|jail| {
+            for (i, line) in lines.iter().enumerate() {
+                let text = format!("# a comment\nkafka_topic = \"t\"\n{line}\n");
+                jail.create_file("secret.toml", &text)?;
+                let e = ConfigSource::layer(KEYS, Some(Path::new("secret.toml")), Env::raw(), &[])
+                    .expect_err(line)
+                    .to_string();
+                assert!(
+                    !e.contains("Hunter2") && !e.contains("s3cret"),
+                    "case {i}: {e}"
+                );
+                assert!(!e.contains('\n'), "case {i}: {e}");
+                assert!(e.contains("secret.toml"), "case {i}: {e}");
+                assert!(
+                    e.contains("line 3, column ") || e.contains("line 4, column "),
+                    "case {i}: {e}"
+                );
+            }
             Ok(())
         });
     }
