@@ -228,6 +228,12 @@ impl KafkaSettings {
                     .to_owned(),
             });
         }
+        if security_protocol.uses_tls() && tls.webpki_roots && !tls.verify_hostname {
+            return Err(ConfigError::Conflict {
+                keys: "KAFKA_SSL_WEBPKI_ROOTS and KAFKA_SSL_VERIFY_HOSTNAME".to_owned(),
+                problem: "public CA roots without the hostname check would accept any publicly issued certificate for any name, so anyone could impersonate the broker; keep KAFKA_SSL_VERIFY_HOSTNAME=true, or use KAFKA_SSL_CA_FILE with the private CA that signed the broker".to_owned(),
+            });
+        }
         if security_protocol.uses_tls() && tls.ca_file.is_none() && !tls.webpki_roots {
             return Err(ConfigError::Conflict {
                 keys: "KAFKA_SSL_CA_FILE and KAFKA_SSL_WEBPKI_ROOTS".to_owned(),
@@ -337,6 +343,33 @@ impl KafkaSettings {
         tls_client_config(&self.tls).map(Some)
     }
 
+    /// SASL PLAIN over SASL_PLAINTEXT sends the password as it is over an
+    /// unencrypted connection: anyone on the path reads it. Allowed (a
+    /// test cluster may want it), but said once, when a service first
+    /// connects, as for the hostname check.
+    pub(crate) fn warn_if_password_in_clear(&self) {
+        if self.password_in_clear() {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                warn!(
+                    security_protocol = %self.security_protocol,
+                    bootstrap = %self.bootstrap.join(","),
+                    "SASL PLAIN over SASL_PLAINTEXT: the password crosses the network unencrypted; \
+                     use SASL_SSL, or SCRAM-SHA-256/512, which never sends it"
+                );
+            });
+        }
+    }
+
+    /// PLAIN without TLS: the password itself goes over the wire in clear.
+    fn password_in_clear(&self) -> bool {
+        let plain = self
+            .sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain);
+        plain && !self.security_protocol.uses_tls()
+    }
+
     /// Connects rskafka's client within `deadline`.
     ///
     /// rskafka reports TLS and SASL failures vaguely ("Connection error",
@@ -375,6 +408,7 @@ impl KafkaSettings {
         mut on_failure: impl FnMut(&KafkaError),
     ) -> Result<Client, KafkaError> {
         let until = Instant::now() + deadline;
+        self.warn_if_password_in_clear();
         let tls = match self.rustls_config() {
             Ok(tls) => tls,
             Err(e) => {
@@ -884,6 +918,66 @@ mod tests {
             e.contains("PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn plain_over_sasl_plaintext_is_the_one_case_warned_about() {
+        let sasl = |protocol: &str, mechanism: &str| {
+            settings(&[
+                ("KAFKA_SECURITY_PROTOCOL", protocol),
+                ("KAFKA_SASL_MECHANISM", mechanism),
+                ("KAFKA_USERNAME", "u"),
+                ("KAFKA_PASSWORD", "p"),
+                ("KAFKA_SSL_WEBPKI_ROOTS", "true"),
+            ])
+            .expect("valid")
+            .password_in_clear()
+        };
+        assert!(sasl("SASL_PLAINTEXT", "PLAIN"));
+        assert!(!sasl("SASL_PLAINTEXT", "SCRAM-SHA-256"));
+        assert!(!sasl("SASL_PLAINTEXT", "SCRAM-SHA-512"));
+        assert!(!sasl("SASL_SSL", "PLAIN"));
+        // A mechanism left next to PLAINTEXT is unused.
+        assert!(!sasl("PLAINTEXT", "PLAIN"));
+    }
+
+    #[test]
+    fn public_roots_without_the_hostname_check_are_refused() {
+        // Issue 17: any publicly issued certificate for any name would do.
+        for protocol in ["SSL", "SASL_SSL"] {
+            let e = settings(&[
+                ("KAFKA_SECURITY_PROTOCOL", protocol),
+                ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+                ("KAFKA_USERNAME", "u"),
+                ("KAFKA_PASSWORD", "p"),
+                ("KAFKA_SSL_WEBPKI_ROOTS", "true"),
+                ("KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+            ])
+            .expect_err("refused")
+            .to_string();
+            assert!(
+                e.contains("KAFKA_SSL_WEBPKI_ROOTS and KAFKA_SSL_VERIFY_HOSTNAME")
+                    && e.contains("any publicly issued certificate"),
+                "{e}"
+            );
+        }
+        // With a private CA the opt-out stays possible, and without TLS
+        // neither key matters.
+        let ca = std::env::temp_dir().join(format!("ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, "").expect("write");
+        let ca_path = ca.to_str().expect("utf-8").to_owned();
+        settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SSL"),
+            ("KAFKA_SSL_CA_FILE", &ca_path),
+            ("KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+        ])
+        .expect("private CA, hostname check off");
+        settings(&[
+            ("KAFKA_SSL_WEBPKI_ROOTS", "true"),
+            ("KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+        ])
+        .expect("PLAINTEXT");
+        let _ = std::fs::remove_file(ca);
     }
 
     #[test]

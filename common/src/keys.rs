@@ -205,7 +205,7 @@ pub(crate) mod kafka {
     pub const SSL_VERIFY_HOSTNAME: Key = Key::new(
         "KAFKA_SSL_VERIFY_HOSTNAME",
         Allowed::Bool,
-        "check the broker's name against its certificate; false is logged as a warning at start",
+        "check the broker's name against its certificate; false is logged as a warning at start, and refused with KAFKA_SSL_WEBPKI_ROOTS=true",
     )
     .default("true");
     /// `KAFKA_BACKOFF_INITIAL_MS`.
