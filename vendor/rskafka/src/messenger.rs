@@ -209,6 +209,52 @@ pub enum SaslError {
 
     #[error("unsupported sasl mechanism")]
     UnsupportedSaslMechanism,
+
+    // PATCH(kafka-rs): bounded SCRAM iteration count (issue 17, finding 2).
+    #[error(
+        "the broker asked for {iterations} SCRAM iterations; allowed: {min} to {max} (a broker \
+         impersonator lowers it to crack the proof offline, or raises it to pin a core)"
+    )]
+    ScramIterations { iterations: u64, min: u32, max: u32 },
+
+    #[error("SASL step stopped: {0}")]
+    StepAborted(String),
+}
+
+/// PATCH(kafka-rs): the SCRAM iteration counts a client accepts (issue 17,
+/// finding 2). The lower bound is Kafka's own minimum
+/// (`ScramMechanism.minIterations`, which the Java client also enforces);
+/// the upper is the largest count Kafka lets an operator store
+/// (`kafka-configs --add-config 'SCRAM-SHA-256=[iterations=...]'`).
+pub const SCRAM_MIN_ITERATIONS: u32 = 4_096;
+/// See [`SCRAM_MIN_ITERATIONS`].
+pub const SCRAM_MAX_ITERATIONS: u32 = 16_384;
+
+/// PATCH(kafka-rs): the `i=` attribute of a SCRAM server-first message
+/// (RFC 5802 §7: `r=...,s=...,i=...[,ext]`), checked against the bounds
+/// before the key derivation runs. A message without a readable count is
+/// left to the SCRAM implementation, which rejects it.
+fn check_scram_iterations(server_first: &[u8]) -> Result<(), SaslError> {
+    let Ok(text) = std::str::from_utf8(server_first) else {
+        return Ok(());
+    };
+    let Some(count) = text.split(',').find_map(|a| a.strip_prefix("i=")) else {
+        return Ok(());
+    };
+    let iterations = match count.trim().parse::<u64>() {
+        Ok(n) => n,
+        // Not a number at all (or one past u64): out of range as well.
+        Err(_) if !count.is_empty() && count.bytes().all(|b| b.is_ascii_digit()) => u64::MAX,
+        Err(_) => return Ok(()),
+    };
+    if !(u64::from(SCRAM_MIN_ITERATIONS)..=u64::from(SCRAM_MAX_ITERATIONS)).contains(&iterations) {
+        return Err(SaslError::ScramIterations {
+            iterations,
+            min: SCRAM_MIN_ITERATIONS,
+            max: SCRAM_MAX_ITERATIONS,
+        });
+    }
+    Ok(())
 }
 
 impl<RW> Messenger<RW>
@@ -601,11 +647,31 @@ where
             .start_suggested(&[prefer_mechanism])
             .map_err(|_| SaslError::UnsupportedSaslMechanism)?;
         debug!(?mechanism, "Using SASL Mechanism");
+        // PATCH(kafka-rs): SCRAM's first server message sets the iteration
+        // count of the key derivation: bounded before it runs, and the
+        // derivation (PBKDF2) runs on a blocking thread, so the caller's
+        // timeouts and shutdown still work while it computes.
+        let scram = config_mechanism_is_scram(mechanism);
+        let mut first_reply = true;
         // we step through the auth process, starting on our side with NO data received so far
         let mut data_received: Option<Vec<u8>> = None;
         loop {
-            let mut to_sent = Cursor::new(Vec::new());
-            let state = session.step(data_received.as_deref(), &mut to_sent)?;
+            if let (true, true, Some(reply)) = (scram, first_reply, data_received.as_deref()) {
+                check_scram_iterations(reply)?;
+            }
+            if data_received.is_some() {
+                first_reply = false;
+            }
+            let input = data_received.clone();
+            let (returned, stepped, to_sent) = tokio::task::spawn_blocking(move || {
+                let mut to_sent = Cursor::new(Vec::new());
+                let stepped = session.step(input.as_deref(), &mut to_sent);
+                (session, stepped, to_sent)
+            })
+            .await
+            .map_err(|e| SaslError::StepAborted(e.to_string()))?;
+            session = returned;
+            let state = stepped?;
 
             if state.has_sent_message() {
                 let authentication_response =
@@ -620,6 +686,11 @@ where
 
         Ok(())
     }
+}
+
+/// PATCH(kafka-rs): whether `mechanism` (a SASL mechanism name) is SCRAM.
+fn config_mechanism_is_scram(mechanism: &str) -> bool {
+    mechanism.starts_with("SCRAM-")
 }
 
 impl<RW> Drop for Messenger<RW> {
@@ -803,6 +874,75 @@ mod tests {
             ),
             None,
         );
+    }
+
+    /// PATCH(kafka-rs): the SCRAM iteration count a broker impersonator
+    /// sends is bounded (issue 17, finding 2). A fake broker, because a
+    /// real one cannot be made to send these counts: `i=1` would get the
+    /// client's proof at once (cheap to crack offline), `i=2^32-1` pinned a
+    /// core inside the async task where no timeout fired.
+    #[tokio::test]
+    async fn test_scram_iteration_count_is_bounded() {
+        use crate::{
+            client::Credentials,
+            protocol::primitives::{Bytes, NullableString, String_},
+        };
+        let cases = [
+            ("1", true),
+            ("4095", true),
+            ("16385", true),
+            ("4294967295", true),
+            ("99999999999999999999999", true),
+            ("4096", false),
+            ("16384", false),
+        ];
+        for (count, refused) in cases {
+            let (sim, rx) = MessageSimulator::new();
+            let mut messenger = Messenger::new(rx, 1_000, Arc::from(DEFAULT_CLIENT_ID));
+            messenger.set_version_ranges(HashMap::from([
+                (
+                    ApiKey::SaslHandshake,
+                    ApiVersionRange::new(ApiVersion(Int16(1)), ApiVersion(Int16(1))),
+                ),
+                (
+                    ApiKey::SaslAuthenticate,
+                    ApiVersionRange::new(ApiVersion(Int16(0)), ApiVersion(Int16(0))),
+                ),
+            ]));
+            // SaslHandshake v1: no error, SCRAM-SHA-256 offered.
+            let mut msg = vec![];
+            Int32(0).write(&mut msg).unwrap();
+            Int16(0).write(&mut msg).unwrap();
+            Int32(1).write(&mut msg).unwrap();
+            String_("SCRAM-SHA-256".to_owned()).write(&mut msg).unwrap();
+            sim.push(msg);
+            // SaslAuthenticate v0: the server-first message.
+            let mut msg = vec![];
+            Int32(1).write(&mut msg).unwrap();
+            Int16(0).write(&mut msg).unwrap();
+            NullableString(None).write(&mut msg).unwrap();
+            Bytes(format!("r=fakenonce,s=c2FsdA==,i={count}").into_bytes())
+                .write(&mut msg)
+                .unwrap();
+            sim.push(msg);
+
+            let config = SaslConfig::ScramSha256(Credentials::new("u".into(), "p".into()));
+            let started = std::time::Instant::now();
+            let result = tokio::time::timeout(Duration::from_secs(5), messenger.do_sasl(config))
+                .await
+                .unwrap_or_else(|_| panic!("i={count}: no answer within 5 s"));
+            let err = result.expect_err("the fake broker's nonce is never valid");
+            if refused {
+                assert_matches!(err, SaslError::ScramIterations { .. }, "i={count}");
+                assert!(started.elapsed() < Duration::from_secs(1), "i={count}");
+            } else {
+                // Past the bound check; the SCRAM implementation rejects the nonce.
+                assert!(
+                    !matches!(err, SaslError::ScramIterations { .. }),
+                    "i={count}: {err}"
+                );
+            }
+        }
     }
 
     #[tokio::test]
