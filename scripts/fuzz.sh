@@ -44,7 +44,7 @@ fi
 
 dict_for() {
     case $1 in
-        config) echo fuzz/dicts/config.dict ;;
+        config | config_file) echo fuzz/dicts/config.dict ;;
         demo_record | producer_input) echo fuzz/dicts/json.dict ;;
     esac
 }
