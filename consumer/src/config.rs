@@ -95,6 +95,14 @@ mod keys {
     )
     .flag("--commit-interval-ms", "MS")
     .default("5000");
+    /// `CONSUMER_COMMIT_MAX_RECORDS`.
+    pub const COMMIT_MAX_RECORDS: Key = Key::new(
+        "CONSUMER_COMMIT_MAX_RECORDS",
+        number(0, 1_000_000_000),
+        "also commit once this many records were handled since the last commit, so a crash re-delivers about that many at most; 0 = by interval only",
+    )
+    .flag("--commit-max-records", "N")
+    .default("10000");
     /// `CONSUMER_DRAIN_TIMEOUT_MS`.
     pub const DRAIN_TIMEOUT_MS: Key = Key::new(
         "CONSUMER_DRAIN_TIMEOUT_MS",
@@ -211,6 +219,7 @@ pub const KEYS: &[Key] = &[
     keys::HEARTBEAT_INTERVAL_MS,
     keys::MAX_POLL_INTERVAL_MS,
     keys::COMMIT_INTERVAL_MS,
+    keys::COMMIT_MAX_RECORDS,
     keys::DRAIN_TIMEOUT_MS,
     keys::FETCH_MAX_BYTES,
     keys::FETCH_MAX_WAIT_MS,
@@ -265,6 +274,8 @@ pub struct Config {
     pub max_poll_interval: Duration,
     /// Commit interval.
     pub commit_interval: Duration,
+    /// Commit after this many handled records too (0 = off).
+    pub commit_max_records: u64,
     /// Drain timeout on shutdown.
     pub drain_timeout: Duration,
     /// Fetch size per partition request.
@@ -381,6 +392,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         heartbeat_interval,
         max_poll_interval: src.ms(&keys::MAX_POLL_INTERVAL_MS)?,
         commit_interval: src.ms(&keys::COMMIT_INTERVAL_MS)?,
+        commit_max_records: src.num(&keys::COMMIT_MAX_RECORDS)?,
         drain_timeout,
         fetch_max_bytes: src.num(&keys::FETCH_MAX_BYTES)?,
         fetch_max_wait: src.ms(&keys::FETCH_MAX_WAIT_MS)?,

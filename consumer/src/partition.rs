@@ -40,7 +40,7 @@ use rskafka::{
     },
     record::RecordAndOffset,
 };
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
@@ -136,6 +136,56 @@ impl Progress {
         let hw = self.high_watermark.load(Ordering::Relaxed);
         let c = self.committed.load(Ordering::Relaxed);
         (hw >= 0 && c >= 0).then(|| (hw - c).max(0))
+    }
+}
+
+/// Records handled since the last commit, over all of a member's
+/// partitions: wakes the member's loop when `CONSUMER_COMMIT_MAX_RECORDS`
+/// is reached, so a crash re-delivers about that many records at most
+/// however fast they are handled (the commit interval alone bounds time,
+/// not records).
+#[derive(Debug)]
+pub struct HandledSinceCommit {
+    count: AtomicU64,
+    /// 0 = off.
+    threshold: u64,
+    reached: Notify,
+}
+
+impl HandledSinceCommit {
+    /// A counter that wakes [`reached`](Self::reached) at `threshold`
+    /// records (never when 0).
+    pub fn new(threshold: u64) -> Arc<Self> {
+        Arc::new(Self {
+            count: AtomicU64::new(0),
+            threshold,
+            reached: Notify::new(),
+        })
+    }
+
+    fn add(&self, n: u64) {
+        if self.threshold == 0 || n == 0 {
+            return;
+        }
+        let before = self.count.fetch_add(n, Ordering::Relaxed);
+        if before < self.threshold && before + n >= self.threshold {
+            self.reached.notify_one();
+        }
+    }
+
+    /// Starts counting again; call before reading the positions to commit,
+    /// so records handled meanwhile count towards the next commit.
+    pub fn restart(&self) {
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    /// Resolves once the threshold is reached (at once if it was reached
+    /// while nobody waited). Never resolves when the threshold is 0.
+    pub async fn reached(&self) {
+        if self.threshold == 0 {
+            std::future::pending::<()>().await;
+        }
+        self.reached.notified().await;
     }
 }
 
@@ -248,6 +298,8 @@ pub struct WorkerSettings {
     pub server_address: String,
     /// The group id, for the `messaging.consumer.group.name` span attribute.
     pub group: String,
+    /// Counts handled records towards the next commit.
+    pub handled: Arc<HandledSinceCommit>,
 }
 
 /// A running partition worker.
@@ -293,6 +345,7 @@ impl Worker {
             Arc::clone(&handler),
             stop.clone(),
         ));
+        let handled = Arc::clone(&settings.handled);
         let fetch = tokio::spawn(fetch_loop(
             client,
             topic.clone(),
@@ -306,7 +359,7 @@ impl Worker {
             topic.clone(),
             partition,
             (group, server_address),
-            Arc::clone(&progress),
+            (Arc::clone(&progress), handled),
             handler,
             rx,
             stop.clone(),
@@ -572,7 +625,7 @@ async fn handle_loop(
     topic: String,
     partition: i32,
     (group, server_address): (String, String),
-    progress: Arc<Progress>,
+    (progress, handled): (Arc<Progress>, Arc<HandledSinceCommit>),
     handler: Arc<dyn RecordHandler>,
     mut rx: mpsc::Receiver<Fetched>,
     stop: CancellationToken,
@@ -602,6 +655,7 @@ async fn handle_loop(
             // up for a whole batch (scripts/load-test.sh: probe p99 was
             // ~250 ms behind 1 MiB batches, ~6 ms with this).
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
+                handled.add(YIELD_EVERY as u64);
                 tokio::task::yield_now().await;
             }
             let mut backoff = Duration::from_millis(100);
@@ -640,6 +694,7 @@ async fn handle_loop(
             .position
             .fetch_max(batch.next_offset, Ordering::AcqRel);
         progress.touch();
+        handled.add((batch.records.len() % YIELD_EVERY) as u64);
         debug!(topic = %topic, partition, n = batch.records.len(), "batch handled");
         // A handler that never waits would keep this worker thread to
         // itself; let other partitions' tasks run between batches.

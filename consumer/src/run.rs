@@ -13,8 +13,8 @@ use common::{
     group::{
         coordinator::CoordinatorClient,
         member::{
-            offsets_to_commit, spawn_heartbeat, HeartbeatReport, Member, MemberError,
-            MemberSettings,
+            offsets_to_commit, spawn_heartbeat, CommitDone, HeartbeatReport, LastHeartbeat, Member,
+            MemberError, MemberSettings,
         },
         protocol::Assignment,
         state::{Action, RetryBackoff},
@@ -26,12 +26,12 @@ use common::{
 use rskafka::client::Client;
 use tokio::{net::TcpListener, sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     config::Config,
     handler::{Handler, RecordHandler},
-    partition::{fetch_bytes_per_partition, Budget, Worker, WorkerSettings},
+    partition::{fetch_bytes_per_partition, Budget, HandledSinceCommit, Worker, WorkerSettings},
 };
 
 /// Errors that end the consumer.
@@ -145,6 +145,7 @@ async fn consume(
         },
     };
     let mut member = Member::new(coordinator, settings.clone());
+    let handled = HandledSinceCommit::new(config.commit_max_records);
     // fetch_max_bytes is set per assignment (fetch_bytes_per_partition).
     let worker_settings = WorkerSettings {
         fetch_max_bytes: config.fetch_max_bytes,
@@ -157,6 +158,7 @@ async fn consume(
         backoff_max: config.kafka.backoff_max,
         server_address: config.kafka.server_address(),
         group: config.group.clone(),
+        handled: Arc::clone(&handled),
     };
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
     let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);
@@ -168,23 +170,17 @@ async fn consume(
         let counts_client = Arc::clone(&client);
         // A JoinGroup may legitimately wait for the whole rebalance timeout;
         // the loop is alive while it polls the join, so keep /healthz fresh.
-        let joined = {
-            let join = member.join(
+        let joined = beating(
+            health,
+            member.join(
                 move |topics| {
                     let c = Arc::clone(&counts_client);
                     async move { partition_counts(&c, &topics).await }
                 },
                 shutdown,
-            );
-            tokio::pin!(join);
-            let mut beat = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    r = &mut join => break r,
-                    _ = beat.tick() => health.beat(),
-                }
-            }
-        };
+            ),
+        )
+        .await;
         let assignment = match joined {
             Ok(a) => a,
             Err(MemberError::Cancelled) => {
@@ -226,7 +222,7 @@ async fn consume(
         );
 
         let fetched = tokio::select! {
-            r = member.committed(&assignment) => r,
+            r = beating(health, member.committed(&assignment)) => r,
             () = shutdown.cancelled() => {
                 member.reset_connection();
                 member.leave(config.drain_timeout).await;
@@ -271,7 +267,8 @@ async fn consume(
         };
 
         let generation_stop = shutdown.child_token();
-        let mut workers: Vec<Worker> = partitions
+        handled.restart();
+        let workers: Vec<Worker> = partitions
             .iter()
             .map(|(t, p)| {
                 let c = committed.get(&(t.clone(), *p)).copied().unwrap_or(-1);
@@ -310,32 +307,40 @@ async fn consume(
             Instant::now() + config.metadata_refresh,
             config.metadata_refresh,
         );
+        metadata_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut metadata_check: Option<tokio::task::JoinHandle<Option<BTreeMap<String, i32>>>> =
+            None;
         // Partition counts this generation was assigned with; a change (a
         // topic created or grown) needs a new assignment, as in Java where
         // the metadata refresh triggers a rejoin.
         let counts_at_join = bounded_counts(&client, &config.topics, shutdown).await;
+        let status = Status {
+            group: &config.group,
+            stall_after: config.stall_after,
+            session_timeout: config.session_timeout,
+            assignment: &assignment,
+        };
+        // At most one commit on its way at a time, on its own connection:
+        // the loop goes on watching heartbeats and readiness meanwhile.
+        let mut in_flight: Option<InFlight> = None;
 
         let outcome = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Outcome::Shutdown,
                 Some(report) = hb_rx.recv() => {
+                    let expired = matches!(report, HeartbeatReport::SessionExpired { .. });
                     match member.on_heartbeat(report) {
                         Action::Fatal(e) => break Outcome::Fatal(MemberError::Fatal(e)),
                         _ if member.revocation_pending().is_some() => break Outcome::Rebalance,
                         _ => {}
                     }
+                    if expired {
+                        status.update(health, &workers, &heartbeat.last_ok, &[]);
+                    }
                 }
-                _ = commit_tick.tick() => {
-                    let result = tokio::select! {
-                        r = commit(&mut member, &workers, &config.group) => r,
-                        () = shutdown.cancelled() => {
-                            // The commit was abandoned mid-request: start the
-                            // final commit on a fresh connection.
-                            member.reset_connection();
-                            break Outcome::Shutdown;
-                        }
-                    };
-                    if let Err(e) = result {
+                done = async { (&mut in_flight.as_mut().expect("guarded").task).await }, if in_flight.is_some() => {
+                    let flight = in_flight.take().expect("guarded");
+                    if let Err(e) = flight.finish(&mut member, &workers, done) {
                         if matches!(e, MemberError::Fatal(_)) {
                             break Outcome::Fatal(e);
                         }
@@ -345,11 +350,23 @@ async fn consume(
                         }
                     }
                 }
-                _ = metadata_tick.tick() => {
-                    // Bounded and cancellable: rskafka retries a metadata request
-                    // until its deadline, and SIGTERM must not wait for that.
-                    let now = bounded_counts(&client, &config.topics, shutdown).await;
-                    if let (Some(before), Some(now)) = (&counts_at_join, now) {
+                _ = commit_tick.tick(), if in_flight.is_none() => {
+                    in_flight = start_commit(&mut member, &workers, &handled, commit_timeout(config));
+                }
+                () = handled.reached(), if in_flight.is_none() => {
+                    debug!(group = %config.group, max_records = config.commit_max_records, "records handled since the last commit reached the limit; committing");
+                    in_flight = start_commit(&mut member, &workers, &handled, commit_timeout(config));
+                }
+                _ = metadata_tick.tick(), if metadata_check.is_none() => {
+                    // Off the loop, bounded and cancellable: rskafka retries a
+                    // metadata request until its deadline, and neither the
+                    // heartbeat reports nor SIGTERM must wait for that.
+                    let (client, topics, shutdown) = (Arc::clone(&client), config.topics.clone(), shutdown.clone());
+                    metadata_check = Some(tokio::spawn(async move { bounded_counts(&client, &topics, &shutdown).await }));
+                }
+                now = async { (&mut metadata_check.as_mut().expect("guarded")).await }, if metadata_check.is_some() => {
+                    metadata_check = None;
+                    if let (Some(before), Ok(Some(now))) = (&counts_at_join, now) {
                         if before != &now {
                             info!(group = %config.group, ?before, ?now, "subscribed topics changed; asking for a rebalance");
                             member.request_rejoin();
@@ -367,32 +384,43 @@ async fn consume(
                         .filter(|t| counts_at_join.as_ref().is_some_and(|c| !c.contains_key(t.as_str())))
                         .map(String::as_str)
                         .collect();
-                    update_status(health, &workers, &config.group, config.stall_after, &assignment, &missing);
+                    status.update(health, &workers, &heartbeat.last_ok, &missing);
                 }
             }
         };
+        // A commit on its way finishes (within its own deadline) before the
+        // partitions are given up or the final commit is sent: commits of
+        // one member never overtake each other.
+        if let Some(check) = metadata_check.take() {
+            check.abort();
+        }
+        if !matches!(outcome, Outcome::Shutdown) {
+            if let Some(flight) = in_flight.take() {
+                flight.wait(health, &mut member, &workers).await;
+            }
+        }
         generation_stop.cancel();
-        let _ = heartbeat.await;
+        let _ = heartbeat.task.await;
 
         match outcome {
             Outcome::Rebalance => {
                 health.set_not_ready("rebalancing");
                 let lost = member.revocation_pending().unwrap_or(true);
-                let stop_within = config.drain_timeout;
-                for w in workers.drain(..) {
+                for w in &workers {
                     clear_partition_gauges(&config.group, &w.topic, w.partition);
-                    let topic = w.topic.clone();
-                    let partition = w.partition;
-                    let committed_before = w.progress.committed.load(Ordering::Relaxed);
-                    let progress = Arc::clone(&w.progress);
-                    let pos = w.stop(stop_within).await;
-                    progress.position.store(pos, Ordering::Release);
-                    if !lost && pos >= 0 && pos != committed_before {
-                        let offsets = offsets_to_commit(
-                            &[((topic.clone(), partition), pos)].into_iter().collect(),
-                        );
-                        if let Err(e) = member.commit(&offsets).await {
-                            warn!(error = %e, topic = %topic, partition, "commit before giving up the partition failed; the next owner may see these records again");
+                }
+                let positions = beating(health, stop_workers(workers, config.drain_timeout)).await;
+                if !lost {
+                    let offsets = offsets_to_commit(&positions);
+                    let result = beating(
+                        health,
+                        member.commit_within(&offsets, Some(commit_timeout(config))),
+                    )
+                    .await;
+                    match result {
+                        Ok(()) => record_commit(&positions),
+                        Err(e) => {
+                            warn!(error = %e, "commit before giving up the partitions failed; the next owner may see these records again");
                         }
                     }
                 }
@@ -400,14 +428,12 @@ async fn consume(
                 info!(group = %config.group, lost, "partitions revoked; rejoining");
             }
             Outcome::Fatal(e) => {
-                for w in workers.drain(..) {
-                    let _ = w.stop(Duration::from_millis(500)).await;
-                }
+                let _ = stop_workers(workers, Duration::from_millis(500)).await;
                 error!(error = %e, "cannot stay in the consumer group");
                 return Err(e.into());
             }
             Outcome::Shutdown => {
-                return drain(config, &mut member, workers, health).await;
+                return drain(config, &mut member, workers, in_flight, health).await;
             }
         }
     }
@@ -419,30 +445,161 @@ enum Outcome {
     Fatal(MemberError),
 }
 
+/// How long one commit may take (periodic, and before giving partitions
+/// up): the drain timeout, which the configuration keeps below the session
+/// timeout, and at most half the session timeout, so that a commit stuck on
+/// a dead connection is retried on a fresh one while the membership can
+/// still be saved. The final commit gets what is left of the drain timeout.
+fn commit_timeout(config: &Config) -> Duration {
+    config.drain_timeout.min(config.session_timeout / 2)
+}
+
+/// Awaits `fut`, beating `health` every second meanwhile: waiting for the
+/// broker (a JoinGroup, a commit, a frozen coordinator) is the loop doing
+/// its job, so `/healthz` stays 200.
+async fn beating<F: std::future::Future>(health: &Health, fut: F) -> F::Output {
+    tokio::pin!(fut);
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            r = &mut fut => return r,
+            _ = beat.tick() => health.beat(),
+        }
+    }
+}
+
+/// Stops every worker at once, each within `within`; returns the positions
+/// to commit (handled, not yet committed).
+async fn stop_workers(workers: Vec<Worker>, within: Duration) -> BTreeMap<(String, i32), i64> {
+    let stopped = futures::future::join_all(workers.into_iter().map(|w| async move {
+        let key = (w.topic.clone(), w.partition);
+        let committed = w.progress.committed.load(Ordering::Relaxed);
+        let progress = Arc::clone(&w.progress);
+        let pos = w.stop(within).await;
+        progress.position.store(pos, Ordering::Release);
+        (key, pos, committed)
+    }))
+    .await;
+    stopped
+        .into_iter()
+        .filter(|(_, pos, committed)| *pos >= 0 && pos != committed)
+        .map(|(key, pos, _)| (key, pos))
+        .collect()
+}
+
+/// A periodic commit on its way.
+struct InFlight {
+    task: tokio::task::JoinHandle<CommitDone>,
+    positions: BTreeMap<(String, i32), i64>,
+    started: Instant,
+}
+
+impl InFlight {
+    /// Waits for the commit (bounded by its own deadline) and applies it.
+    async fn wait(self, health: &Health, member: &mut Member, workers: &[Worker]) {
+        let done = beating(health, self.task).await;
+        if let Err(e) = Self::finish_with(&self.positions, member, workers, done) {
+            warn!(error = %e, "commit failed; offsets stay pending");
+        }
+    }
+
+    fn finish(
+        self,
+        member: &mut Member,
+        workers: &[Worker],
+        done: Result<CommitDone, tokio::task::JoinError>,
+    ) -> Result<(), MemberError> {
+        metrics::histogram!(m::CONSUMER_COMMIT_LATENCY)
+            .record(self.started.elapsed().as_secs_f64());
+        Self::finish_with(&self.positions, member, workers, done)
+    }
+
+    fn finish_with(
+        positions: &BTreeMap<(String, i32), i64>,
+        member: &mut Member,
+        workers: &[Worker],
+        done: Result<CommitDone, tokio::task::JoinError>,
+    ) -> Result<(), MemberError> {
+        let result = match done {
+            Ok(done) => member.finish_commit(done),
+            Err(e) => {
+                // The task panicked or was aborted: the commit client went
+                // with it; the next commit opens a new connection.
+                member.reset_connection();
+                Err(MemberError::Commit {
+                    group: member.machine().group_id().to_owned(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        match &result {
+            Ok(()) => {
+                for w in workers {
+                    if let Some(p) = positions.get(&(w.topic.clone(), w.partition)) {
+                        w.progress.committed.store(*p, Ordering::Relaxed);
+                    }
+                }
+                record_commit(positions);
+            }
+            Err(_) => metrics::counter!(m::CONSUMER_ERRORS, "kind" => "commit").increment(1),
+        }
+        result
+    }
+}
+
+/// Starts committing what the workers handled since the last commit, off
+/// the loop; `None` when there is nothing to commit (or the member may not
+/// commit now, which the next rebalance settles).
+fn start_commit(
+    member: &mut Member,
+    workers: &[Worker],
+    handled: &HandledSinceCommit,
+    within: Duration,
+) -> Option<InFlight> {
+    // First: records handled after this point count towards the next commit.
+    handled.restart();
+    let positions: BTreeMap<(String, i32), i64> = workers
+        .iter()
+        .filter_map(|w| {
+            let pos = w.progress.position.load(Ordering::Acquire);
+            let committed = w.progress.committed.load(Ordering::Relaxed);
+            (pos >= 0 && pos != committed).then(|| ((w.topic.clone(), w.partition), pos))
+        })
+        .collect();
+    match member.start_commit(offsets_to_commit(&positions), Some(within)) {
+        Ok(Some(job)) => Some(InFlight {
+            task: tokio::spawn(job.run()),
+            positions,
+            started: Instant::now(),
+        }),
+        Ok(None) => None,
+        Err(e) => {
+            debug!(error = %e, "not committing now");
+            None
+        }
+    }
+}
+
 /// SIGTERM: stop fetching, finish the records in hand, commit, leave — all
 /// within the drain timeout.
 async fn drain(
     config: &Config,
     member: &mut Member,
     workers: Vec<Worker>,
+    in_flight: Option<InFlight>,
     health: &Health,
 ) -> Result<(), ConsumerError> {
     health.set_not_ready("shutting down");
     info!(group = %config.group, partitions = workers.len(), "shutdown: draining, committing and leaving the group");
     let deadline = Instant::now() + config.drain_timeout;
     let work = async {
-        let mut positions = BTreeMap::new();
-        for w in workers {
-            let topic = w.topic.clone();
-            let partition = w.partition;
-            let committed = w.progress.committed.load(Ordering::Relaxed);
-            let pos = w.stop(config.drain_timeout / 2).await;
-            if pos >= 0 && pos != committed {
-                positions.insert((topic, partition), pos);
-            }
+        if let Some(flight) = in_flight {
+            flight.wait(health, member, &workers).await;
         }
+        let positions = stop_workers(workers, config.drain_timeout / 2).await;
         let offsets = offsets_to_commit(&positions);
-        let committed = member.commit(&offsets).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let committed = member.commit_within(&offsets, Some(remaining)).await;
         if committed.is_ok() && !offsets.is_empty() {
             record_commit(&positions);
             info!(group = %config.group, partitions = offsets.len(), "final offsets committed");
@@ -467,35 +624,6 @@ async fn drain(
     }
 }
 
-async fn commit(member: &mut Member, workers: &[Worker], _group: &str) -> Result<(), MemberError> {
-    let positions: BTreeMap<(String, i32), i64> = workers
-        .iter()
-        .filter_map(|w| {
-            let pos = w.progress.position.load(Ordering::Acquire);
-            let committed = w.progress.committed.load(Ordering::Relaxed);
-            (pos >= 0 && pos != committed).then(|| ((w.topic.clone(), w.partition), pos))
-        })
-        .collect();
-    if positions.is_empty() {
-        return Ok(());
-    }
-    let started = Instant::now();
-    let result = member.commit(&offsets_to_commit(&positions)).await;
-    metrics::histogram!(m::CONSUMER_COMMIT_LATENCY).record(started.elapsed().as_secs_f64());
-    match &result {
-        Ok(()) => {
-            for w in workers {
-                if let Some(p) = positions.get(&(w.topic.clone(), w.partition)) {
-                    w.progress.committed.store(*p, Ordering::Relaxed);
-                }
-            }
-            record_commit(&positions);
-        }
-        Err(_) => metrics::counter!(m::CONSUMER_ERRORS, "kind" => "commit").increment(1),
-    }
-    result
-}
-
 fn record_commit(positions: &BTreeMap<(String, i32), i64>) {
     for ((t, p), o) in positions {
         metrics::gauge!(m::CONSUMER_COMMITTED_OFFSET, "topic" => t.clone(), "partition" => p.to_string()).set(*o as f64);
@@ -516,51 +644,69 @@ fn clear_partition_gauges(group: &str, topic: &str, partition: i32) {
         .set(0.0);
 }
 
-/// Readiness and lag: ready only while Stable with partitions, none of them
-/// lagging without progress for the stall window.
-fn update_status(
-    health: &Health,
-    workers: &[Worker],
-    group: &str,
+/// What readiness is judged on for one generation.
+struct Status<'a> {
+    group: &'a str,
     stall_after: Duration,
-    assignment: &Assignment,
-    missing_topics: &[&str],
-) {
-    let mut stalled = Vec::new();
-    for w in workers {
-        if let Some(lag) = w.progress.committed_lag() {
-            metrics::gauge!(m::CONSUMER_LAG, "consumergroup" => group.to_owned(), "topic" => w.topic.clone(), "partition" => w.partition.to_string())
-                .set(lag as f64);
+    session_timeout: Duration,
+    assignment: &'a Assignment,
+}
+
+impl Status<'_> {
+    /// Readiness and lag: ready only while Stable with partitions, a
+    /// heartbeat through within the session timeout, and no partition
+    /// lagging without progress for the stall window.
+    fn update(
+        &self,
+        health: &Health,
+        workers: &[Worker],
+        last_heartbeat: &LastHeartbeat,
+        missing_topics: &[&str],
+    ) {
+        let mut stalled = Vec::new();
+        for w in workers {
+            if let Some(lag) = w.progress.committed_lag() {
+                metrics::gauge!(m::CONSUMER_LAG, "consumergroup" => self.group.to_owned(), "topic" => w.topic.clone(), "partition" => w.partition.to_string())
+                    .set(lag as f64);
+            }
+            let lag = w.progress.lag().unwrap_or(0);
+            let idle = w.progress.idle_for();
+            if lag > 0 && idle > self.stall_after {
+                let error = w.progress.last_error.lock().ok().and_then(|e| e.clone());
+                stalled.push(format!(
+                    "{}-{} (lag {lag}, no progress for {}s{})",
+                    w.topic,
+                    w.partition,
+                    idle.as_secs(),
+                    error.map(|e| format!(": {e}")).unwrap_or_default()
+                ));
+            }
+            let is_stalled = lag > 0 && idle > self.stall_after;
+            metrics::gauge!(m::CONSUMER_PARTITION_STALLED, "topic" => w.topic.clone(), "partition" => w.partition.to_string())
+                .set(if is_stalled { 1.0 } else { 0.0 });
         }
-        let lag = w.progress.lag().unwrap_or(0);
-        let idle = w.progress.idle_for();
-        if lag > 0 && idle > stall_after {
-            let error = w.progress.last_error.lock().ok().and_then(|e| e.clone());
-            stalled.push(format!(
-                "{}-{} (lag {lag}, no progress for {}s{})",
-                w.topic,
-                w.partition,
-                idle.as_secs(),
-                error.map(|e| format!(": {e}")).unwrap_or_default()
+        let silent = last_heartbeat.elapsed();
+        if silent >= self.session_timeout {
+            health.set_not_ready(format!(
+                "no heartbeat got through for {}s (session timeout {}s): this member cannot know \
+                 whether it still owns its partitions; finding the group coordinator again",
+                silent.as_secs(),
+                self.session_timeout.as_secs()
             ));
+        } else if !missing_topics.is_empty() && self.assignment.is_empty() {
+            health.set_not_ready(format!(
+                "subscribed topic(s) {} do not exist; waiting for them to be created",
+                missing_topics.join(", ")
+            ));
+        } else if self.assignment.is_empty() {
+            health.set_not_ready(
+                "in the group but no partitions assigned (more members than partitions?)",
+            );
+        } else if !stalled.is_empty() {
+            health.set_not_ready(format!("stalled partitions: {}", stalled.join(", ")));
+        } else {
+            health.set_ready();
         }
-        let is_stalled = lag > 0 && idle > stall_after;
-        metrics::gauge!(m::CONSUMER_PARTITION_STALLED, "topic" => w.topic.clone(), "partition" => w.partition.to_string())
-            .set(if is_stalled { 1.0 } else { 0.0 });
-    }
-    if !missing_topics.is_empty() && assignment.is_empty() {
-        health.set_not_ready(format!(
-            "subscribed topic(s) {} do not exist; waiting for them to be created",
-            missing_topics.join(", ")
-        ));
-    } else if assignment.is_empty() {
-        health.set_not_ready(
-            "in the group but no partitions assigned (more members than partitions?)",
-        );
-    } else if !stalled.is_empty() {
-        health.set_not_ready(format!("stalled partitions: {}", stalled.join(", ")));
-    } else {
-        health.set_ready();
     }
 }
 

@@ -458,3 +458,64 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
     let (status, _) = http_get(addr, "/readyz").await;
     eprintln!("FAULT topic-deleted: /readyz 503 \"{}\" while gone; after recreation 20/20 new records handled, /readyz {status}", seen_reason.trim());
 }
+
+/// Issue 18, part 3: with a backlog a member handles thousands of records
+/// per commit interval, so a crash re-delivered all of them. With
+/// `CONSUMER_COMMIT_MAX_RECORDS` it also commits every that many records:
+/// a kill -9 re-delivers about that many, however fast the member was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_under_a_backlog_redelivers_about_commit_max_records() {
+    const BACKLOG: u64 = 40_000;
+    const MAX_RECORDS: usize = 1_000;
+    let bootstrap = bootstrap();
+    let topic = unique("fault-backlog");
+    let group = unique("g-fault-backlog");
+    create_topic(&topic, 2).await;
+    let count = BACKLOG.to_string();
+    let p = spawn_producer(&[
+        ("KAFKA_TOPIC", topic.as_str()),
+        ("PRODUCER_MESSAGES", count.as_str()),
+    ])
+    .await;
+    assert_eq!(
+        p.handle.await.expect("join").expect("produced").acked,
+        BACKLOG
+    );
+
+    // A commit interval far longer than the test: only the count commits.
+    let extra = [
+        ("CONSUMER_COMMIT_INTERVAL_MS", "600000"),
+        ("CONSUMER_COMMIT_MAX_RECORDS", "1000"),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "6000"),
+        ("CONSUMER_DRAIN_TIMEOUT_MS", "3000"),
+    ];
+    let mut first = Member::start(CONSUMER, &topic, &group, &bootstrap, &extra);
+    assert!(
+        wait_until(Duration::from_secs(60), || first.records().len() >= 10_000),
+        "the first member works through the backlog:\n{}",
+        first.log_text()
+    );
+    first.kill9();
+    let handled_before_kill = first.records().len();
+    let second = Member::start(CONSUMER, &topic, &group, &bootstrap, &extra);
+    let expected = offsets_in_log(&bootstrap, &topic).await;
+    assert_eq!(expected.len() as u64, BACKLOG);
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let d = deliveries(&[&first, &second]);
+            expected.iter().all(|k| d.contains_key(k))
+        }),
+        "every record handled by one of the two processes"
+    );
+    let d = deliveries(&[&first, &second]);
+    let dups: usize = d.values().map(|n| n - 1).sum();
+    // The bound: the count, plus what is handled while a commit is on its
+    // way (and the 64-record steps the workers report in).
+    assert!(
+        dups <= 3 * MAX_RECORDS,
+        "{dups} records handled twice after kill -9; CONSUMER_COMMIT_MAX_RECORDS is {MAX_RECORDS}"
+    );
+    eprintln!(
+        "FAULT kill-9-backlog: {BACKLOG} records in the backlog, {handled_before_kill} handled before SIGKILL, {dups} handled twice with CONSUMER_COMMIT_MAX_RECORDS={MAX_RECORDS} (commit interval 600 s)"
+    );
+}

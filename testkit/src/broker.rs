@@ -7,7 +7,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicU16, Ordering},
+    sync::atomic::{AtomicBool, AtomicU16, Ordering},
     time::Duration,
 };
 
@@ -275,6 +275,7 @@ pub async fn console_read_back(bootstrap: &str, topic: &str) -> ReadBack {
 pub struct PrivateBroker {
     env: Vec<(String, String)>,
     plaintext_port: u16,
+    frozen: AtomicBool,
 }
 
 impl PrivateBroker {
@@ -314,9 +315,15 @@ impl PrivateBroker {
         let b = Self {
             env,
             plaintext_port: base,
+            frozen: AtomicBool::new(false),
         };
         b.start_again();
         b
+    }
+
+    /// Its state directory (`KAFKA_LOCAL_DIR`).
+    pub fn state_dir(&self) -> String {
+        self.env[0].1.clone()
     }
 
     /// Its PLAINTEXT address.
@@ -360,8 +367,44 @@ impl PrivateBroker {
     }
 }
 
+impl PrivateBroker {
+    /// The broker's process id, from `kafka-local.sh`'s pid file in this
+    /// broker's own state directory (never the shared broker's).
+    pub fn pid(&self) -> u32 {
+        let text = std::fs::read_to_string(Path::new(&self.state_dir()).join("kafka.pid"))
+            .expect("private broker pid file");
+        text.trim().parse().expect("pid")
+    }
+
+    /// SIGSTOP: the broker keeps its sockets open but answers nothing, as
+    /// in a long GC pause or a frozen VM. Connections are accepted by the
+    /// kernel and requests queue until [`thaw`](Self::thaw).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    /// SIGCONT: the broker answers what queued up and carries on.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+        self.frozen.store(false, Ordering::SeqCst);
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {sig} the private broker");
+    }
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
+        // A stopped JVM would ignore the SIGTERM of `stop` until SIGKILL.
+        if self.frozen.load(Ordering::SeqCst) {
+            self.thaw();
+        }
         let _ = self.script("stop", &[]);
     }
 }

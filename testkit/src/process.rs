@@ -170,6 +170,12 @@ impl Member {
         crate::scrape::http_get_blocking(&self.http, path)
     }
 
+    /// (status, body) of a GET of `path` bounded by 2 s, for a sidecar that
+    /// may be busy: status 0 when it did not answer in time.
+    pub fn probe(&self, path: &str) -> (u16, String) {
+        crate::scrape::http_probe_blocking(&self.http, path, Duration::from_secs(2))
+    }
+
     /// (partition, offset) of every record this member logged.
     pub fn records(&self) -> Vec<(i64, i64)> {
         self.lines()

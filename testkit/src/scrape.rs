@@ -30,10 +30,28 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// GET `path` from `addr` (`IP:PORT`) without a runtime, for tests that
 /// drive processes from plain threads: (status, body).
 pub fn http_get_blocking(addr: &str, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect to the sidecar");
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .expect("request");
+    let s = std::net::TcpStream::connect(addr).expect("connect to the sidecar");
+    exchange(s, path, Duration::from_secs(5))
+}
+
+/// Like [`http_get_blocking`], for a sidecar that may not answer (a service
+/// busy or gone): (0, "") when nothing connects or answers within `within`.
+pub fn http_probe_blocking(addr: &str, path: &str, within: Duration) -> (u16, String) {
+    match std::net::TcpStream::connect(addr) {
+        Ok(s) => exchange(s, path, within),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// One HTTP/1.1 GET on `s`, reading the answer for at most `within`.
+fn exchange(mut s: std::net::TcpStream, path: &str, within: Duration) -> (u16, String) {
+    s.set_read_timeout(Some(within)).ok();
+    if s
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return (0, String::new());
+    }
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let code = text

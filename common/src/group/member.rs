@@ -6,9 +6,16 @@
 //! ([`spawn_heartbeat`]) and report back through a channel, so the state
 //! machine has exactly one owner, as Java's coordinator has one lock.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -17,7 +24,7 @@ use super::{
     coordinator::{
         CoordinatorClient, CoordinatorError, JoinGroupParams, JoinProtocol, OffsetToCommit,
     },
-    error::GroupError,
+    error::{GroupError, KafkaCode},
     protocol::{
         Assignment, Subscription, TopicPartitions, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
     },
@@ -106,11 +113,116 @@ pub enum HeartbeatReport {
         code: i16,
     },
     /// No successful heartbeat for a whole session timeout: the coordinator
-    /// has evicted us or is unreachable.
+    /// may have evicted us, or is unreachable. Reported once; the task goes
+    /// on with the same member id and generation (finding the coordinator
+    /// again), as Java's heartbeat thread does: only the coordinator's
+    /// answer ends a membership.
     SessionExpired {
         /// The last connection error.
         detail: String,
     },
+    /// A heartbeat got through again after [`SessionExpired`](Self::SessionExpired).
+    Recovered {
+        /// How long no heartbeat had got through.
+        after: Duration,
+    },
+}
+
+/// When a heartbeat last got through, shared by the heartbeat task and its
+/// owner (readiness: after a session timeout without one, this member
+/// cannot know whether it still owns its partitions).
+#[derive(Debug, Clone)]
+pub struct LastHeartbeat {
+    origin: Instant,
+    /// Milliseconds since `origin` of the last successful heartbeat (or of
+    /// the start, which follows a successful SyncGroup).
+    ms: Arc<AtomicU64>,
+}
+
+impl LastHeartbeat {
+    /// Counts from now.
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since a heartbeat last got through.
+    pub fn elapsed(&self) -> Duration {
+        let last = Duration::from_millis(self.ms.load(Ordering::Relaxed));
+        self.origin.elapsed().saturating_sub(last)
+    }
+}
+
+impl Default for LastHeartbeat {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running heartbeat task ([`spawn_heartbeat`]).
+#[derive(Debug)]
+pub struct Heartbeat {
+    /// The task; it ends when stopped, or when its generation's heartbeats
+    /// are over (the member must rejoin or stop).
+    pub task: tokio::task::JoinHandle<()>,
+    /// When a heartbeat last got through.
+    pub last_ok: LastHeartbeat,
+}
+
+/// A commit prepared by [`Member::start_commit`]: it runs on its own
+/// connection to the coordinator, with its own deadline, so the member's
+/// owner can go on watching heartbeats and readiness while it is on its way.
+/// Hand what [`run`](Self::run) returns to [`Member::finish_commit`].
+#[derive(Debug)]
+pub struct CommitJob {
+    client: CoordinatorClient,
+    generation: Generation,
+    offsets: Vec<OffsetToCommit>,
+    within: Option<Duration>,
+}
+
+/// How a [`CommitJob`] ended.
+#[derive(Debug)]
+pub struct CommitDone {
+    client: CoordinatorClient,
+    generation: Generation,
+    result: Result<BTreeMap<(String, i32), KafkaCode>, String>,
+}
+
+impl CommitJob {
+    /// Sends the OffsetCommit; gives up after the job's deadline (the
+    /// connection is then dropped and the coordinator found again next time).
+    pub async fn run(mut self) -> CommitDone {
+        let request = self.client.offset_commit(
+            self.generation.generation_id,
+            &self.generation.member_id,
+            &self.offsets,
+        );
+        let result = match self.within {
+            None => request.await.map_err(|e| e.to_string()),
+            Some(within) => match tokio::time::timeout(within, request).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "OffsetCommit not answered within its deadline of {within:?}"
+                )),
+            },
+        };
+        if result.is_err() {
+            self.client.mark_coordinator_dead();
+        }
+        CommitDone {
+            client: self.client,
+            generation: self.generation,
+            result,
+        }
+    }
 }
 
 /// The member driver.
@@ -122,6 +234,9 @@ pub struct Member {
     /// Members and their subscriptions, when we lead the current join.
     members: Vec<super::coordinator::GroupMember>,
     skip_assignment: bool,
+    /// The connection commits go out on, apart from JoinGroup's; taken by a
+    /// [`CommitJob`] while it runs.
+    commit_client: Option<CoordinatorClient>,
 }
 
 impl Member {
@@ -138,6 +253,7 @@ impl Member {
             client,
             members: Vec::new(),
             skip_assignment: false,
+            commit_client: None,
         }
     }
 
@@ -432,8 +548,35 @@ impl Member {
 
     /// Commits `offsets` for the current generation.
     pub async fn commit(&mut self, offsets: &[OffsetToCommit]) -> Result<(), MemberError> {
+        self.commit_within(offsets, None).await
+    }
+
+    /// Commits `offsets`, giving up after `within` (when given).
+    pub async fn commit_within(
+        &mut self,
+        offsets: &[OffsetToCommit],
+        within: Option<Duration>,
+    ) -> Result<(), MemberError> {
+        match self.start_commit(offsets.to_vec(), within)? {
+            None => Ok(()),
+            Some(job) => {
+                let done = job.run().await;
+                self.finish_commit(done)
+            }
+        }
+    }
+
+    /// Prepares a commit of `offsets` for the current generation, to run
+    /// off this member's owner ([`CommitJob`]); `None` when there is nothing
+    /// to commit. Refused when the member is in no generation it may commit
+    /// for (its partitions are lost).
+    pub fn start_commit(
+        &mut self,
+        offsets: Vec<OffsetToCommit>,
+        within: Option<Duration>,
+    ) -> Result<Option<CommitJob>, MemberError> {
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let Some(generation) = self.machine.commit_generation().cloned() else {
             return Err(MemberError::Commit {
@@ -441,18 +584,30 @@ impl Member {
                 detail: "not a member of a generation (partitions lost)".to_owned(),
             });
         };
-        match self
-            .client
-            .offset_commit(generation.generation_id, &generation.member_id, offsets)
-            .await
-        {
-            Err(e) => {
-                self.client.mark_coordinator_dead();
-                Err(MemberError::Commit {
-                    group: self.settings.group.clone(),
-                    detail: e.to_string(),
-                })
-            }
+        let client = self
+            .commit_client
+            .take()
+            .unwrap_or_else(|| self.client.clone());
+        Ok(Some(CommitJob {
+            client,
+            generation,
+            offsets,
+            within,
+        }))
+    }
+
+    /// Feeds how a [`CommitJob`] ended into the state machine.
+    pub fn finish_commit(&mut self, done: CommitDone) -> Result<(), MemberError> {
+        let CommitDone {
+            mut client,
+            generation,
+            result,
+        } = done;
+        let outcome = match result {
+            Err(detail) => Err(MemberError::Commit {
+                group: self.settings.group.clone(),
+                detail,
+            }),
             Ok(codes) => match first_commit_error(codes.values().map(|c| c.0)) {
                 None => {
                     self.machine.handle(Event::CommitOk);
@@ -464,18 +619,20 @@ impl Member {
                         code,
                     });
                     if let Action::RediscoverCoordinator { .. } = action {
-                        self.client.mark_coordinator_dead();
+                        client.mark_coordinator_dead();
                     }
                     match action {
                         Action::Fatal(e) => Err(MemberError::Fatal(e)),
                         _ => Err(MemberError::Commit {
                             group: self.settings.group.clone(),
-                            detail: super::error::KafkaCode(code).to_string(),
+                            detail: KafkaCode(code).to_string(),
                         }),
                     }
                 }
             },
-        }
+        };
+        self.commit_client = Some(client);
+        outcome
     }
 
     /// Feeds a heartbeat report into the state machine.
@@ -483,19 +640,42 @@ impl Member {
         match report {
             HeartbeatReport::Error { sent, code } => {
                 let action = self.machine.handle(Event::HeartbeatError { sent, code });
-                if let Action::RediscoverCoordinator { .. } = action {
-                    self.client.mark_coordinator_dead();
+                match &action {
+                    Action::RediscoverCoordinator { .. } => self.client.mark_coordinator_dead(),
+                    Action::Rejoin {
+                        reset_member_id,
+                        reset_generation,
+                    } if *reset_member_id || *reset_generation => {
+                        warn!(group = %self.settings.group, code = %KafkaCode(code), reset_member_id, "the coordinator ended this membership; rejoining");
+                    }
+                    _ => {}
                 }
                 action
             }
             HeartbeatReport::SessionExpired { detail } => {
-                warn!(group = %self.settings.group, %detail, "no heartbeat got through for a session timeout; rejoining");
+                // Like Java's heartbeat thread: the membership is not ours to
+                // end. Find the coordinator again and keep the member id and
+                // generation; its answer (UNKNOWN_MEMBER_ID,
+                // ILLEGAL_GENERATION, FENCED_INSTANCE_ID) decides.
+                let generation = self.machine.generation();
+                warn!(
+                    group = %self.settings.group,
+                    member_id = %generation.member_id,
+                    generation = generation.generation_id,
+                    %detail,
+                    "no heartbeat got through for a session timeout; keeping the membership and finding the coordinator again"
+                );
                 self.client.mark_coordinator_dead();
-                // Like Java after a session timeout: our membership is gone.
-                self.machine.handle(Event::HeartbeatError {
-                    sent: self.machine.generation().clone(),
-                    code: kafka_protocol::ResponseError::UnknownMemberId.code(),
-                })
+                if let Some(c) = self.commit_client.as_mut() {
+                    c.mark_coordinator_dead();
+                }
+                Action::RediscoverCoordinator {
+                    backoff: Duration::ZERO,
+                }
+            }
+            HeartbeatReport::Recovered { after } => {
+                info!(group = %self.settings.group, after_ms = after.as_millis() as u64, "heartbeats get through again");
+                Action::Continue
             }
         }
     }
@@ -577,36 +757,81 @@ pub fn offsets_to_commit(positions: &BTreeMap<(String, i32), i64>) -> Vec<Offset
         .collect()
 }
 
-/// Runs heartbeats for `generation` on `client` every `interval` until
-/// `stop`, reporting errors on `tx`. Connection errors are retried; a whole
-/// session timeout without a successful heartbeat is reported once.
+/// Runs heartbeats for `generation` on `client` every heartbeat interval
+/// until `stop`, reporting errors on `tx`. Failures are retried after the
+/// retry backoff (at most an interval);
+/// a whole session timeout without a successful heartbeat is reported once
+/// ([`HeartbeatReport::SessionExpired`]) and the heartbeats go on, with the
+/// same member id and generation, until the coordinator answers.
 pub fn spawn_heartbeat(
     mut client: CoordinatorClient,
     generation: Generation,
     settings: &MemberSettings,
     tx: mpsc::Sender<HeartbeatReport>,
     stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+) -> Heartbeat {
     let interval = settings.heartbeat_interval;
     let session = settings.session_timeout;
+    let backoff = settings.backoff;
     let group = settings.group.clone();
-    tokio::spawn(async move {
-        let mut last_ok = tokio::time::Instant::now();
+    let last_ok = LastHeartbeat::new();
+    let shared = last_ok.clone();
+    let task = tokio::spawn(async move {
+        let mut expired = false;
+        // Like Java's heartbeat thread: the next heartbeat one interval
+        // after a success, one retry backoff after a failure, so that a
+        // coordinator that is back hears from us at once.
+        let mut failures: u32 = 0;
+        let mut last_failure = String::new();
         loop {
+            let wait = match failures {
+                0 => interval,
+                n => backoff.delay(n - 1).min(interval),
+            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(wait) => {}
             }
-            let result = tokio::select! {
-                () = stop.cancelled() => return,
-                r = tokio::time::timeout(interval.max(Duration::from_secs(1)) * 2, client.heartbeat(generation.generation_id, &generation.member_id)) => r,
+            failures = failures.saturating_add(1);
+            // A heartbeat waits for its answer as long as any request may
+            // (a broker that is only slow, or frozen, answers it when it is
+            // back), but once no heartbeat got through for a whole session
+            // it is abandoned: the coordinator is found again, as Java's
+            // heartbeat thread does.
+            let result = {
+                let attempt = client.heartbeat(generation.generation_id, &generation.member_id);
+                tokio::pin!(attempt);
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    r = &mut attempt => Some(r),
+                    () = tokio::time::sleep(session.saturating_sub(shared.elapsed())), if !expired => None,
+                }
             };
             let failure = match result {
-                Ok(Ok(code)) if code.0 == 0 => {
-                    last_ok = tokio::time::Instant::now();
+                None => {
+                    client.mark_coordinator_dead();
+                    if last_failure.is_empty() {
+                        "a heartbeat was on its way, unanswered".to_owned()
+                    } else {
+                        std::mem::take(&mut last_failure)
+                    }
+                }
+                Some(Ok(code)) if code.0 == 0 => {
+                    failures = 0;
+                    last_failure.clear();
+                    let silent = shared.elapsed();
+                    shared.touch();
+                    if std::mem::take(&mut expired)
+                        && tx
+                            .send(HeartbeatReport::Recovered { after: silent })
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
                     continue;
                 }
-                Ok(Ok(code)) => {
+                Some(Ok(code)) => {
                     if tx
                         .send(HeartbeatReport::Error {
                             sent: generation.clone(),
@@ -638,24 +863,29 @@ pub fn spawn_heartbeat(
                     }
                     format!("the coordinator answered {code}")
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     debug!(error = %e, "heartbeat failed");
                     client.mark_coordinator_dead();
                     e.to_string()
                 }
-                Err(_) => {
-                    client.mark_coordinator_dead();
-                    "heartbeat timed out".to_owned()
-                }
             };
-            if last_ok.elapsed() >= session {
-                let _ = tx
+            if !expired && shared.elapsed() >= session {
+                expired = true;
+                // Start over at once, on a coordinator found again.
+                failures = 0;
+                if tx
                     .send(HeartbeatReport::SessionExpired { detail: failure })
-                    .await;
-                return;
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            } else {
+                last_failure = failure;
             }
         }
-    })
+    });
+    Heartbeat { task, last_ok }
 }
 
 async fn sleep_jittered(d: Duration, cancel: &CancellationToken) -> Result<(), MemberError> {
@@ -1917,7 +2147,7 @@ mod tests {
         assert_eq!(member.revocation_pending(), Some(false));
 
         // This generation's heartbeats are over.
-        timeout(LIMIT, task)
+        timeout(LIMIT, task.task)
             .await
             .expect("task ended")
             .expect("no panic");
@@ -1926,28 +2156,45 @@ mod tests {
         assert!(beats
             .iter()
             .all(|b| b.member_id == "m-1" && b.generation_id == 1));
-        // Heartbeats are paced by the interval (first one after it).
+        // Heartbeats are paced by the interval after a success, by the
+        // retry backoff after a failure (NOT_COORDINATOR, UNKNOWN_SERVER_ERROR).
         let gaps: Vec<Duration> = beats.windows(2).map(|w| w[1].at - w[0].at).collect();
-        assert!(
-            gaps.iter()
-                .all(|g| *g >= HEARTBEAT - Duration::from_millis(5)),
-            "{gaps:?}"
-        );
+        let slack = Duration::from_millis(5);
+        for (i, g) in gaps.iter().enumerate() {
+            let after_failure = matches!(i, 2 | 4);
+            let least = if after_failure {
+                member.settings.backoff.initial
+            } else {
+                HEARTBEAT
+            };
+            assert!(*g + slack >= least, "gap {i}: {gaps:?}");
+            if after_failure {
+                assert!(
+                    *g < HEARTBEAT,
+                    "gap {i} is a retry, not an interval: {gaps:?}"
+                );
+            }
+        }
         assert_eq!(fake.finds(), 2, "rediscovered once, after NOT_COORDINATOR");
         fake.assert_fully_scripted();
         stop.cancel();
     }
 
     /// A coordinator that answers, but never successfully, for a whole
-    /// session: every code is reported, then the session expiry.
+    /// session: every code is reported, then the session expiry once; the
+    /// heartbeats go on with the same member id and generation, and the
+    /// first one that gets through is reported.
     #[tokio::test]
     async fn heartbeat_task_reports_session_expiry_when_only_errors_come_back() {
         let (member, fake) = stable_member(None).await;
         fake.script(Api::Heartbeat, [Reply::Code(NONE)]);
+        // Failures are retried every 10 ms at most (the retry backoff):
+        // a hundred errors outlast the session.
         fake.script(
             Api::Heartbeat,
             std::iter::repeat_n(Reply::Code(COORDINATOR_NOT_AVAILABLE), 100),
         );
+        fake.script(Api::Heartbeat, [Reply::Code(NONE), Reply::Code(NONE)]);
         let (tx, mut rx) = mpsc::channel(4);
         let stop = CancellationToken::new();
         let task = spawn_heartbeat(
@@ -1971,7 +2218,13 @@ mod tests {
         };
         let reported = Instant::now();
         let beats = fake.sent(Api::Heartbeat);
-        assert_eq!(errors, beats.len() - 1, "every error code reported");
+        // Every error code reported, except one whose heartbeat may have
+        // been on its way when the session ran out (abandoned then).
+        let answered = beats.len() - 1;
+        assert!(
+            errors == answered || errors + 1 == answered,
+            "{errors} errors reported, {answered} heartbeats failed"
+        );
         assert!(
             detail.contains("COORDINATOR_NOT_AVAILABLE (15)"),
             "{detail}"
@@ -1983,12 +2236,42 @@ mod tests {
             "reported late: {waited:?}"
         );
         // The join's discovery, then one after each error but the last.
-        assert_eq!(fake.finds(), errors);
-        timeout(LIMIT, task)
+        assert!(
+            fake.finds() == errors || fake.finds() == errors + 1,
+            "{} discoveries for {errors} errors",
+            fake.finds()
+        );
+        assert!(task.last_ok.elapsed() >= SESSION);
+
+        // The membership is not given up: the heartbeats go on.
+        let after = loop {
+            match next_report(&mut rx).await {
+                HeartbeatReport::Error {
+                    code: COORDINATOR_NOT_AVAILABLE,
+                    ..
+                } => errors += 1,
+                HeartbeatReport::Recovered { after } => break after,
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(errors >= 99, "{errors}");
+        assert!(after >= SESSION, "{after:?}");
+        assert!(task.last_ok.elapsed() < SESSION);
+        let beats = fake.sent(Api::Heartbeat);
+        assert!(beats.len() >= 102, "{}", beats.len());
+        assert!(
+            beats
+                .iter()
+                .all(|b| b.member_id == "m-1" && b.generation_id == 1),
+            "same member id and generation throughout"
+        );
+        assert!(!task.task.is_finished());
+        stop.cancel();
+        timeout(LIMIT, task.task)
             .await
             .expect("task ended")
             .expect("no panic");
-        stop.cancel();
+        fake.assert_fully_scripted();
     }
 
     #[tokio::test]
@@ -2032,10 +2315,50 @@ mod tests {
             waited < SESSION + Duration::from_secs(1),
             "reported late: {waited:?}"
         );
-        timeout(LIMIT, task)
+        // Still trying (to reach a coordinator that is gone), not reported twice.
+        tokio::time::sleep(HEARTBEAT * 4).await;
+        assert!(!task.task.is_finished());
+        assert!(rx.try_recv().is_err(), "one report per expiry");
+        stop.cancel();
+        timeout(LIMIT, task.task)
             .await
             .expect("task ended")
             .expect("no panic");
-        stop.cancel();
+    }
+
+    /// Issue 18: a session timeout seen only by this member (no heartbeat
+    /// got through) keeps the member id and generation and the partitions'
+    /// commits; the coordinator's answer decides.
+    #[tokio::test]
+    async fn session_expiry_seen_by_the_client_keeps_the_membership() {
+        let (mut member, fake) = stable_member(None).await;
+        let generation = member.generation().clone();
+        let action = member.on_heartbeat(HeartbeatReport::SessionExpired {
+            detail: "heartbeat timed out".to_owned(),
+        });
+        assert!(
+            matches!(action, Action::RediscoverCoordinator { .. }),
+            "{action:?}"
+        );
+        assert_eq!(member.generation(), &generation);
+        assert_eq!(member.revocation_pending(), None, "still stable");
+        // Handled offsets stay committable, with the same generation, on a
+        // coordinator found again.
+        fake.script(Api::Commit, [Reply::Code(NONE)]);
+        member
+            .commit(&offsets(&[(("t1", 0), 10)]))
+            .await
+            .expect("committed");
+        assert_eq!(fake.finds(), 2, "the coordinator was found again");
+        let commits = fake.sent(Api::Commit);
+        assert_eq!(
+            (commits[0].member_id.as_str(), commits[0].generation_id),
+            ("m-1", 1)
+        );
+        // Until the coordinator says the member is gone.
+        let action = member.on_heartbeat(report(&member, UNKNOWN_MEMBER_ID));
+        assert!(matches!(action, Action::Rejoin { .. }), "{action:?}");
+        assert_eq!(member.revocation_pending(), Some(true), "lost");
+        fake.assert_fully_scripted();
     }
 }
