@@ -21,9 +21,11 @@ use rustls::{
 
 use kafka_protocol::{messages::SaslHandshakeRequest, protocol::StrBytes};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{
+    backoff::Backoff,
     config::{ConfigError, ConfigSource, Secret},
     group::connection::{BrokerConnection, ConnectionConfig, ConnectionError, SendOptions},
     keys::kafka as keys,
@@ -399,6 +401,59 @@ impl KafkaSettings {
         on_failure: impl FnMut(&KafkaError),
     ) -> Result<Client, KafkaError> {
         self.connect_loop(deadline, true, on_failure).await
+    }
+
+    /// Connects rskafka's client, retrying *every* failure (as
+    /// [`connect_retrying`](Self::connect_retrying) does) with `backoff`
+    /// until it succeeds or `cancel` fires (`None`). Each attempt is
+    /// bounded by the request timeout; each failure is passed to
+    /// `on_failure` (e.g. to set `/readyz`) and logged as one warning
+    /// naming the attempt and the wait before the next.
+    pub async fn connect_until_cancelled(
+        &self,
+        backoff: Backoff,
+        cancel: &CancellationToken,
+        mut on_failure: impl FnMut(&KafkaError),
+    ) -> Option<Client> {
+        let mut retries = backoff.retries();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let until = Instant::now() + self.request_timeout;
+            let result = tokio::select! {
+                () = cancel.cancelled() => return None,
+                r = self.attempt(until) => r,
+            };
+            let e = match result {
+                Ok(client) => return Some(client),
+                Err(e) => e,
+            };
+            on_failure(&e);
+            let wait = retries.next_delay();
+            warn!(
+                bootstrap = %self.bootstrap.join(","),
+                error = %e,
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                "cannot connect to Kafka; retrying"
+            );
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One connection attempt: the TLS configuration, the probe, rskafka's
+    /// client, all before `until`.
+    async fn attempt(&self, until: Instant) -> Result<Client, KafkaError> {
+        let tls = self.rustls_config()?;
+        let broker = self.probe(tls.clone(), until).await?;
+        debug!(
+            broker,
+            "bootstrap broker reachable; connecting the Kafka client"
+        );
+        self.build_client(tls, until).await
     }
 
     async fn connect_loop(

@@ -1,5 +1,6 @@
 //! Shared foundation of the `producer` and `consumer` services.
 //!
+//! - [`backoff`]: the retry backoff every retry loop uses.
 //! - [`config`]: layered configuration (defaults < TOML file < environment <
 //!   flags), one-line validation errors, [`config::Secret`].
 //! - [`keys`]: every configuration key declared once (env, flag, default,
@@ -17,6 +18,7 @@
 //! - [`window`]: a good/bad ratio over a sliding time window (the canary's
 //!   availability gauges).
 
+pub mod backoff;
 pub mod config;
 pub mod exit;
 pub mod group;

@@ -10,6 +10,7 @@ use std::{
 };
 
 use common::{
+    backoff::Backoff,
     group::{
         coordinator::CoordinatorClient,
         member::{
@@ -101,23 +102,16 @@ async fn consume(
         security_protocol = %config.kafka.security_protocol,
         "starting"
     );
-    // Connect, retrying with growing backoff while not ready: a consumer
-    // Deployment waits for its broker instead of crash-looping.
-    let mut backoff = config.kafka.backoff_initial;
-    let client = loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            c = config.kafka.connect(config.kafka.request_timeout) => match c {
-                Ok(c) => break Arc::new(c),
-                Err(e) => {
-                    warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot connect; retrying");
-                    health.set_not_ready(e.to_string());
-                    if sleep_or_cancel(shutdown, &mut backoff, config.kafka.backoff_max.max(Duration::from_secs(30))).await {
-                        return Ok(());
-                    }
-                }
-            }
-        }
+    // Connect, retrying with growing backoff while not ready (alive: the
+    // loop beats): a consumer Deployment waits for its broker instead of
+    // crash-looping.
+    let connect = config.kafka.connect_until_cancelled(
+        Backoff::new(config.kafka.backoff_initial, CONNECT_BACKOFF_MAX),
+        shutdown,
+        |e| health.set_not_ready(e.to_string()),
+    );
+    let Some(client) = beating(health, connect).await.map(Arc::new) else {
+        return Ok(());
     };
 
     let coordinator = CoordinatorClient::from_settings(
@@ -438,6 +432,10 @@ async fn consume(
         }
     }
 }
+
+/// The longest wait between two connection attempts at start (the
+/// README's "100 ms doubling to 30 s").
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 enum Outcome {
     Shutdown,

@@ -519,3 +519,86 @@ async fn kill9_under_a_backlog_redelivers_about_commit_max_records() {
         "FAULT kill-9-backlog: {BACKLOG} records in the backlog, {handled_before_kill} handled before SIGKILL, {dups} handled twice with CONSUMER_COMMIT_MAX_RECORDS={MAX_RECORDS} (commit interval 600 s)"
     );
 }
+
+/// Issue 13, defect 2: a consumer whose broker cannot be reached is alive
+/// (`/healthz` 200, beyond the 30 s staleness limit) and not ready, with the
+/// reason on `/readyz` from the first failure; it retries with the
+/// documented backoff (100 ms doubling to 30 s) and logs one line per
+/// attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_healthy_not_ready_and_retried_with_backoff() {
+    let started = Instant::now();
+    let member = Member::start("unreachable", "g-unreachable", "127.0.0.1:1", &[]);
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let (status, why) = member.probe("/readyz");
+            status == 503 && why.contains("127.0.0.1:1")
+        }),
+        "/readyz names the broker from the first failure: {:?}\n{}",
+        member.probe("/readyz"),
+        member.log_text()
+    );
+    let reason_after = started.elapsed();
+    let mut probes = Vec::new();
+    while started.elapsed() < Duration::from_secs(35) {
+        probes.push((
+            started.elapsed(),
+            member.probe("/healthz"),
+            member.probe("/readyz"),
+        ));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let unhealthy: Vec<_> = probes.iter().filter(|p| (p.1).0 != 200).take(3).collect();
+    assert!(
+        unhealthy.is_empty(),
+        "/healthz failed while waiting: {unhealthy:?}"
+    );
+    let off: Vec<_> = probes
+        .iter()
+        .filter(|p| (p.2).0 != 503 || !(p.2).1.contains("127.0.0.1:1"))
+        .take(3)
+        .collect();
+    assert!(off.is_empty(), "/readyz without the reason: {off:?}");
+
+    let lines = member.lines();
+    let failures: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|v| v["level"] == "WARN")
+        .filter(|v| v["message"].as_str().is_some_and(|m| m.contains("connect")))
+        .collect();
+    let attempts: Vec<u64> = failures
+        .iter()
+        .map(|v| {
+            v["attempt"]
+                .as_u64()
+                .expect("every line numbers its attempt")
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        (1..=attempts.len() as u64).collect::<Vec<_>>(),
+        "one line per attempt: {failures:#?}"
+    );
+    for (i, v) in failures.iter().enumerate() {
+        let base = (100u64 << i.min(20)).min(30_000) as f64;
+        let wait = v["retry_in_ms"].as_u64().expect("retry_in_ms") as f64;
+        assert!(
+            wait >= base * 0.5 && wait <= (base * 1.25).min(30_000.0),
+            "attempt {}: retry in {wait} ms, the documented backoff is about {base} ms",
+            i + 1
+        );
+    }
+    // 100 ms doubling: about 9 attempts in 35 s, not a tight loop.
+    assert!(
+        (6..=12).contains(&attempts.len()),
+        "{} attempts in 35 s",
+        attempts.len()
+    );
+    eprintln!(
+        "FAULT unreachable: reason on /readyz {:.1}s after the start; /healthz 200 in all {} probes over 35 s; {} attempts, one line each, waits {:?} ms",
+        reason_after.as_secs_f64(),
+        probes.len(),
+        attempts.len(),
+        failures.iter().map(|v| v["retry_in_ms"].as_u64().unwrap_or(0)).collect::<Vec<_>>()
+    );
+}
