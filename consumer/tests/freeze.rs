@@ -32,6 +32,10 @@ use testkit::{broker::*, process::*, unique};
 
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
+/// The tests here measure timings of a frozen broker and its clients; they
+/// run one at a time even when the harness runs tests in parallel.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn env_ms(key: &str, default: u64) -> Duration {
     Duration::from_millis(
         std::env::var(key)
@@ -268,6 +272,7 @@ fn secs(d: Duration) -> String {
 /// SIGCONT the three converge within two heartbeat intervals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_converges_within_two_heartbeats_after_a_freeze_mid_rebalance() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (session, heartbeat, freeze) = timings();
     let write_through = std::env::var("FREEZE_WRITE").is_ok_and(|v| v == "1");
     let broker = PrivateBroker::start();
@@ -514,6 +519,7 @@ fn java_log_dir(broker_dir: &str) -> tempfile::TempDir {
 /// converges, and prints how fast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_consumers_after_the_same_freeze_for_comparison() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let (session, heartbeat, freeze) = timings();
     let write_through = std::env::var("FREEZE_WRITE").is_ok_and(|v| v == "1");
     let broker = PrivateBroker::start();
@@ -622,6 +628,7 @@ async fn java_consumers_after_the_same_freeze_for_comparison() {
 /// member is ready again and nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_broker_turns_readyz_503_after_a_session_and_never_fails_healthz() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let session = Duration::from_secs(6);
     let broker = PrivateBroker::start();
     let bootstrap = broker.bootstrap();
