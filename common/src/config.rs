@@ -27,6 +27,7 @@ use figment::{
 use serde::{de, Deserialize, Deserializer};
 
 use crate::keys::{self, Allowed, Key};
+pub use kafka_base::security::Secret;
 
 /// Name of the environment variable that points at the optional TOML file.
 pub(crate) const CONFIG_FILE_ENV: &str = "CONFIG_FILE";
@@ -72,34 +73,6 @@ pub enum ConfigError {
         /// Why they cannot be combined.
         problem: String,
     },
-}
-
-/// A secret value (password, token). Prints as `[redacted]` in `Debug` and `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it (a SASL handshake).
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
 }
 
 /// A configuration value as text, whatever type the layer gave it.
@@ -517,7 +490,7 @@ impl ConfigSource {
                 keys: format!("{key} and {file_key}"),
                 problem: "both are set; set only one of them".to_owned(),
             }),
-            (Some(v), None) => Ok(Some(Secret(v))),
+            (Some(v), None) => Ok(Some(Secret::new(v))),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     self.invalid(
@@ -528,7 +501,7 @@ impl ConfigSource {
                 })?;
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 let text = text.strip_suffix('\r').unwrap_or(text);
-                Ok(Some(Secret(text.to_owned())))
+                Ok(Some(Secret::new(text)))
             }
             (None, None) => Ok(None),
         }

@@ -1,12 +1,11 @@
 //! Shared foundation of the `producer` and `consumer` services.
 //!
-//! - [`backoff`]: the retry backoff every retry loop uses.
 //! - [`config`]: layered configuration (defaults < TOML file < environment <
 //!   flags), one-line validation errors, [`config::Secret`].
 //! - [`keys`]: every configuration key declared once (env, flag, default,
 //!   allowed values, help); `--help` and the README tables come from it.
-//! - [`kafka`]: connection settings (bootstrap, TLS, SASL) defined once, used
-//!   by rskafka's client and by the group connection.
+//! - [`kafka`]: connection settings (bootstrap, client id, timeouts; the
+//!   security types come from `kafka-base`) and rskafka's client.
 //! - [`http`]: the `/healthz`, `/readyz`, `/metrics` sidecar and a probe client.
 //! - [`telemetry`]: JSON or pretty logs with trace ids; OTLP trace export.
 //! - [`trace`]: messaging spans and W3C trace context in record headers.
@@ -18,7 +17,6 @@
 //! - [`window`]: a good/bad ratio over a sliding time window (the canary's
 //!   availability gauges).
 
-pub mod backoff;
 pub mod config;
 pub mod exit;
 pub mod group;

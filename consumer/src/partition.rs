@@ -32,6 +32,7 @@ use std::{
 };
 
 use common::metrics as m;
+use kafka_base::backoff::Backoff;
 use rskafka::{
     client::{
         error::{Error as ClientError, ProtocolError},
@@ -421,7 +422,7 @@ async fn fetch_loop(
     tx: mpsc::Sender<Fetched>,
     stop: CancellationToken,
 ) {
-    let mut backoff = settings.backoff_initial;
+    let mut retries = Backoff::new(settings.backoff_initial, settings.backoff_max).retries();
     let pc = loop {
         let attempt = tokio::select! {
             () = stop.cancelled() => return,
@@ -431,7 +432,7 @@ async fn fetch_loop(
             Ok(pc) => break pc,
             Err(e) => {
                 note_error(&progress, &topic, partition, "fetch", &e);
-                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                if !retries.sleep(&stop).await {
                     return;
                 }
             }
@@ -448,7 +449,7 @@ async fn fetch_loop(
             None => return,
         }
     }
-    backoff = settings.backoff_initial;
+    retries.reset();
     let max_wait_ms = i32::try_from(settings.fetch_max_wait.as_millis()).unwrap_or(i32::MAX);
     let target = usize::try_from(settings.fetch_max_bytes).unwrap_or(usize::MAX);
     let share = target.saturating_mul(settings.buffer_batches.saturating_add(2));
@@ -463,7 +464,7 @@ async fn fetch_loop(
         };
         match fetched {
             Ok(fetched) => {
-                backoff = settings.backoff_initial;
+                retries.reset();
                 progress
                     .high_watermark
                     .fetch_max(fetched.high_watermark, Ordering::Relaxed);
@@ -537,7 +538,7 @@ async fn fetch_loop(
                         "record batch at offsets {base_offset}..={last_offset} decodes to more than {limit} bytes (CONSUMER_DECODED_BATCH_MAX_BYTES)"
                     ));
                 }
-                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                if !retries.sleep(&stop).await {
                     return;
                 }
             }
@@ -557,7 +558,7 @@ async fn fetch_loop(
             }
             Err(e) => {
                 note_error(&progress, &topic, partition, "fetch", &e);
-                if sleep_or_stop(&stop, &mut backoff, settings.backoff_max).await {
+                if !retries.sleep(&stop).await {
                     return;
                 }
             }
@@ -576,7 +577,7 @@ async fn reset_offset(
         OffsetReset::Earliest => OffsetAt::Earliest,
         OffsetReset::Latest => OffsetAt::Latest,
     };
-    let mut backoff = settings.backoff_initial;
+    let mut retries = Backoff::new(settings.backoff_initial, settings.backoff_max).retries();
     loop {
         let r = tokio::select! {
             () = stop.cancelled() => return None,
@@ -586,7 +587,7 @@ async fn reset_offset(
             Ok(o) => return Some(o),
             Err(e) => {
                 note_error(progress, pc.topic(), pc.partition(), "list_offsets", &e);
-                if sleep_or_stop(stop, &mut backoff, settings.backoff_max).await {
+                if !retries.sleep(stop).await {
                     return None;
                 }
             }
@@ -608,15 +609,8 @@ fn note_error(
     }
 }
 
-/// Sleeps the current backoff (then doubles it); true when stopped instead.
-async fn sleep_or_stop(stop: &CancellationToken, backoff: &mut Duration, max: Duration) -> bool {
-    let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(jittered) => false,
-    }
-}
+/// How a failing handler is retried on the same record.
+const HANDLER_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(30));
 
 /// Records handled between two yields to the runtime.
 const YIELD_EVERY: usize = 64;
@@ -658,7 +652,7 @@ async fn handle_loop(
                 handled.add(YIELD_EVERY as u64);
                 tokio::task::yield_now().await;
             }
-            let mut backoff = Duration::from_millis(100);
+            let mut retries = HANDLER_RETRY.retries();
             loop {
                 let span = record_span(&group, &topic, partition, r, &server_address);
                 let outcome = tokio::select! {
@@ -672,12 +666,12 @@ async fn handle_loop(
                     Ok(()) => break,
                     Err(e) => {
                         metrics::counter!(m::CONSUMER_ERRORS, "kind" => "handler").increment(1);
-                        warn!(topic = %topic, partition, offset = r.offset, error = %e, retry_in_ms = backoff.as_millis() as u64, "handler failed; retrying the record");
+                        let wait = retries.next_delay();
+                        warn!(topic = %topic, partition, offset = r.offset, error = %e, retry_in_ms = wait.as_millis() as u64, "handler failed; retrying the record");
                         tokio::select! {
                             () = stop.cancelled() => return,
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(wait) => {}
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                 }
             }

@@ -10,7 +10,6 @@ use std::{
 };
 
 use common::{
-    backoff::Backoff,
     group::{
         coordinator::CoordinatorClient,
         member::{
@@ -18,12 +17,13 @@ use common::{
             MemberError, MemberSettings,
         },
         protocol::Assignment,
-        state::{Action, RetryBackoff},
+        state::Action,
     },
     http::{Health, Sidecar},
     kafka::KafkaError,
     metrics as m,
 };
+use kafka_base::backoff::Backoff;
 use rskafka::client::Client;
 use tokio::{net::TcpListener, sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -133,10 +133,7 @@ async fn consume(
         session_timeout: config.session_timeout,
         heartbeat_interval: config.heartbeat_interval,
         rebalance_timeout: config.max_poll_interval,
-        backoff: RetryBackoff {
-            initial: config.kafka.backoff_initial,
-            max: config.kafka.backoff_max,
-        },
+        backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
     };
     let mut member = Member::new(coordinator, settings.clone());
     let handled = HandledSinceCommit::new(config.commit_max_records);
@@ -157,7 +154,11 @@ async fn consume(
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
     let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);
 
-    let mut join_backoff = config.kafka.backoff_initial;
+    let mut join_retries = Backoff::new(
+        config.kafka.backoff_initial,
+        config.kafka.backoff_max.max(CONNECT_BACKOFF_MAX),
+    )
+    .retries();
     loop {
         health.set_not_ready("joining the consumer group");
         health.beat();
@@ -189,19 +190,13 @@ async fn consume(
                 warn!(error = %e, "joining the group failed; retrying");
                 metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
                 health.set_not_ready(e.to_string());
-                if sleep_or_cancel(
-                    shutdown,
-                    &mut join_backoff,
-                    config.kafka.backoff_max.max(Duration::from_secs(30)),
-                )
-                .await
-                {
+                if !join_retries.sleep(shutdown).await {
                     return Ok(());
                 }
                 continue;
             }
         };
-        join_backoff = config.kafka.backoff_initial;
+        join_retries.reset();
         rebalances.increment(1);
         let partitions: Vec<(String, i32)> = assignment
             .topic_partitions()
@@ -230,7 +225,7 @@ async fn consume(
                 health.set_not_ready(e.to_string());
                 member.request_rejoin();
                 member.revocation_done();
-                if sleep_or_cancel(shutdown, &mut join_backoff, config.kafka.backoff_max).await {
+                if !join_retries.sleep(shutdown).await {
                     member.leave(config.drain_timeout).await;
                     return Ok(());
                 }
@@ -730,18 +725,5 @@ async fn bounded_counts(
     tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(5), partition_counts(client, topics)) => r.ok().and_then(Result::ok),
         () = shutdown.cancelled() => None,
-    }
-}
-
-async fn sleep_or_cancel(
-    shutdown: &CancellationToken,
-    backoff: &mut Duration,
-    max: Duration,
-) -> bool {
-    let d = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
-    *backoff = (*backoff * 2).min(max);
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(d) => false,
     }
 }

@@ -538,7 +538,7 @@ async fn kill9_under_a_backlog_redelivers_about_commit_max_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_healthy_not_ready_and_retried_with_backoff() {
     let started = Instant::now();
-    let member = Member::start("unreachable", "g-unreachable", "127.0.0.1:1", &[]);
+    let member = Member::start(CONSUMER, "unreachable", "g-unreachable", "127.0.0.1:1", &[]);
     assert!(
         wait_until(Duration::from_secs(5), || {
             let (status, why) = member.probe("/readyz");

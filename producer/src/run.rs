@@ -11,6 +11,7 @@ use common::{
 };
 use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use hdrhistogram::Histogram;
+use kafka_base::backoff::Backoff;
 use rskafka::{
     client::{
         error::{Error as ClientError, ProtocolError, ServerErrorResponse},
@@ -687,11 +688,9 @@ fn send_span(
     )
 }
 
-/// Exponential backoff with full jitter between the configured bounds.
+/// The retry backoff between the configured bounds.
 fn backoff_for(config: &Config, attempts: u32) -> Duration {
-    let base = config.kafka.backoff_initial.as_secs_f64() * 2f64.powi(attempts.min(20) as i32);
-    let capped = base.min(config.kafka.backoff_max.as_secs_f64());
-    Duration::from_secs_f64(capped * (0.5 + rand::random::<f64>() * 0.5))
+    Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).jittered(attempts)
 }
 
 /// A small, fixed set of labels for `kafka_producer_errors_total`.
@@ -860,13 +859,15 @@ async fn ensure_topic(
         Err(e) => return Err(metadata_err("creating the topic", e)),
     }
     // Metadata propagates asynchronously; wait until every partition shows.
-    let mut delay = config.kafka.backoff_initial;
+    let mut retries =
+        Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).retries();
     loop {
         if let Some(p) = find().await? {
             if p.len() as i32 >= create.partitions {
                 return Ok(p);
             }
         }
+        let delay = retries.next_delay();
         if Instant::now() + delay > deadline {
             return Err(ProducerError::Incomplete {
                 acked: 0,
@@ -879,7 +880,6 @@ async fn ensure_topic(
             });
         }
         tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(config.kafka.backoff_max);
     }
 }
 

@@ -15,6 +15,7 @@ use std::{
     time::Duration,
 };
 
+use kafka_base::backoff::{sleep_jittered, Backoff};
 use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -30,7 +31,7 @@ use super::{
     },
     state::{
         classify, first_commit_error, Action, ErrorContext, Event, Generation, GroupMember,
-        MemberState, RetryBackoff,
+        MemberState,
     },
 };
 
@@ -52,7 +53,7 @@ pub struct MemberSettings {
     /// Rebalance timeout (Java's max.poll.interval.ms).
     pub rebalance_timeout: Duration,
     /// Retry backoff bounds.
-    pub backoff: RetryBackoff,
+    pub backoff: Backoff,
 }
 
 /// Errors the driver reports.
@@ -490,7 +491,7 @@ impl Member {
             Action::RediscoverCoordinator { backoff } | Action::Retry { backoff } => backoff,
             _ => self.settings.backoff.delay(failures),
         };
-        sleep_jittered(backoff.max(self.settings.backoff.delay(failures)), cancel).await
+        pause(backoff.max(self.settings.backoff.delay(failures)), cancel).await
     }
 
     async fn apply(
@@ -500,10 +501,10 @@ impl Member {
     ) -> Result<(), MemberError> {
         match action {
             Action::Continue | Action::Rejoin { .. } | Action::RejoinWithMemberId(_) => Ok(()),
-            Action::Retry { backoff } => sleep_jittered(backoff, cancel).await,
+            Action::Retry { backoff } => pause(backoff, cancel).await,
             Action::RediscoverCoordinator { backoff } => {
                 self.client.mark_coordinator_dead();
-                sleep_jittered(backoff, cancel).await
+                pause(backoff, cancel).await
             }
             Action::Fail(e) | Action::Fatal(e) => Err(MemberError::Fatal(e)),
         }
@@ -888,11 +889,12 @@ pub fn spawn_heartbeat(
     Heartbeat { task, last_ok }
 }
 
-async fn sleep_jittered(d: Duration, cancel: &CancellationToken) -> Result<(), MemberError> {
-    let d = d.mul_f64(0.8 + rand::random::<f64>() * 0.4);
-    tokio::select! {
-        () = cancel.cancelled() => Err(MemberError::Cancelled),
-        () = tokio::time::sleep(d) => Ok(()),
+/// Sleeps `d` (jittered); `Cancelled` when `cancel` fired first.
+async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), MemberError> {
+    if sleep_jittered(d, cancel).await {
+        Ok(())
+    } else {
+        Err(MemberError::Cancelled)
     }
 }
 
@@ -1463,10 +1465,7 @@ mod tests {
             session_timeout: SESSION,
             heartbeat_interval: HEARTBEAT,
             rebalance_timeout: Duration::from_secs(1),
-            backoff: RetryBackoff {
-                initial: Duration::from_millis(2),
-                max: Duration::from_millis(10),
-            },
+            backoff: Backoff::new(Duration::from_millis(2), Duration::from_millis(10)),
         }
     }
 

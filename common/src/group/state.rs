@@ -31,6 +31,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use kafka_base::backoff::Backoff;
 use kafka_protocol::ResponseError;
 
 use crate::group::error::{GroupApi, GroupError, KafkaCode};
@@ -82,37 +83,6 @@ impl Generation {
 impl Default for Generation {
     fn default() -> Self {
         Self::none()
-    }
-}
-
-/// Exponential retry backoff, Java's `retry.backoff.ms` (100 ms) doubling up
-/// to `retry.backoff.max.ms` (1 s).
-///
-/// Java adds ±20% jitter; a pure state machine has no randomness, so the
-/// caller may add jitter to the durations in [`Action`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryBackoff {
-    /// Delay before the first retry.
-    pub initial: Duration,
-    /// Upper bound of the delay.
-    pub max: Duration,
-}
-
-impl Default for RetryBackoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        }
-    }
-}
-
-impl RetryBackoff {
-    /// Delay before retry number `attempt` (0-based): `initial × 2^attempt`,
-    /// capped at `max`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
     }
 }
 
@@ -560,7 +530,7 @@ pub fn commit_failure(group_id: &str, code: i16) -> GroupError {
 pub struct GroupMember {
     group_id: String,
     group_instance_id: Option<String>,
-    backoff: RetryBackoff,
+    backoff: Backoff,
     generation: Generation,
     state: MemberState,
     /// A rejoin was requested mid-rebalance; honour it once synced (Java
@@ -576,7 +546,7 @@ impl GroupMember {
     pub fn new(
         group_id: impl Into<String>,
         group_instance_id: Option<String>,
-        backoff: RetryBackoff,
+        backoff: Backoff,
     ) -> Self {
         Self {
             group_id: group_id.into(),
@@ -1540,13 +1510,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_max() {
-        let b = RetryBackoff::default();
+        let b = Backoff::default();
         let delays: Vec<u64> = (0..6)
             .map(|n| u64::try_from(b.delay(n).as_millis()).unwrap_or(u64::MAX))
             .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(b.delay(u32::MAX), b.max);
-        let huge = RetryBackoff {
+        let huge = Backoff {
             initial: Duration::MAX,
             max: Duration::MAX,
         };
@@ -1566,7 +1536,7 @@ mod tests {
     }
 
     fn dynamic_member() -> GroupMember {
-        GroupMember::new(GROUP, None, RetryBackoff::default())
+        GroupMember::new(GROUP, None, Backoff::default())
     }
 
     fn join_ok(member_id: &str, generation_id: i32) -> Event {
@@ -2431,11 +2401,7 @@ mod tests {
 
     #[test]
     fn static_member_leaves_without_leave_group() {
-        let mut m = GroupMember::new(
-            GROUP,
-            Some("instance-1".to_owned()),
-            RetryBackoff::default(),
-        );
+        let mut m = GroupMember::new(GROUP, Some("instance-1".to_owned()), Backoff::default());
         assert_eq!(m.group_instance_id(), Some("instance-1"));
         m.handle(Event::JoinSent);
         m.handle(join_ok("m-1", 3));

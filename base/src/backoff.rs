@@ -61,6 +61,15 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(1.0 - JITTER + rand::random::<f64>() * 2.0 * JITTER)
 }
 
+/// Sleeps `d` spread by ±20 %; `false` when `cancel` fired first.
+pub async fn sleep_jittered(d: Duration, cancel: &CancellationToken) -> bool {
+    let d = jitter(d);
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(d) => true,
+    }
+}
+
 /// One retry loop's position in its [`Backoff`].
 #[derive(Debug, Clone)]
 pub struct Retries {
@@ -88,6 +97,11 @@ impl Retries {
             () = cancel.cancelled() => false,
             () = tokio::time::sleep(d) => true,
         }
+    }
+
+    /// The bounds.
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
     }
 }
 

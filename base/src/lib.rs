@@ -1,0 +1,12 @@
+//! The foundation every crate of the workspace builds on, depending on
+//! nothing of ours:
+//!
+//! - [`security`]: how to reach Kafka securely — the security protocol, TLS
+//!   and SASL settings, the rustls configuration built from them, and
+//!   [`Secret`](security::Secret) for passwords. Used by the services'
+//!   rskafka setup (`common::kafka`) and by the group protocol's own
+//!   connection (`kafka-group`), so neither owns the other.
+//! - [`backoff`]: the retry backoff every retry loop uses.
+
+pub mod backoff;
+pub mod security;
