@@ -13,7 +13,6 @@ use rskafka::{
     BackoffConfig,
 };
 
-use kafka_protocol::{messages::SaslHandshakeRequest, protocol::StrBytes};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -22,10 +21,10 @@ use kafka_base::backoff::{jitter, Backoff};
 pub use kafka_base::security::{
     tls_client_config, SaslMechanism, SaslSettings, SecurityProtocol, TlsError, TlsSettings,
 };
+use kafka_group::wire::{preflight, ConnectionConfig, ConnectionError, Preflight};
 
 use crate::{
     config::{ConfigError, ConfigSource},
-    group::connection::{BrokerConnection, ConnectionConfig, ConnectionError, SendOptions},
     keys::kafka as keys,
 };
 
@@ -284,7 +283,7 @@ impl KafkaSettings {
     ///
     /// rskafka reports TLS and SASL failures vaguely ("Connection error",
     /// "Sasl handshake failed: API error"), so first the bootstrap brokers
-    /// are probed, in order, with our own [`BrokerConnection`] — TCP, TLS,
+    /// are probed, in order, with the group protocol's own connection — TCP, TLS,
     /// `ApiVersions`, SASL, with the very same TLS configuration — until one
     /// succeeds. A failure a retry cannot fix (certificate, authentication,
     /// security-protocol mismatch, TLS files) is returned at once as one
@@ -448,6 +447,28 @@ impl KafkaSettings {
         }
     }
 
+    /// The group protocol's connection settings, the TLS configuration
+    /// built from the PEM files.
+    pub fn connection_config(&self) -> Result<ConnectionConfig, KafkaError> {
+        self.connection_config_with(self.rustls_config()?)
+    }
+
+    /// Like [`connection_config`](Self::connection_config), reusing a
+    /// rustls configuration built from these settings.
+    fn connection_config_with(
+        &self,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<ConnectionConfig, KafkaError> {
+        ConnectionConfig::new(
+            &self.client_id,
+            self.security_protocol,
+            self.sasl.clone(),
+            tls,
+            self.request_timeout,
+        )
+        .map_err(|e| KafkaError::Broker(Box::new(e)))
+    }
+
     /// One pass over the bootstrap brokers: the first that connects (TCP,
     /// TLS, `ApiVersions`, SASL) ends it. A failure retrying cannot fix ends
     /// it at once (the next broker has the same CA and users); otherwise the
@@ -457,26 +478,20 @@ impl KafkaSettings {
         tls: Option<Arc<rustls::ClientConfig>>,
         until: Instant,
     ) -> Result<&str, KafkaError> {
-        let config =
-            ConnectionConfig::with_tls(self, tls).map_err(|e| KafkaError::Broker(Box::new(e)))?;
+        let config = self.connection_config_with(tls)?;
         let mut last = None;
         for broker in &self.bootstrap {
             let remaining = until.saturating_duration_since(Instant::now());
-            let result =
-                tokio::time::timeout(remaining, BrokerConnection::connect(&config, broker)).await;
-            let e = match result {
-                Ok(Ok(mut conn)) => {
-                    if self.sasl.is_none() {
-                        self.check_sasl_not_required(&mut conn, remaining).await?;
-                    }
-                    return Ok(broker);
+            let e = match preflight(&config, broker, remaining).await {
+                Ok(Preflight::Ready) => return Ok(broker),
+                Ok(Preflight::SaslRequired { offered }) => {
+                    return Err(KafkaError::SaslRequired {
+                        broker: broker.clone(),
+                        protocol: self.security_protocol,
+                        offered,
+                    })
                 }
-                Ok(Err(e)) => e,
-                Err(_) => ConnectionError::Timeout {
-                    broker: broker.clone(),
-                    during: "connect",
-                    after: remaining,
-                },
+                Err(e) => e,
             };
             if !e.is_retriable() {
                 return Err(KafkaError::Broker(Box::new(e)));
@@ -493,37 +508,10 @@ impl KafkaSettings {
             last: Box::new(last),
         })
     }
-
-    /// Without SASL configured, a SASL listener accepts `ApiVersions` and
-    /// then drops the connection at the first real request, which rskafka
-    /// reports as "Connection is poisoned … early eof". A `SaslHandshake`
-    /// tells the two apart: a PLAINTEXT or SSL listener answers
-    /// `ILLEGAL_SASL_STATE`, a SASL listener lists its mechanisms. Any
-    /// other outcome is left to rskafka.
-    async fn check_sasl_not_required(
-        &self,
-        conn: &mut BrokerConnection,
-        within: Duration,
-    ) -> Result<(), KafkaError> {
-        let request = SaslHandshakeRequest::default()
-            .with_mechanism(StrBytes::from_static_str(SaslMechanism::Plain.name()));
-        let options = SendOptions::new().timeout(within.max(Duration::from_millis(1)));
-        match conn.send_with(request, options).await {
-            Ok(r) if r.error_code != ILLEGAL_SASL_STATE => Err(KafkaError::SaslRequired {
-                broker: conn.broker().to_owned(),
-                protocol: self.security_protocol,
-                offered: r.mechanisms.iter().map(|m| m.to_string()).collect(),
-            }),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// See `connect_loop`.
 const FINAL_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
-
-/// `ILLEGAL_SASL_STATE`: a `SaslHandshake` on a listener without SASL.
-const ILLEGAL_SASL_STATE: i16 = 34;
 
 fn bootstrap_list(src: &ConfigSource) -> Result<Vec<String>, ConfigError> {
     // The prototype used KAFKA_BOOTSTRAP_SERVER (one address); the plural is

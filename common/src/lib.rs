@@ -12,14 +12,12 @@
 //! - [`metrics`]: the Prometheus recorder and every metric name.
 //! - `shutdown`: SIGTERM/SIGINT → one cancellation token.
 //! - [`service`]: the shared `main` (config, telemetry, runtime, exit codes) and `healthcheck`.
-//! - [`group`]: the Kafka classic consumer-group protocol.
 //! - [`exit`]: process exit codes shared by both binaries.
 //! - [`window`]: a good/bad ratio over a sliding time window (the canary's
 //!   availability gauges).
 
 pub mod config;
 pub mod exit;
-pub mod group;
 pub mod http;
 pub mod kafka;
 pub mod keys;

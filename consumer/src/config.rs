@@ -349,7 +349,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
     if assignors.is_empty()
         || assignors
             .iter()
-            .any(|a| common::group::assignor::assignor_by_name(a).is_none())
+            .any(|a| kafka_group::assignor::assignor_by_name(a).is_none())
     {
         return Err(src.invalid(
             keys::ASSIGNORS.env,

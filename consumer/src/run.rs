@@ -10,20 +10,20 @@ use std::{
 };
 
 use common::{
-    group::{
-        coordinator::CoordinatorClient,
-        member::{
-            offsets_to_commit, spawn_heartbeat, CommitDone, HeartbeatReport, LastHeartbeat, Member,
-            MemberError, MemberSettings,
-        },
-        protocol::Assignment,
-        state::Action,
-    },
     http::{Health, Sidecar},
     kafka::KafkaError,
     metrics as m,
 };
 use kafka_base::backoff::Backoff;
+use kafka_group::{
+    coordinator::CoordinatorClient,
+    member::{
+        offsets_to_commit, spawn_heartbeat, CommitDone, HeartbeatReport, LastHeartbeat, Member,
+        MemberError, MemberSettings,
+    },
+    payload::Assignment,
+    state::Action,
+};
 use rskafka::client::Client;
 use tokio::{net::TcpListener, sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -114,17 +114,18 @@ async fn consume(
         return Ok(());
     };
 
-    let coordinator = CoordinatorClient::from_settings(
-        &config.kafka,
-        config.group.clone(),
-        config.group_instance_id.clone(),
-    )
-    .map_err(|e| {
+    let connection = config.kafka.connection_config().map_err(|e| {
         ConsumerError::Group(MemberError::Unreachable {
             group: config.group.clone(),
             detail: e.to_string(),
         })
     })?;
+    let coordinator = CoordinatorClient::new(
+        connection,
+        config.kafka.bootstrap.clone(),
+        config.group.clone(),
+        config.group_instance_id.clone(),
+    );
     let settings = MemberSettings {
         group: config.group.clone(),
         group_instance_id: config.group_instance_id.clone(),

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use bytes::{Bytes, BytesMut};
-use common::group::{
-    connection::KnownRequest,
-    protocol::{Assignment, Subscription, TopicPartitions},
+use kafka_group::{
+    payload::{Assignment, Subscription, TopicPartitions},
+    wire::KnownRequest,
 };
 use kafka_protocol::{
     messages::{

@@ -4,7 +4,7 @@
 //! re-encodes, and encoding is stable (decode ∘ encode is a fixed point).
 #![no_main]
 
-use common::group::protocol::{Assignment, Subscription};
+use kafka_group::payload::{Assignment, Subscription};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

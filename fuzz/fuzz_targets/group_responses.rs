@@ -4,7 +4,7 @@
 //! `Heartbeat`, `LeaveGroup`, `OffsetCommit` and `OffsetFetch`.
 //!
 //! The walker that validates a response before `kafka-protocol` decodes it is
-//! private (`common::group::connection::wire`), so this target drives the
+//! private (`kafka_group`'s `wire::walker`), so this target drives the
 //! public entry point, `BrokerConnection::connect` + `send_with`, against a
 //! fake broker on 127.0.0.1 that answers with the fuzz input. Frames are
 //! always correctly length-prefixed (the length check is covered by unit
@@ -28,11 +28,8 @@ use std::{
 };
 
 use bytes::BytesMut;
-use common::{
-    config::Secret,
-    group::connection::{BrokerConnection, ConnectionConfig, KnownRequest, SendOptions},
-    kafka::{KafkaSettings, SaslMechanism, SaslSettings, SecurityProtocol},
-};
+use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
+use kafka_group::wire::{BrokerConnection, ConnectionConfig, KnownRequest, SendOptions};
 use kafka_protocol::{
     messages::{
         api_versions_response::ApiVersion, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
@@ -166,16 +163,21 @@ impl Harness {
                 tokio::spawn(serve(stream, Arc::clone(&accept_script)));
             }
         });
-        let mut settings = KafkaSettings::plaintext(addr.to_string(), "fuzz");
-        settings.request_timeout = Duration::from_secs(5);
-        let plain = ConnectionConfig::from_settings(&settings).expect("plain config");
-        settings.security_protocol = SecurityProtocol::SaslPlaintext;
-        settings.sasl = Some(SaslSettings {
-            mechanism: SaslMechanism::Plain,
-            username: "fuzz".to_owned(),
-            password: Secret::new("fuzz-secret"),
-        });
-        let sasl = ConnectionConfig::from_settings(&settings).expect("sasl config");
+        let timeout = Duration::from_secs(5);
+        let plain = ConnectionConfig::new("fuzz", SecurityProtocol::Plaintext, None, None, timeout)
+            .expect("plain config");
+        let sasl = ConnectionConfig::new(
+            "fuzz",
+            SecurityProtocol::SaslPlaintext,
+            Some(SaslSettings {
+                mechanism: SaslMechanism::Plain,
+                username: "fuzz".to_owned(),
+                password: Secret::new("fuzz-secret"),
+            }),
+            None,
+            timeout,
+        )
+        .expect("sasl config");
         Self {
             rt,
             addr,

@@ -141,19 +141,14 @@ pub async fn committed(
     topic: &str,
     partitions: i32,
 ) -> Vec<i64> {
-    let mut client =
-        common::group::coordinator::CoordinatorClient::from_settings(settings, group, None)
-            .expect("coordinator client");
-    let tps = vec![common::group::protocol::TopicPartitions::new(
-        topic,
-        (0..partitions).collect::<Vec<_>>(),
-    )];
-    let r = client.offset_fetch(&tps).await.expect("offset fetch");
-    (0..partitions)
-        .map(|p| {
-            r.offsets
-                .get(&(topic.to_owned(), p))
-                .map_or(-1, |o| o.offset)
-        })
-        .collect()
+    let keys: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
+    let r = kafka_group::committed_offsets(
+        settings.connection_config().expect("connection"),
+        settings.bootstrap.clone(),
+        group,
+        &keys,
+    )
+    .await
+    .expect("offset fetch");
+    keys.iter().map(|k| r[k]).collect()
 }

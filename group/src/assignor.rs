@@ -37,7 +37,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::group::protocol::{java_string_cmp, Assignment, ProtocolError, TopicPartitions};
+use crate::payload::{java_string_cmp, Assignment, ProtocolError, TopicPartitions};
 
 /// Name of the range assignor in JoinGroup protocols.
 pub const RANGE: &str = "range";

@@ -11,21 +11,20 @@ use std::{
 };
 
 use bytes::Bytes;
-use common::{
-    config::Secret,
-    group::{
-        assignor::{Assignor, MemberSubscription, RangeAssignor, RANGE},
-        connection::{BrokerConnection, ConnectionConfig, ConnectionError},
-        coordinator::{
-            Coordinator, CoordinatorClient, JoinGroupParams, JoinGroupResult, JoinProtocol,
-            OffsetToCommit,
-        },
-        error::KafkaCode,
-        protocol::{
-            Assignment, Subscription, TopicPartitions, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
-        },
+use kafka_base::security::{
+    tls_client_config, SaslMechanism, SaslSettings, Secret, SecurityProtocol, TlsSettings,
+};
+use kafka_group::{
+    assignor::{Assignor, MemberSubscription, RangeAssignor, RANGE},
+    coordinator::{
+        Coordinator, CoordinatorClient, JoinGroupParams, JoinGroupResult, JoinProtocol,
+        OffsetToCommit,
     },
-    kafka::{KafkaSettings, SaslMechanism, SaslSettings, SecurityProtocol},
+    error::KafkaCode,
+    payload::{
+        Assignment, Subscription, TopicPartitions, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
+    },
+    wire::{BrokerConnection, ConnectionConfig, ConnectionError},
 };
 use kafka_protocol::{
     messages::{
@@ -81,6 +80,31 @@ fn ca_file() -> PathBuf {
     path
 }
 
+/// How to reach one listener: what a service's Kafka settings hold for it.
+#[derive(Debug, Clone)]
+struct KafkaSettings {
+    bootstrap: String,
+    security_protocol: SecurityProtocol,
+    sasl: Option<SaslSettings>,
+    tls: TlsSettings,
+    request_timeout: Duration,
+}
+
+impl KafkaSettings {
+    fn plaintext(addr: &str, _client_id: &str) -> Self {
+        Self {
+            bootstrap: addr.to_owned(),
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl: None,
+            tls: TlsSettings {
+                verify_hostname: true,
+                ..TlsSettings::default()
+            },
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// Settings for one listener; `password` `None` is the right one.
 fn settings(
     addr: &str,
@@ -106,7 +130,23 @@ fn settings(
 }
 
 fn config(s: &KafkaSettings) -> ConnectionConfig {
-    ConnectionConfig::from_settings(s).expect("connection config")
+    let tls = s
+        .security_protocol
+        .uses_tls()
+        .then(|| tls_client_config(&s.tls).expect("TLS configuration"));
+    ConnectionConfig::new(
+        "group-coordinator-test",
+        s.security_protocol,
+        s.sasl.clone(),
+        tls,
+        s.request_timeout,
+    )
+    .expect("connection config")
+}
+
+/// A coordinator client for `group` on `s`'s listener.
+fn client(s: &KafkaSettings, group: &str, instance: Option<String>) -> CoordinatorClient {
+    CoordinatorClient::new(config(s), vec![s.bootstrap.clone()], group, instance)
 }
 
 /// A name no other test (or earlier run) uses.
@@ -125,8 +165,8 @@ fn unique(prefix: &str) -> String {
 }
 
 async fn create_topic(topic: &str, partitions: i32) {
-    let client = KafkaSettings::plaintext(plaintext_addr(), "group-coordinator-test")
-        .connect(Duration::from_secs(20))
+    let client = rskafka::client::ClientBuilder::new(vec![plaintext_addr()])
+        .build()
         .await
         .expect("rskafka connect");
     client
@@ -238,9 +278,7 @@ async fn single_member_round_trip() {
     let topic = unique("grp-topic");
     create_topic(&topic, 3).await;
     let group = unique("grp");
-    let mut client =
-        CoordinatorClient::from_settings(&KafkaSettings::plaintext(&addr, "t"), &group, None)
-            .expect("client");
+    let mut client = client(&KafkaSettings::plaintext(&addr, "t"), &group, None);
 
     let subscription = Subscription::new([topic.clone()])
         .encode(SUBSCRIPTION_VERSION)
@@ -382,8 +420,7 @@ async fn heartbeat_answers_while_another_join_blocks() {
             .expect("subscription"),
     }];
     // Member A, static (no MEMBER_ID_REQUIRED round), joins and syncs alone.
-    let mut a =
-        CoordinatorClient::from_settings(&s, &group, Some("instance-a".to_owned())).expect("a");
+    let mut a = client(&s, &group, Some("instance-a".to_owned()));
     let joined = join(&mut a, &join_params(&protocols, "")).await;
     assert_eq!(joined.error, NONE, "static members get an id at once");
     let synced = a
@@ -398,8 +435,7 @@ async fn heartbeat_answers_while_another_join_blocks() {
     assert_eq!(synced.error, NONE);
 
     // Member B's JoinGroup blocks until A rejoins...
-    let mut b =
-        CoordinatorClient::from_settings(&s, &group, Some("instance-b".to_owned())).expect("b");
+    let mut b = client(&s, &group, Some("instance-b".to_owned()));
     let b_params = join_params(&protocols, "");
     let b_join = tokio::spawn(async move { join(&mut b, &b_params).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -549,7 +585,7 @@ async fn tls_with_the_ca() {
     let (_conn, coordinator) = connect_and_find(&s, &addr).await;
     assert_eq!(coordinator, addr);
     // The coordinator client goes through TLS as well.
-    let mut client = CoordinatorClient::from_settings(&s, unique("tls"), None).expect("client");
+    let mut client = client(&s, &unique("tls"), None);
     let deadline = Instant::now() + WARMUP;
     let found = loop {
         match client.ensure_coordinator().await {

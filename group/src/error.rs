@@ -4,13 +4,13 @@
 //! that failed and the Kafka error (as Java spells it, e.g.
 //! `FENCED_INSTANCE_ID (82)`), followed by what it means for an operator.
 //! Which Kafka error becomes which [`GroupError`] is decided in
-//! [`crate::group::state::classify`].
+//! [`crate::state::classify`].
 
 use std::fmt;
 
 use kafka_protocol::ResponseError;
 
-use crate::group::protocol::ProtocolError;
+use crate::payload::ProtocolError;
 
 /// The group-related requests a classic consumer sends to its coordinator.
 ///
@@ -104,10 +104,10 @@ fn screaming_snake(camel: &str) -> String {
 ///
 /// Which of these stop the consumer ([`Action::Fatal`]) and which only fail
 /// one request ([`Action::Fail`]) is decided by
-/// [`classify`](crate::group::state::classify), not by the variant.
+/// [`classify`](crate::state::classify), not by the variant.
 ///
-/// [`Action::Fatal`]: crate::group::state::Action::Fatal
-/// [`Action::Fail`]: crate::group::state::Action::Fail
+/// [`Action::Fatal`]: crate::state::Action::Fatal
+/// [`Action::Fail`]: crate::state::Action::Fail
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GroupError {
@@ -296,95 +296,4 @@ impl GroupError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_code_displays_java_names() {
-        assert_eq!(KafkaCode(16).to_string(), "NOT_COORDINATOR (16)");
-        assert_eq!(KafkaCode(82).to_string(), "FENCED_INSTANCE_ID (82)");
-        assert_eq!(KafkaCode(3).to_string(), "UNKNOWN_TOPIC_OR_PARTITION (3)");
-        assert_eq!(KafkaCode(-1).to_string(), "UNKNOWN_SERVER_ERROR (-1)");
-        assert_eq!(KafkaCode(0).to_string(), "NONE (0)");
-        assert_eq!(KafkaCode(9999).to_string(), "UNKNOWN_ERROR_CODE (9999)");
-        assert_eq!(
-            KafkaCode::from(ResponseError::MemberIdRequired),
-            KafkaCode(79)
-        );
-    }
-
-    #[test]
-    fn messages_are_one_line_and_name_group_and_error() {
-        let errors = [
-            GroupError::FencedInstanceId {
-                group: "g1".into(),
-                api: GroupApi::Heartbeat,
-            },
-            GroupError::GroupAuthorizationFailed {
-                group: "g1".into(),
-                api: GroupApi::JoinGroup,
-            },
-            GroupError::GroupMaxSizeReached { group: "g1".into() },
-            GroupError::InconsistentGroupProtocol {
-                group: "g1".into(),
-                api: GroupApi::JoinGroup,
-                detail: "protocol type 'connect' is not 'consumer'".into(),
-            },
-            GroupError::InvalidSessionTimeout { group: "g1".into() },
-            GroupError::InvalidGroupId {
-                group: "g1".into(),
-                api: GroupApi::JoinGroup,
-            },
-            GroupError::UnsupportedVersion {
-                group: "g1".into(),
-                api: GroupApi::JoinGroup,
-            },
-            GroupError::CommitFailed {
-                group: "g1".into(),
-                code: KafkaCode(25),
-            },
-            GroupError::RebalanceInProgress {
-                group: "g1".into(),
-                api: GroupApi::OffsetCommit,
-                code: KafkaCode(27),
-            },
-            GroupError::TopicAuthorizationFailed {
-                group: "g1".into(),
-                api: GroupApi::OffsetCommit,
-            },
-            GroupError::OffsetCommitRejected {
-                group: "g1".into(),
-                code: KafkaCode(12),
-            },
-            GroupError::UnknownTopicOrPartition {
-                group: "g1".into(),
-                code: KafkaCode(3),
-            },
-            GroupError::Unexpected {
-                group: "g1".into(),
-                api: GroupApi::SyncGroup,
-                code: KafkaCode(-1),
-            },
-            GroupError::Protocol {
-                group: "g1".into(),
-                api: GroupApi::SyncGroup,
-                source: ProtocolError::MissingVersion {
-                    kind: crate::group::protocol::PayloadKind::Assignment,
-                    len: 1,
-                },
-            },
-        ];
-        for e in errors {
-            let msg = e.to_string();
-            assert!(!msg.contains('\n'), "{msg}");
-            assert!(msg.contains("'g1'"), "{msg}");
-            assert_eq!(e.group(), "g1");
-        }
-        let msg = GroupError::CommitFailed {
-            group: "orders".into(),
-            code: KafkaCode(22),
-        }
-        .to_string();
-        assert!(msg.contains("ILLEGAL_GENERATION (22)"), "{msg}");
-    }
-}
+mod tests;

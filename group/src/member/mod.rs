@@ -1,0 +1,702 @@
+//! The member driver: does the I/O that the pure state machine
+//! ([`super::state::Membership`]) asks for, over a [`CoordinatorClient`].
+//!
+//! The driver is owned by one task (the consumer's main loop). Heartbeats run
+//! on their own task with their own coordinator connection
+//! ([`spawn_heartbeat`]) and report back through a channel, so the state
+//! machine has exactly one owner, as Java's coordinator has one lock.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use kafka_base::backoff::{sleep_jittered, Backoff};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    assignor::{assignor_by_name, encode_group_assignment, MemberSubscription},
+    coordinator::{
+        CoordinatorClient, CoordinatorError, JoinGroupParams, JoinProtocol, JoinedMember,
+        OffsetToCommit,
+    },
+    error::{GroupError, KafkaCode},
+    payload::{
+        Assignment, Subscription, TopicPartitions, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
+    },
+    state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
+};
+
+/// What the member needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    /// The group id.
+    pub group: String,
+    /// Static membership id.
+    pub group_instance_id: Option<String>,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// Assignors offered, preferred first.
+    pub assignors: Vec<String>,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Rebalance timeout (Java's max.poll.interval.ms).
+    pub rebalance_timeout: Duration,
+    /// Retry backoff bounds.
+    pub backoff: Backoff,
+}
+
+/// Errors the driver reports.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The group protocol says stop (fenced, not authorised, …).
+    #[error(transparent)]
+    Fatal(#[from] GroupError),
+    /// The coordinator could not be reached or answered nonsense; retried
+    /// by the caller with backoff.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// Partition metadata for the leader's assignment could not be read.
+    #[error("consumer group '{group}': cannot read topic metadata for the assignment: {detail}")]
+    Metadata {
+        /// The group id.
+        group: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A commit failed; the offsets stay uncommitted and are retried.
+    #[error("consumer group '{group}': offset commit failed: {detail}")]
+    Commit {
+        /// The group id.
+        group: String,
+        /// Why.
+        detail: String,
+    },
+    /// The coordinator refused us for a reason a retry will not fix soon
+    /// (authentication, TLS); the caller keeps retrying with a long backoff.
+    #[error("consumer group '{group}': {detail}")]
+    Unreachable {
+        /// The group id.
+        group: String,
+        /// The coordinator error, as text.
+        detail: String,
+    },
+    /// Shutdown was requested while joining.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl MemberError {
+    /// Whether the consumer should give up.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Fatal(_))
+    }
+}
+
+/// A commit prepared by [`Member::start_commit`]: it runs on its own
+/// connection to the coordinator, with its own deadline, so the member's
+/// owner can go on watching heartbeats and readiness while it is on its way.
+/// Hand what [`run`](Self::run) returns to [`Member::finish_commit`].
+#[derive(Debug)]
+pub struct CommitJob {
+    client: CoordinatorClient,
+    generation: Generation,
+    offsets: Vec<OffsetToCommit>,
+    within: Option<Duration>,
+}
+
+/// How a [`CommitJob`] ended.
+#[derive(Debug)]
+pub struct CommitDone {
+    client: CoordinatorClient,
+    generation: Generation,
+    result: Result<BTreeMap<(String, i32), KafkaCode>, String>,
+}
+
+impl CommitJob {
+    /// Sends the OffsetCommit; gives up after the job's deadline (the
+    /// connection is then dropped and the coordinator found again next time).
+    pub async fn run(mut self) -> CommitDone {
+        let request = self.client.offset_commit(
+            self.generation.generation_id,
+            &self.generation.member_id,
+            &self.offsets,
+        );
+        let result = match self.within {
+            None => request.await.map_err(|e| e.to_string()),
+            Some(within) => match tokio::time::timeout(within, request).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "OffsetCommit not answered within its deadline of {within:?}"
+                )),
+            },
+        };
+        if result.is_err() {
+            self.client.mark_coordinator_dead();
+        }
+        CommitDone {
+            client: self.client,
+            generation: self.generation,
+            result,
+        }
+    }
+}
+
+/// The member driver.
+#[derive(Debug)]
+pub struct Member {
+    settings: MemberSettings,
+    machine: Membership,
+    client: CoordinatorClient,
+    /// Members and their subscriptions, when we lead the current join.
+    members: Vec<JoinedMember>,
+    skip_assignment: bool,
+    /// The connection commits go out on, apart from JoinGroup's; taken by a
+    /// [`CommitJob`] while it runs.
+    commit_client: Option<CoordinatorClient>,
+}
+
+impl Member {
+    /// A member that has not joined yet.
+    pub fn new(client: CoordinatorClient, settings: MemberSettings) -> Self {
+        let machine = Membership::new(
+            settings.group.clone(),
+            settings.group_instance_id.clone(),
+            settings.backoff,
+        );
+        Self {
+            settings,
+            machine,
+            client,
+            members: Vec::new(),
+            skip_assignment: false,
+            commit_client: None,
+        }
+    }
+
+    /// The state machine (read-only).
+    pub fn machine(&self) -> &Membership {
+        &self.machine
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> &Generation {
+        self.machine.generation()
+    }
+
+    /// Drops the coordinator connection (e.g. after a request was abandoned
+    /// mid-flight); the next request finds the coordinator again.
+    pub fn reset_connection(&mut self) {
+        self.client.mark_coordinator_dead();
+    }
+
+    /// A client with its own connection to the same coordinator, for heartbeats.
+    pub fn heartbeat_client(&self) -> CoordinatorClient {
+        self.client.clone()
+    }
+
+    /// Joins until Stable and returns this member's assignment.
+    /// `partition_counts` is asked for the subscribed topics' partition
+    /// counts when this member leads the generation.
+    pub async fn join<F, Fut>(
+        &mut self,
+        partition_counts: F,
+        cancel: &CancellationToken,
+    ) -> Result<Assignment, MemberError>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
+    {
+        let mut coordinator_failures: u32 = 0;
+        loop {
+            if cancel.is_cancelled() {
+                return Err(MemberError::Cancelled);
+            }
+            let state = self.machine.state().clone();
+            match state {
+                MemberState::Stable { assignment } => return Ok(assignment),
+                MemberState::Fatal(e) => return Err(MemberError::Fatal(e)),
+                MemberState::Left | MemberState::Leaving => return Err(MemberError::Cancelled),
+                MemberState::Revoking { .. } => {
+                    // The caller revoked before calling join.
+                    self.machine.handle(Event::RevocationDone);
+                }
+                MemberState::Unjoined | MemberState::Joining => {
+                    self.machine.handle(Event::JoinSent);
+                    let params = self.join_params()?;
+                    let result = tokio::select! {
+                        () = cancel.cancelled() => return Err(MemberError::Cancelled),
+                        r = self.client.join_group(&params) => r,
+                    };
+                    match result {
+                        Err(e) => {
+                            coordinator_failures += 1;
+                            self.coordinator_lost(&e, coordinator_failures, cancel)
+                                .await?;
+                        }
+                        Ok(r) if r.error.0 != 0 => {
+                            coordinator_failures = 0;
+                            let action = self.machine.handle(Event::JoinGroupError {
+                                code: r.error.0,
+                                member_id: r.member_id.clone(),
+                            });
+                            self.apply(action, cancel).await?;
+                        }
+                        Ok(r) => {
+                            coordinator_failures = 0;
+                            let leader = r.is_leader();
+                            info!(
+                                group = %self.settings.group,
+                                generation = r.generation_id,
+                                member_id = %r.member_id,
+                                leader,
+                                protocol = r.protocol_name.as_deref().unwrap_or(""),
+                                members = r.members.len(),
+                                "joined group"
+                            );
+                            self.members = r.members;
+                            self.skip_assignment = r.skip_assignment;
+                            let action = self.machine.handle(Event::JoinGroupOk {
+                                generation_id: r.generation_id,
+                                member_id: r.member_id,
+                                protocol_type: r.protocol_type,
+                                protocol_name: r.protocol_name,
+                                leader,
+                            });
+                            self.apply(action, cancel).await?;
+                        }
+                    }
+                }
+                MemberState::AwaitingSync { leader } => {
+                    let generation = self.machine.generation().clone();
+                    let protocol = generation.protocol_name.clone().unwrap_or_default();
+                    let assignments = if leader && !self.skip_assignment {
+                        self.compute_assignment(&protocol, &partition_counts)
+                            .await?
+                    } else {
+                        Vec::new()
+                    };
+                    let result = tokio::select! {
+                        () = cancel.cancelled() => return Err(MemberError::Cancelled),
+                        r = self.client.sync_group(generation.generation_id, &generation.member_id, &protocol, &assignments) => r,
+                    };
+                    match result {
+                        Err(e) => {
+                            coordinator_failures += 1;
+                            self.coordinator_lost(&e, coordinator_failures, cancel)
+                                .await?;
+                        }
+                        Ok(r) if r.error.0 != 0 => {
+                            let action = self.machine.handle(Event::SyncGroupError {
+                                sent: generation,
+                                code: r.error.0,
+                            });
+                            self.apply(action, cancel).await?;
+                        }
+                        Ok(r) => {
+                            let action = self.machine.handle(Event::SyncGroupOk {
+                                protocol_type: None,
+                                protocol_name: r.protocol_name,
+                                assignment: r.assignment,
+                            });
+                            self.apply(action, cancel).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn join_params(&self) -> Result<JoinGroupParams, MemberError> {
+        let subscription = Subscription::new(self.settings.topics.iter().cloned())
+            .encode(SUBSCRIPTION_VERSION)
+            .map_err(|e| GroupError::Protocol {
+                group: self.settings.group.clone(),
+                api: crate::error::GroupApi::JoinGroup,
+                source: e,
+            })?;
+        Ok(JoinGroupParams {
+            member_id: self.machine.generation().member_id.clone(),
+            session_timeout: self.settings.session_timeout,
+            rebalance_timeout: self.settings.rebalance_timeout,
+            protocols: self
+                .settings
+                .assignors
+                .iter()
+                .map(|name| JoinProtocol {
+                    name: name.clone(),
+                    metadata: subscription.clone(),
+                })
+                .collect(),
+            reason: None,
+        })
+    }
+
+    async fn compute_assignment<F, Fut>(
+        &self,
+        protocol: &str,
+        partition_counts: &F,
+    ) -> Result<Vec<(String, bytes::Bytes)>, MemberError>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
+    {
+        let group = self.settings.group.clone();
+        let assignor = assignor_by_name(protocol).ok_or_else(|| MemberError::Metadata {
+            group: group.clone(),
+            detail: format!(
+                "the coordinator chose assignor '{protocol}', which this member does not implement"
+            ),
+        })?;
+        let mut subs = Vec::with_capacity(self.members.len());
+        for m in &self.members {
+            // A member whose subscription we cannot read gets nothing rather
+            // than failing the whole group.
+            let topics = match Subscription::decode(&m.metadata) {
+                Ok(s) => s.topics,
+                Err(e) => {
+                    warn!(group = %group, member = %m.member_id, error = %e, "unreadable subscription; member gets no partitions");
+                    Vec::new()
+                }
+            };
+            subs.push(MemberSubscription::new(
+                m.member_id.clone(),
+                m.group_instance_id.clone(),
+                topics,
+            ));
+        }
+        let topics: Vec<String> = crate::assignor::subscribed_topics(&subs)
+            .into_iter()
+            .collect();
+        let counts = partition_counts(topics)
+            .await
+            .map_err(|detail| MemberError::Metadata {
+                group: group.clone(),
+                detail,
+            })?;
+        let assignment = assignor.assign(&subs, &counts);
+        debug!(group = %group, ?assignment, "leader computed the assignment");
+        let encoded = encode_group_assignment(&assignment, ASSIGNMENT_VERSION).map_err(|e| {
+            GroupError::Protocol {
+                group,
+                api: crate::error::GroupApi::SyncGroup,
+                source: e,
+            }
+        })?;
+        Ok(encoded.into_iter().collect())
+    }
+
+    async fn coordinator_lost(
+        &mut self,
+        e: &CoordinatorError,
+        failures: u32,
+        cancel: &CancellationToken,
+    ) -> Result<(), MemberError> {
+        warn!(group = %self.settings.group, error = %e, "group coordinator request failed; finding the coordinator again");
+        self.client.mark_coordinator_dead();
+        let action = self.machine.handle(Event::CoordinatorLost);
+        if !e.is_retriable() {
+            // Authentication, TLS or configuration: the caller reports it and
+            // retries with its own, longer backoff.
+            return Err(MemberError::Unreachable {
+                group: self.settings.group.clone(),
+                detail: e.to_string(),
+            });
+        }
+        let backoff = match action {
+            Action::RediscoverCoordinator { backoff } | Action::Retry { backoff } => backoff,
+            _ => self.settings.backoff.delay(failures),
+        };
+        pause(backoff.max(self.settings.backoff.delay(failures)), cancel).await
+    }
+
+    async fn apply(
+        &mut self,
+        action: Action,
+        cancel: &CancellationToken,
+    ) -> Result<(), MemberError> {
+        match action {
+            Action::Continue | Action::Rejoin { .. } | Action::RejoinWithMemberId(_) => Ok(()),
+            Action::Retry { backoff } => pause(backoff, cancel).await,
+            Action::RediscoverCoordinator { backoff } => {
+                self.client.mark_coordinator_dead();
+                pause(backoff, cancel).await
+            }
+            Action::Fail(e) | Action::Fatal(e) => Err(MemberError::Fatal(e)),
+        }
+    }
+
+    /// The group's committed offsets for `assignment` (-1 = none).
+    pub async fn committed(
+        &mut self,
+        assignment: &Assignment,
+    ) -> Result<BTreeMap<(String, i32), i64>, MemberError> {
+        let mut failures = 0u32;
+        loop {
+            match self.client.offset_fetch(&assignment.partitions).await {
+                Ok(r) => {
+                    let code = if r.error.0 != 0 {
+                        Some(r.error.0)
+                    } else {
+                        r.offsets.values().map(|o| o.error.0).find(|c| *c != 0)
+                    };
+                    match code {
+                        None => {
+                            self.machine.handle(Event::OffsetFetchOk);
+                            return Ok(r.offsets.into_iter().map(|(k, v)| (k, v.offset)).collect());
+                        }
+                        Some(code) => {
+                            let action = self.machine.handle(Event::OffsetFetchError { code });
+                            self.apply(action, &CancellationToken::new()).await?;
+                        }
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if !e.is_retriable() || failures > 10 {
+                        return Err(MemberError::Coordinator(e));
+                    }
+                    self.client.mark_coordinator_dead();
+                    tokio::time::sleep(self.settings.backoff.delay(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Commits `offsets` for the current generation.
+    pub async fn commit(&mut self, offsets: &[OffsetToCommit]) -> Result<(), MemberError> {
+        self.commit_within(offsets, None).await
+    }
+
+    /// Commits `offsets`, giving up after `within` (when given).
+    pub async fn commit_within(
+        &mut self,
+        offsets: &[OffsetToCommit],
+        within: Option<Duration>,
+    ) -> Result<(), MemberError> {
+        match self.start_commit(offsets.to_vec(), within)? {
+            None => Ok(()),
+            Some(job) => {
+                let done = job.run().await;
+                self.finish_commit(done)
+            }
+        }
+    }
+
+    /// Prepares a commit of `offsets` for the current generation, to run
+    /// off this member's owner ([`CommitJob`]); `None` when there is nothing
+    /// to commit. Refused when the member is in no generation it may commit
+    /// for (its partitions are lost).
+    pub fn start_commit(
+        &mut self,
+        offsets: Vec<OffsetToCommit>,
+        within: Option<Duration>,
+    ) -> Result<Option<CommitJob>, MemberError> {
+        if offsets.is_empty() {
+            return Ok(None);
+        }
+        let Some(generation) = self.machine.commit_generation().cloned() else {
+            return Err(MemberError::Commit {
+                group: self.settings.group.clone(),
+                detail: "not a member of a generation (partitions lost)".to_owned(),
+            });
+        };
+        let client = self
+            .commit_client
+            .take()
+            .unwrap_or_else(|| self.client.clone());
+        Ok(Some(CommitJob {
+            client,
+            generation,
+            offsets,
+            within,
+        }))
+    }
+
+    /// Feeds how a [`CommitJob`] ended into the state machine.
+    pub fn finish_commit(&mut self, done: CommitDone) -> Result<(), MemberError> {
+        let CommitDone {
+            mut client,
+            generation,
+            result,
+        } = done;
+        let outcome = match result {
+            Err(detail) => Err(MemberError::Commit {
+                group: self.settings.group.clone(),
+                detail,
+            }),
+            Ok(codes) => match first_commit_error(codes.values().map(|c| c.0)) {
+                None => {
+                    self.machine.handle(Event::CommitOk);
+                    Ok(())
+                }
+                Some(code) => {
+                    let action = self.machine.handle(Event::CommitError {
+                        sent: generation,
+                        code,
+                    });
+                    if let Action::RediscoverCoordinator { .. } = action {
+                        client.mark_coordinator_dead();
+                    }
+                    match action {
+                        Action::Fatal(e) => Err(MemberError::Fatal(e)),
+                        _ => Err(MemberError::Commit {
+                            group: self.settings.group.clone(),
+                            detail: KafkaCode(code).to_string(),
+                        }),
+                    }
+                }
+            },
+        };
+        self.commit_client = Some(client);
+        outcome
+    }
+
+    /// Feeds a heartbeat report into the state machine.
+    pub fn on_heartbeat(&mut self, report: HeartbeatReport) -> Action {
+        match report {
+            HeartbeatReport::Error { sent, code } => {
+                let action = self.machine.handle(Event::HeartbeatError { sent, code });
+                match &action {
+                    Action::RediscoverCoordinator { .. } => self.client.mark_coordinator_dead(),
+                    Action::Rejoin {
+                        reset_member_id,
+                        reset_generation,
+                    } if *reset_member_id || *reset_generation => {
+                        warn!(group = %self.settings.group, code = %KafkaCode(code), reset_member_id, "the coordinator ended this membership; rejoining");
+                    }
+                    _ => {}
+                }
+                action
+            }
+            HeartbeatReport::SessionExpired { detail } => {
+                // Like Java's heartbeat thread: the membership is not ours to
+                // end. Find the coordinator again and keep the member id and
+                // generation; its answer (UNKNOWN_MEMBER_ID,
+                // ILLEGAL_GENERATION, FENCED_INSTANCE_ID) decides.
+                let generation = self.machine.generation();
+                warn!(
+                    group = %self.settings.group,
+                    member_id = %generation.member_id,
+                    generation = generation.generation_id,
+                    %detail,
+                    "no heartbeat got through for a session timeout; keeping the membership and finding the coordinator again"
+                );
+                self.client.mark_coordinator_dead();
+                if let Some(c) = self.commit_client.as_mut() {
+                    c.mark_coordinator_dead();
+                }
+                Action::RediscoverCoordinator {
+                    backoff: Duration::ZERO,
+                }
+            }
+            HeartbeatReport::Recovered { after } => {
+                info!(group = %self.settings.group, after_ms = after.as_millis() as u64, "heartbeats get through again");
+                Action::Continue
+            }
+        }
+    }
+
+    /// Asks for a rebalance (e.g. partitions were added to a topic).
+    pub fn request_rejoin(&mut self) -> Action {
+        self.machine.handle(Event::RejoinRequested)
+    }
+
+    /// Whether the machine wants the caller to give up its partitions now.
+    pub fn revocation_pending(&self) -> Option<bool> {
+        match self.machine.state() {
+            MemberState::Revoking { lost, .. } => Some(*lost),
+            MemberState::Unjoined | MemberState::Joining | MemberState::AwaitingSync { .. } => {
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// The caller finished revoking (committed unless lost).
+    pub fn revocation_done(&mut self) {
+        self.machine.handle(Event::RevocationDone);
+    }
+
+    /// Starts leaving: the machine moves to Revoking (then Leaving).
+    pub fn request_leave(&mut self) {
+        self.machine.handle(Event::LeaveRequested);
+    }
+
+    /// Sends LeaveGroup when the machine says so (dynamic members), best effort.
+    pub async fn leave(&mut self, within: Duration) {
+        self.machine.handle(Event::LeaveRequested);
+        if matches!(self.machine.state(), MemberState::Revoking { .. }) {
+            self.machine.handle(Event::RevocationDone);
+        }
+        if self.machine.state() == &MemberState::Leaving {
+            let member_id = self.machine.generation().member_id.clone();
+            match tokio::time::timeout(
+                within,
+                self.client
+                    .leave_group(&member_id, Some("consumer shutting down")),
+            )
+            .await
+            {
+                Ok(Ok(code)) => {
+                    info!(group = %self.settings.group, %member_id, result = %code, "left group")
+                }
+                Ok(Err(e)) => {
+                    warn!(group = %self.settings.group, error = %e, "LeaveGroup failed; the coordinator will expire us after the session timeout")
+                }
+                Err(_) => {
+                    warn!(group = %self.settings.group, "LeaveGroup timed out; the coordinator will expire us after the session timeout")
+                }
+            }
+            self.machine.handle(Event::LeaveGroupDone);
+        }
+    }
+
+    /// Subscribed topics as `TopicPartitions` lists are built by the caller;
+    /// this is the subscription.
+    pub fn topics(&self) -> &[String] {
+        &self.settings.topics
+    }
+}
+
+/// Offsets to commit from `(topic, partition) → next offset`.
+pub fn offsets_to_commit(positions: &BTreeMap<(String, i32), i64>) -> Vec<OffsetToCommit> {
+    positions
+        .iter()
+        .filter(|(_, o)| **o >= 0)
+        .map(|((topic, partition), offset)| OffsetToCommit {
+            topic: topic.clone(),
+            partition: *partition,
+            offset: *offset,
+            leader_epoch: None,
+            metadata: None,
+        })
+        .collect()
+}
+
+/// Sleeps `d` (jittered); `Cancelled` when `cancel` fired first.
+async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), MemberError> {
+    if sleep_jittered(d, cancel).await {
+        Ok(())
+    } else {
+        Err(MemberError::Cancelled)
+    }
+}
+
+/// Partition lists per topic from `(topic, partition)` pairs.
+pub fn by_topic(pairs: impl IntoIterator<Item = (String, i32)>) -> Vec<TopicPartitions> {
+    let mut map: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for (t, p) in pairs {
+        map.entry(t).or_default().push(p);
+    }
+    map.into_iter()
+        .map(|(t, p)| TopicPartitions::new(t, p))
+        .collect()
+}
+
+mod heartbeat;
+
+pub use heartbeat::{spawn_heartbeat, Heartbeat, HeartbeatReport, LastHeartbeat};
+
+#[cfg(test)]
+mod tests;

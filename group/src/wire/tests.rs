@@ -1,0 +1,925 @@
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey},
+    find_coordinator_response::Coordinator,
+    join_group_response::JoinGroupResponseMember,
+    leave_group_response::MemberResponse,
+    offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
+    offset_fetch_response::{
+        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    },
+    FindCoordinatorResponse, GroupId, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    OffsetCommitResponse, OffsetFetchResponse, SaslAuthenticateResponse, SaslHandshakeResponse,
+    SyncGroupResponse, TopicName,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+use kafka_protocol::{
+    messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, HeartbeatRequest,
+        JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+        SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    },
+    protocol::{Encodable, Message, StrBytes},
+};
+
+use super::{
+    handshake::{ILLEGAL_SASL_STATE, UNSUPPORTED_SASL_MECHANISM},
+    versions::UNSUPPORTED_VERSION,
+    walker, *,
+};
+use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
+
+// ---- the fake broker -------------------------------------------------
+
+/// What the fake broker does with the next request.
+enum Step {
+    /// Answers ApiVersions advertising every API we use at
+    /// `kafka-protocol`'s full range, minus these keys.
+    ApiVersions(&'static [ApiKey]),
+    /// Answers ApiVersions with UNSUPPORTED_VERSION in the v0 layout,
+    /// advertising ApiVersions up to this version.
+    ApiVersionsUnsupported(i16),
+    /// Answers with this body, framed with the request's correlation id.
+    Body(Vec<u8>),
+    /// Answers with this body and a wrong correlation id.
+    WrongCorrelation(Vec<u8>),
+    /// Writes these bytes as they are.
+    Raw(Vec<u8>),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+const ALL: &[ApiKey] = &[];
+
+pub(crate) fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    message.encode(&mut buf, version).expect("encodable");
+    buf.to_vec()
+}
+
+pub(crate) fn api_versions_body(version: i16, without: &[ApiKey]) -> Vec<u8> {
+    let ranges = [
+        (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+        (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
+        (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
+        (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+        (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+        (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+        (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+        (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+        (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+        (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+    ];
+    let keys = ranges
+        .iter()
+        .filter(|(key, _)| !without.contains(key))
+        .map(|(key, range)| {
+            ApiVersion::default()
+                .with_api_key(*key as i16)
+                .with_min_version(range.min)
+                .with_max_version(range.max)
+        })
+        .collect();
+    encode(&ApiVersionsResponse::default().with_api_keys(keys), version)
+}
+
+/// The header of a request the fake broker read.
+pub(crate) struct FakeRequest {
+    pub(crate) key: i16,
+    pub(crate) version: i16,
+    pub(crate) correlation_id: i32,
+}
+
+pub(crate) async fn read_request(sock: &mut TcpStream) -> Option<FakeRequest> {
+    let len = sock.read_i32().await.ok()?;
+    let mut buf = vec![0; usize::try_from(len).ok()?];
+    sock.read_exact(&mut buf).await.ok()?;
+    Some(FakeRequest {
+        key: i16::from_be_bytes([buf[0], buf[1]]),
+        version: i16::from_be_bytes([buf[2], buf[3]]),
+        correlation_id: i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+    })
+}
+
+pub(crate) async fn answer(
+    sock: &mut TcpStream,
+    req: &FakeRequest,
+    correlation_id: i32,
+    body: &[u8],
+) {
+    let header_version = ApiKey::try_from(req.key)
+        .expect("known key")
+        .response_header_version(req.version);
+    let mut frame = correlation_id.to_be_bytes().to_vec();
+    if header_version >= 1 {
+        frame.push(0); // no tagged fields
+    }
+    frame.extend_from_slice(body);
+    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    sock.write_all(&out).await.expect("write");
+}
+
+/// A one-connection fake broker playing `steps`, then closing. The task
+/// returns the (api key, version) of every request it read.
+async fn fake_broker(steps: Vec<Step>) -> (String, JoinHandle<Vec<(i16, i16)>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let task = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.expect("accept");
+        let mut seen = Vec::new();
+        for step in steps {
+            let Some(req) = read_request(&mut sock).await else {
+                break;
+            };
+            seen.push((req.key, req.version));
+            match step {
+                Step::ApiVersions(without) => {
+                    answer(
+                        &mut sock,
+                        &req,
+                        req.correlation_id,
+                        &api_versions_body(req.version, without),
+                    )
+                    .await
+                }
+                Step::ApiVersionsUnsupported(max) => {
+                    let body = ApiVersionsResponse::default()
+                        .with_error_code(UNSUPPORTED_VERSION)
+                        .with_api_keys(vec![ApiVersion::default()
+                            .with_api_key(ApiKey::ApiVersions as i16)
+                            .with_min_version(0)
+                            .with_max_version(max)]);
+                    answer(&mut sock, &req, req.correlation_id, &encode(&body, 0)).await
+                }
+                Step::Body(body) => answer(&mut sock, &req, req.correlation_id, &body).await,
+                Step::WrongCorrelation(body) => {
+                    answer(&mut sock, &req, req.correlation_id + 7, &body).await
+                }
+                Step::Raw(bytes) => sock.write_all(&bytes).await.expect("write"),
+                Step::Hang => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+            }
+        }
+        seen
+    });
+    (addr, task)
+}
+
+fn config(_addr: &str) -> ConnectionConfig {
+    ConnectionConfig::new(
+        "unit-test",
+        SecurityProtocol::Plaintext,
+        None,
+        None,
+        Duration::from_millis(500),
+    )
+    .expect("config")
+}
+
+fn sasl_config(_addr: &str, mechanism: SaslMechanism) -> ConnectionConfig {
+    ConnectionConfig::new(
+        "unit-test",
+        SecurityProtocol::SaslPlaintext,
+        Some(SaslSettings {
+            mechanism,
+            username: "demo".to_owned(),
+            password: Secret::new("hunter2-secret"),
+        }),
+        None,
+        Duration::from_millis(500),
+    )
+    .expect("config")
+}
+
+fn heartbeat() -> HeartbeatRequest {
+    HeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_generation_id(1)
+        .with_member_id(StrBytes::from_static_str("m"))
+}
+
+async fn connected(steps: Vec<Step>) -> (BrokerConnection, JoinHandle<Vec<(i16, i16)>>) {
+    let mut all = vec![Step::ApiVersions(ALL)];
+    all.extend(steps);
+    let (addr, task) = fake_broker(all).await;
+    let conn = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect("connect");
+    (conn, task)
+}
+
+// ---- connecting and negotiating ---------------------------------------
+
+#[tokio::test]
+async fn negotiates_the_highest_common_version() {
+    let (mut conn, task) =
+        connected(vec![Step::Body(encode(&HeartbeatResponse::default(), 4))]).await;
+    assert_eq!(conn.version::<JoinGroupRequest>().expect("join"), 9);
+    // Capped below kafka-protocol's 10: v10 commits by topic id.
+    assert_eq!(conn.version::<OffsetCommitRequest>().expect("commit"), 9);
+    assert_eq!(conn.version::<OffsetFetchRequest>().expect("fetch"), 9);
+    assert_eq!(
+        conn.broker_versions(ApiKey::JoinGroup),
+        Some(JoinGroupRequest::VERSIONS)
+    );
+    let response = conn.send(heartbeat()).await.expect("heartbeat");
+    assert_eq!(response.error_code, 0);
+    assert!(conn.is_usable());
+    let seen = task.await.expect("task");
+    assert_eq!(
+        seen,
+        vec![
+            (ApiKey::ApiVersions as i16, 4),
+            (ApiKey::Heartbeat as i16, 4)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn api_versions_falls_back_to_the_brokers_version() {
+    let (addr, task) = fake_broker(vec![
+        Step::ApiVersionsUnsupported(2),
+        Step::ApiVersions(ALL),
+    ])
+    .await;
+    let conn = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect("connect");
+    assert!(conn.version::<HeartbeatRequest>().is_ok());
+    drop(conn);
+    let seen = task.await.expect("task");
+    assert_eq!(
+        seen,
+        vec![
+            (ApiKey::ApiVersions as i16, 4),
+            (ApiKey::ApiVersions as i16, 2)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_api_the_broker_lacks_is_a_clear_error() {
+    let (addr, _task) = fake_broker(vec![Step::ApiVersions(&[ApiKey::JoinGroup])]).await;
+    let mut conn = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect("connect");
+    let e = conn
+        .send(JoinGroupRequest::default())
+        .await
+        .expect_err("unsupported");
+    assert!(
+        matches!(e, ConnectionError::UnsupportedVersion { .. }),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("JoinGroup") && msg.contains("does not offer it"),
+        "{msg}"
+    );
+    // Nothing was sent: the connection is still fine.
+    assert!(conn.is_usable());
+    let e = conn
+        .send_with(heartbeat(), SendOptions::new().version(9))
+        .await
+        .expect_err("version out of range")
+        .to_string();
+    assert!(
+        e.contains("we support 9..9") && e.contains("supports 0..4"),
+        "{e}"
+    );
+}
+
+// ---- framing and garbage ----------------------------------------------
+
+#[tokio::test]
+async fn garbage_body_is_a_decode_error_and_poisons_the_connection() {
+    let (mut conn, _task) = connected(vec![Step::Body(vec![0xff; 3])]).await;
+    let e = conn.send(heartbeat()).await.expect_err("garbage");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Decode {
+                api: "Heartbeat",
+                version: 4,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!conn.is_usable());
+    let e = conn.send(heartbeat()).await.expect_err("unusable");
+    assert!(matches!(e, ConnectionError::Unusable { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn garbage_instead_of_api_versions_fails_the_connect() {
+    let (addr, _task) = fake_broker(vec![Step::Raw(b"\x00\x00\x00\x05hello".to_vec())]).await;
+    let e = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect_err("garbage");
+    // Correlation id "hell" does not match 0.
+    assert!(
+        matches!(
+            e,
+            ConnectionError::CorrelationMismatch { .. } | ConnectionError::Decode { .. }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_frame_is_an_error_not_a_hang() {
+    let mut raw = 100i32.to_be_bytes().to_vec();
+    raw.extend_from_slice(&[0; 10]);
+    let (mut conn, _task) = connected(vec![Step::Raw(raw)]).await;
+    let e = conn.send(heartbeat()).await.expect_err("truncated");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Truncated {
+                expected: 100,
+                received: 10,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversize_and_negative_lengths_are_refused() {
+    for length in [i32::MAX, (MAX_FRAME_BYTES + 1) as i32, -5] {
+        let (mut conn, _task) = connected(vec![Step::Raw(length.to_be_bytes().to_vec())]).await;
+        let e = conn.send(heartbeat()).await.expect_err("bad length");
+        assert!(
+            matches!(e, ConnectionError::InvalidFrame { length: l, .. } if l == i64::from(length)),
+            "{e:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_correlation_id_is_an_error() {
+    let (mut conn, _task) = connected(vec![Step::WrongCorrelation(encode(
+        &HeartbeatResponse::default(),
+        4,
+    ))])
+    .await;
+    let e = conn.send(heartbeat()).await.expect_err("mismatch");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::CorrelationMismatch {
+                expected: 1,
+                got: 8,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!conn.is_usable());
+}
+
+#[tokio::test]
+async fn a_silent_broker_times_out() {
+    let (mut conn, _task) = connected(vec![Step::Hang]).await;
+    let started = std::time::Instant::now();
+    let e = conn.send(heartbeat()).await.expect_err("timeout");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Timeout {
+                during: "Heartbeat",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(
+        conn.send(heartbeat()).await,
+        Err(ConnectionError::Unusable { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_an_error_with_a_hint() {
+    // Closed before answering ApiVersions: maybe a TLS port.
+    let (addr, _task) = fake_broker(vec![]).await;
+    let e = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect_err("closed");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Closed {
+                during: "ApiVersions",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("SSL or SASL_SSL"), "{e}");
+    // Closed on the first request after ApiVersions: maybe a SASL port.
+    let (mut conn, _task) = connected(vec![]).await;
+    let e = conn.send(heartbeat()).await.expect_err("closed");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Closed {
+                during: "Heartbeat",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("SASL_PLAINTEXT or SASL_SSL"), "{e}");
+}
+
+#[tokio::test]
+async fn a_tls_answer_to_plaintext_is_recognised() {
+    // A TLS alert record: handshake_failure.
+    let (addr, _task) = fake_broker(vec![Step::Raw(vec![
+        0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28,
+    ])])
+    .await;
+    let e = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect_err("tls");
+    assert!(matches!(e, ConnectionError::UnexpectedTls { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("set the security protocol to SSL or SASL_SSL"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_array_counts_are_rejected_before_decoding() {
+    // JoinGroup v9: throttle, error, generation, protocol_type null,
+    // protocol_name null, leader "", skip_assignment, member_id "",
+    // then 2^32-2 members in a 22-byte frame.
+    let mut v9 = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1];
+    v9.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    // JoinGroup v5 (not flexible): i32::MAX members.
+    let mut v5 = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0, 0, 0];
+    v5.extend_from_slice(&i32::MAX.to_be_bytes());
+    for (version, body) in [(9, v9), (5, v5)] {
+        let (mut conn, _task) = connected(vec![Step::Body(body)]).await;
+        let e = conn
+            .send_with(
+                JoinGroupRequest::default(),
+                SendOptions::new().version(version),
+            )
+            .await
+            .expect_err("hostile");
+        assert!(
+            matches!(
+                e,
+                ConnectionError::Decode {
+                    api: "JoinGroup",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("members declares"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn unreachable_and_invalid_addresses() {
+    let e = BrokerConnection::connect(&config("x"), "no-port")
+        .await
+        .expect_err("invalid");
+    assert!(matches!(e, ConnectionError::InvalidAddress { .. }), "{e:?}");
+    // Bind then drop: nothing listens on that port any more.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .to_string();
+    let e = BrokerConnection::connect(&config(&addr), &addr)
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, ConnectionError::Connect { .. }), "{e:?}");
+    assert!(e.is_retriable());
+}
+
+// ---- SASL ---------------------------------------------------------------
+
+#[tokio::test]
+async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
+    let handshake = SaslHandshakeResponse::default()
+        .with_error_code(UNSUPPORTED_SASL_MECHANISM)
+        .with_mechanisms(vec![
+            StrBytes::from_static_str("PLAIN"),
+            StrBytes::from_static_str("SCRAM-SHA-256"),
+        ]);
+    let (addr, task) = fake_broker(vec![
+        Step::ApiVersions(ALL),
+        Step::Body(encode(&handshake, 1)),
+    ])
+    .await;
+    let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::ScramSha512), &addr)
+        .await
+        .expect_err("not enabled");
+    assert_eq!(
+        e.to_string(),
+        format!("Kafka broker {addr} does not enable SASL mechanism SCRAM-SHA-512; it offers: PLAIN, SCRAM-SHA-256")
+    );
+    assert!(!e.is_retriable());
+    assert_eq!(
+        task.await.expect("task")[1],
+        (ApiKey::SaslHandshake as i16, 1)
+    );
+}
+
+#[tokio::test]
+async fn sasl_on_a_listener_without_sasl_is_explained() {
+    let handshake = SaslHandshakeResponse::default().with_error_code(ILLEGAL_SASL_STATE);
+    let (addr, _task) = fake_broker(vec![
+        Step::ApiVersions(ALL),
+        Step::Body(encode(&handshake, 1)),
+    ])
+    .await;
+    let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::Plain), &addr)
+        .await
+        .expect_err("illegal state");
+    assert!(
+        matches!(e, ConnectionError::SaslNotExpected { .. }),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_password_names_user_and_mechanism_never_the_password() {
+    let handshake =
+        SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("PLAIN")]);
+    let auth = SaslAuthenticateResponse::default()
+        .with_error_code(58)
+        .with_error_message(Some(StrBytes::from_static_str(
+            "Authentication failed: Invalid username or password",
+        )));
+    let (addr, task) = fake_broker(vec![
+        Step::ApiVersions(ALL),
+        Step::Body(encode(&handshake, 1)),
+        Step::Body(encode(&auth, 2)),
+    ])
+    .await;
+    let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::Plain), &addr)
+        .await
+        .expect_err("auth failed");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("authentication failed for user demo with PLAIN at Kafka broker"),
+        "{msg}"
+    );
+    assert!(msg.contains("SASL_AUTHENTICATION_FAILED (58)"), "{msg}");
+    assert!(
+        !msg.contains("hunter2") && !format!("{e:?}").contains("hunter2"),
+        "{msg}"
+    );
+    let config = sasl_config(&addr, SaslMechanism::Plain);
+    assert!(!format!("{config:?}").contains("hunter2"));
+    assert_eq!(
+        task.await.expect("task")[2],
+        (ApiKey::SaslAuthenticate as i16, 2)
+    );
+}
+
+#[test]
+fn settings_must_match_the_security_protocol() {
+    let e = ConnectionConfig::new(
+        "t",
+        SecurityProtocol::SaslPlaintext,
+        None,
+        None,
+        Duration::from_secs(1),
+    )
+    .expect_err("no sasl")
+    .to_string();
+    assert!(e.contains("SASL_PLAINTEXT needs SASL settings"), "{e}");
+    let e = ConnectionConfig::new(
+        "t",
+        SecurityProtocol::Plaintext,
+        None,
+        Some(Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        )),
+        Duration::from_secs(1),
+    )
+    .expect_err("tls on plaintext")
+    .to_string();
+    assert!(e.contains("PLAINTEXT does not use TLS"), "{e}");
+}
+
+#[test]
+fn hosts_and_tls_records() {
+    assert_eq!(split_host("kafka:9092"), Some("kafka"));
+    assert_eq!(split_host("[::1]:9092"), Some("::1"));
+    assert_eq!(split_host("127.0.0.1:19094"), Some("127.0.0.1"));
+    assert_eq!(split_host("kafka"), None);
+    assert_eq!(split_host(":9092"), None);
+    assert_eq!(split_host("kafka:http"), None);
+    assert!(looks_like_tls([0x15, 0x03, 0x03, 0x00]));
+    assert!(looks_like_tls([0x16, 0x03, 0x01, 0x02]));
+    assert!(!looks_like_tls([0x00, 0x00, 0x01, 0x00]));
+    assert!(!looks_like_tls(*b"HTTP"));
+}
+
+// ---- the walker agrees with kafka-protocol ------------------------------
+
+/// Encodes `message` at every version, walks it with `check`, and checks
+/// the walk ends exactly at the end and the decoder agrees.
+fn round_trip<M, F>(
+    range: VersionRange,
+    check: fn(&mut walker::Walker<'_>, i16) -> Result<(), walker::WireError>,
+    make: F,
+) where
+    M: Encodable + Decodable + PartialEq + fmt::Debug,
+    F: Fn(i16) -> M,
+{
+    for v in range.min..=range.max {
+        let message = make(v);
+        let bytes = encode(&message, v);
+        let mut w = walker::Walker::new(&bytes);
+        check(&mut w, v).unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert_eq!(w.remaining(), 0, "v{v}: walk stopped early");
+        let decoded = M::decode(&mut Bytes::from(bytes.clone()), v).expect("decode");
+        assert_eq!(decoded, message, "v{v}");
+        // Every proper prefix is rejected (never accepted, never a panic).
+        for cut in 0..bytes.len() {
+            let mut w = walker::Walker::new(&bytes[..cut]);
+            assert!(
+                check(&mut w, v).is_err(),
+                "v{v}: prefix of {cut} bytes accepted"
+            );
+        }
+    }
+}
+
+fn s(x: &'static str) -> StrBytes {
+    StrBytes::from_static_str(x)
+}
+
+fn tags(flexible: bool) -> std::collections::BTreeMap<i32, Bytes> {
+    let mut t = std::collections::BTreeMap::new();
+    if flexible {
+        t.insert(99, Bytes::from_static(b"xyz"));
+    }
+    t
+}
+
+#[test]
+fn walker_matches_api_versions() {
+    round_trip(ApiVersionsResponse::VERSIONS, walker::api_versions, |v| {
+        let flex = v >= 3;
+        let key = |k: i16| {
+            ApiVersion::default()
+                .with_api_key(k)
+                .with_min_version(0)
+                .with_max_version(3)
+        };
+        let mut r = ApiVersionsResponse::default()
+            .with_error_code(0)
+            .with_api_keys(vec![key(1), key(18)])
+            .with_throttle_time_ms(if v >= 1 { 5 } else { 0 })
+            .with_unknown_tagged_fields(tags(flex));
+        if flex {
+            r = r
+                .with_supported_features(vec![
+                    SupportedFeatureKey::default()
+                        .with_name(s("metadata.version"))
+                        .with_min_version(1)
+                        .with_max_version(9),
+                    SupportedFeatureKey::default().with_name(s("kraft.version")),
+                ])
+                .with_finalized_features_epoch(42)
+                .with_finalized_features(vec![
+                    FinalizedFeatureKey::default().with_name(s("metadata.version"))
+                ])
+                .with_zk_migration_ready(true);
+        }
+        r
+    });
+}
+
+#[test]
+fn walker_matches_sasl() {
+    round_trip(
+        SaslHandshakeResponse::VERSIONS,
+        walker::sasl_handshake,
+        |_| SaslHandshakeResponse::default().with_mechanisms(vec![s("PLAIN"), s("SCRAM-SHA-512")]),
+    );
+    round_trip(
+        SaslAuthenticateResponse::VERSIONS,
+        walker::sasl_authenticate,
+        |v| {
+            SaslAuthenticateResponse::default()
+                .with_error_code(58)
+                .with_error_message(Some(s("nope")))
+                .with_auth_bytes(Bytes::from_static(b"r=abc,s=def,i=4096"))
+                .with_session_lifetime_ms(if v >= 1 { 1000 } else { 0 })
+                .with_unknown_tagged_fields(tags(v >= 2))
+        },
+    );
+}
+
+#[test]
+fn walker_matches_find_coordinator() {
+    round_trip(
+        FindCoordinatorResponse::VERSIONS,
+        walker::find_coordinator,
+        |v| {
+            let r = FindCoordinatorResponse::default()
+                .with_throttle_time_ms(if v >= 1 { 3 } else { 0 })
+                .with_unknown_tagged_fields(tags(v >= 3));
+            if v >= 4 {
+                let c = |k| {
+                    Coordinator::default()
+                        .with_key(s(k))
+                        .with_node_id(1.into())
+                        .with_host(s("h"))
+                        .with_port(9092)
+                };
+                r.with_coordinators(vec![c("g1"), c("g2").with_error_message(None)])
+            } else {
+                r.with_node_id(1.into())
+                    .with_host(s("broker-1"))
+                    .with_port(9092)
+                    .with_error_message(if v >= 1 {
+                        Some(s("msg"))
+                    } else {
+                        Some(StrBytes::default())
+                    })
+            }
+        },
+    );
+}
+
+#[test]
+fn walker_matches_join_and_sync() {
+    round_trip(JoinGroupResponse::VERSIONS, walker::join_group, |v| {
+        let member = |id| {
+            JoinGroupResponseMember::default()
+                .with_member_id(s(id))
+                .with_group_instance_id(if v >= 5 { Some(s("static-1")) } else { None })
+                .with_metadata(Bytes::from_static(b"\x00\x03meta"))
+                .with_unknown_tagged_fields(tags(v >= 6))
+        };
+        JoinGroupResponse::default()
+            .with_throttle_time_ms(if v >= 2 { 1 } else { 0 })
+            .with_generation_id(7)
+            .with_protocol_type(if v >= 7 { Some(s("consumer")) } else { None })
+            .with_protocol_name(Some(s("range")))
+            .with_leader(s("m-1"))
+            .with_skip_assignment(v >= 9)
+            .with_member_id(s("m-1"))
+            .with_members(vec![member("m-1"), member("m-2")])
+            .with_unknown_tagged_fields(tags(v >= 6))
+    });
+    round_trip(SyncGroupResponse::VERSIONS, walker::sync_group, |v| {
+        SyncGroupResponse::default()
+            .with_throttle_time_ms(if v >= 1 { 1 } else { 0 })
+            .with_protocol_type(if v >= 5 { Some(s("consumer")) } else { None })
+            .with_protocol_name(if v >= 5 { Some(s("range")) } else { None })
+            .with_assignment(Bytes::from_static(b"\x00\x03assignment"))
+            .with_unknown_tagged_fields(tags(v >= 4))
+    });
+}
+
+#[test]
+fn walker_matches_heartbeat_and_leave() {
+    round_trip(HeartbeatResponse::VERSIONS, walker::heartbeat, |v| {
+        HeartbeatResponse::default()
+            .with_throttle_time_ms(if v >= 1 { 1 } else { 0 })
+            .with_error_code(27)
+            .with_unknown_tagged_fields(tags(v >= 4))
+    });
+    round_trip(LeaveGroupResponse::VERSIONS, walker::leave_group, |v| {
+        let member = MemberResponse::default()
+            .with_member_id(s("m-1"))
+            .with_group_instance_id(Some(s("i-1")))
+            .with_error_code(25)
+            .with_unknown_tagged_fields(tags(v >= 4));
+        LeaveGroupResponse::default()
+            .with_throttle_time_ms(if v >= 1 { 1 } else { 0 })
+            .with_members(if v >= 3 {
+                vec![member.clone(), member]
+            } else {
+                vec![]
+            })
+            .with_unknown_tagged_fields(tags(v >= 4))
+    });
+}
+
+#[test]
+fn walker_matches_offset_commit_and_fetch() {
+    round_trip(OffsetCommitResponse::VERSIONS, walker::offset_commit, |v| {
+        let flex = v >= 8;
+        let partition = |p| {
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(0)
+                .with_unknown_tagged_fields(tags(flex))
+        };
+        let topic = OffsetCommitResponseTopic::default()
+            .with_partitions(vec![partition(0), partition(1)])
+            .with_unknown_tagged_fields(tags(flex));
+        let topic = if v >= 10 {
+            topic // identified by topic_id (nil by default)
+        } else {
+            topic.with_name(TopicName(s("orders")))
+        };
+        OffsetCommitResponse::default()
+            .with_throttle_time_ms(if v >= 3 { 1 } else { 0 })
+            .with_topics(vec![topic.clone(), topic])
+            .with_unknown_tagged_fields(tags(flex))
+    });
+    round_trip(OffsetFetchResponse::VERSIONS, walker::offset_fetch, |v| {
+        let flex = v >= 6;
+        let r = OffsetFetchResponse::default()
+            .with_throttle_time_ms(if v >= 3 { 1 } else { 0 })
+            .with_unknown_tagged_fields(tags(flex));
+        if v >= 8 {
+            let partition = |p| {
+                OffsetFetchResponsePartitions::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(42)
+                    .with_committed_leader_epoch(3)
+                    .with_metadata(Some(s("meta")))
+                    .with_unknown_tagged_fields(tags(true))
+            };
+            let topic = OffsetFetchResponseTopics::default()
+                .with_partitions(vec![partition(0), partition(1)])
+                .with_unknown_tagged_fields(tags(true));
+            let topic = if v >= 10 {
+                topic // identified by topic_id (nil by default)
+            } else {
+                topic.with_name(TopicName(s("orders")))
+            };
+            r.with_groups(vec![OffsetFetchResponseGroup::default()
+                .with_group_id(GroupId(s("g")))
+                .with_topics(vec![topic])
+                .with_unknown_tagged_fields(tags(true))])
+        } else {
+            let partition = |p| {
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_committed_offset(-1)
+                    .with_committed_leader_epoch(if v >= 5 { 3 } else { -1 })
+                    .with_metadata(None)
+                    .with_unknown_tagged_fields(tags(flex))
+            };
+            let topic = OffsetFetchResponseTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![partition(0), partition(1)])
+                .with_unknown_tagged_fields(tags(flex));
+            r.with_topics(vec![topic.clone(), topic])
+                .with_error_code(if v >= 2 { 16 } else { 0 })
+        }
+    });
+}
+
+#[test]
+fn walker_rejects_tags_that_lie_about_their_size() {
+    // ApiVersions v3: error, empty api_keys, throttle, then tag 1
+    // (finalized_features_epoch, an i64 the decoder reads whatever the
+    // declared size) declared as 2 bytes, then as 10.
+    let short = [0, 0, 1, 0, 0, 0, 0, 1, 1, 2, 0, 0];
+    let e = walker::api_versions(&mut walker::Walker::new(&short), 3).expect_err("short tag");
+    assert!(
+        e.to_string()
+            .contains("finalized_features_epoch needs 8 bytes"),
+        "{e}"
+    );
+    let mut long = vec![0, 0, 1, 0, 0, 0, 0, 1, 1, 10];
+    long.extend_from_slice(&[0; 10]);
+    let e = walker::api_versions(&mut walker::Walker::new(&long), 3).expect_err("long tag");
+    assert!(
+        e.to_string()
+            .contains("tagged field 1 declares 10 bytes but holds 8"),
+        "{e}"
+    );
+}

@@ -1,0 +1,242 @@
+//! Version negotiation: the requests a connection knows ([`KnownRequest`],
+//! with the versions we send) and `ApiVersions`, which picks for each the
+//! highest version both sides support.
+
+use kafka_protocol::{
+    messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, HeartbeatRequest,
+        JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+        SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+    },
+    protocol::{Message, Request, StrBytes, VersionRange},
+};
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{walker, BrokerConnection, ConnectionError};
+use crate::error::KafkaCode;
+
+/// Sent in `ApiVersions` v3+ (brokers show it in their client metrics).
+const CLIENT_SOFTWARE_NAME: &str = "kind-kafka-rs";
+
+/// `UNSUPPORTED_VERSION`: the broker answers an `ApiVersions` request of a
+/// version it does not know with this code, in the v0 layout.
+pub(super) const UNSUPPORTED_VERSION: i16 = 35;
+
+/// A request this connection can negotiate and whose responses it can
+/// validate before decoding. Sealed: implemented for the group-protocol
+/// APIs and the connection's own handshake APIs.
+pub trait KnownRequest: Request + sealed::Sealed {
+    /// The API's name, for errors and logs.
+    const NAME: &'static str;
+    /// The oldest version we can send.
+    const MIN_VERSION: i16;
+    /// The newest version we send: `kafka-protocol`'s newest unless a newer
+    /// version changes semantics we do not implement.
+    const MAX_VERSION: i16;
+
+    /// The versions we can send.
+    fn our_versions() -> VersionRange {
+        VersionRange {
+            min: Self::MIN_VERSION,
+            max: Self::MAX_VERSION,
+        }
+    }
+}
+
+mod sealed {
+    /// Checks a response body's structure; see the module docs.
+    pub trait Sealed {
+        fn check_response(
+            w: &mut super::walker::Walker<'_>,
+            version: i16,
+        ) -> Result<(), super::walker::WireError>;
+    }
+}
+
+macro_rules! known_request {
+    ($req:ty, $name:literal, $min:expr, $max:expr, $check:path) => {
+        impl KnownRequest for $req {
+            const NAME: &'static str = $name;
+            const MIN_VERSION: i16 = $min;
+            const MAX_VERSION: i16 = $max;
+        }
+        impl sealed::Sealed for $req {
+            fn check_response(
+                w: &mut walker::Walker<'_>,
+                version: i16,
+            ) -> Result<(), walker::WireError> {
+                $check(w, version)
+            }
+        }
+    };
+}
+
+known_request!(
+    ApiVersionsRequest,
+    "ApiVersions",
+    ApiVersionsRequest::VERSIONS.min,
+    ApiVersionsRequest::VERSIONS.max,
+    walker::api_versions
+);
+// v0 sends raw SASL tokens without Kafka framing afterwards; every broker
+// since 1.0 supports v1.
+known_request!(
+    SaslHandshakeRequest,
+    "SaslHandshake",
+    1,
+    SaslHandshakeRequest::VERSIONS.max,
+    walker::sasl_handshake
+);
+known_request!(
+    SaslAuthenticateRequest,
+    "SaslAuthenticate",
+    SaslAuthenticateRequest::VERSIONS.min,
+    SaslAuthenticateRequest::VERSIONS.max,
+    walker::sasl_authenticate
+);
+known_request!(
+    FindCoordinatorRequest,
+    "FindCoordinator",
+    FindCoordinatorRequest::VERSIONS.min,
+    FindCoordinatorRequest::VERSIONS.max,
+    walker::find_coordinator
+);
+known_request!(
+    JoinGroupRequest,
+    "JoinGroup",
+    JoinGroupRequest::VERSIONS.min,
+    JoinGroupRequest::VERSIONS.max,
+    walker::join_group
+);
+known_request!(
+    SyncGroupRequest,
+    "SyncGroup",
+    SyncGroupRequest::VERSIONS.min,
+    SyncGroupRequest::VERSIONS.max,
+    walker::sync_group
+);
+known_request!(
+    HeartbeatRequest,
+    "Heartbeat",
+    HeartbeatRequest::VERSIONS.min,
+    HeartbeatRequest::VERSIONS.max,
+    walker::heartbeat
+);
+known_request!(
+    LeaveGroupRequest,
+    "LeaveGroup",
+    LeaveGroupRequest::VERSIONS.min,
+    LeaveGroupRequest::VERSIONS.max,
+    walker::leave_group
+);
+// v10 identifies topics by id instead of name; we commit by name.
+known_request!(
+    OffsetCommitRequest,
+    "OffsetCommit",
+    OffsetCommitRequest::VERSIONS.min,
+    9,
+    walker::offset_commit
+);
+// Same for v10 of OffsetFetch.
+known_request!(
+    OffsetFetchRequest,
+    "OffsetFetch",
+    OffsetFetchRequest::VERSIONS.min,
+    9,
+    walker::offset_fetch
+);
+
+impl BrokerConnection {
+    /// The versions the broker advertised for an API, if it offers it.
+    pub fn broker_versions(&self, api: ApiKey) -> Option<VersionRange> {
+        self.broker_versions.get(&(api as i16)).copied()
+    }
+
+    /// The version [`send`](Self::send) uses for `R`: the highest both sides
+    /// support.
+    pub fn version<R: KnownRequest>(&self) -> Result<i16, ConnectionError> {
+        let ours = R::our_versions();
+        let theirs = self.broker_versions.get(&R::KEY).copied();
+        match theirs.map(|t| ours.intersect(&t)) {
+            Some(both) if !both.is_empty() => Ok(both.max),
+            _ => Err(ConnectionError::UnsupportedVersion {
+                broker: self.broker.clone(),
+                api: R::NAME,
+                ours,
+                theirs,
+            }),
+        }
+    }
+
+    /// `ApiVersions`: records what the broker supports.
+    pub(super) async fn negotiate_versions(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<(), ConnectionError> {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str(CLIENT_SOFTWARE_NAME))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut version = ApiVersionsRequest::MAX_VERSION;
+        // At most two tries: ours, then the broker's newest.
+        for _ in 0..2 {
+            let (body, body_version) = self
+                .exchange(&request, version, deadline, self.request_timeout)
+                .await?;
+            let response: ApiVersionsResponse =
+                self.decode::<ApiVersionsRequest>(body, body_version)?;
+            self.broker_versions = response
+                .api_keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.api_key,
+                        VersionRange {
+                            min: k.min_version,
+                            max: k.max_version,
+                        },
+                    )
+                })
+                .collect();
+            match response.error_code {
+                0 => {
+                    debug!(broker = %self.broker, version, "ApiVersions negotiated");
+                    return Ok(());
+                }
+                UNSUPPORTED_VERSION => {
+                    let theirs = self
+                        .broker_versions
+                        .get(&(ApiKey::ApiVersions as i16))
+                        .copied();
+                    match theirs.map(|t| ApiVersionsRequest::our_versions().intersect(&t)) {
+                        Some(both) if !both.is_empty() && both.max < version => version = both.max,
+                        _ => {
+                            return Err(ConnectionError::UnsupportedVersion {
+                                broker: self.broker.clone(),
+                                api: ApiVersionsRequest::NAME,
+                                ours: ApiVersionsRequest::our_versions(),
+                                theirs,
+                            })
+                        }
+                    }
+                }
+                code => {
+                    return Err(ConnectionError::Api {
+                        broker: self.broker.clone(),
+                        api: ApiVersionsRequest::NAME,
+                        code: KafkaCode(code),
+                    })
+                }
+            }
+        }
+        Err(ConnectionError::UnsupportedVersion {
+            broker: self.broker.clone(),
+            api: ApiVersionsRequest::NAME,
+            ours: ApiVersionsRequest::our_versions(),
+            theirs: self
+                .broker_versions
+                .get(&(ApiKey::ApiVersions as i16))
+                .copied(),
+        })
+    }
+}
