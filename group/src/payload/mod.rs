@@ -27,13 +27,13 @@
 //! nonsensical lengths are errors, never panics.
 //!
 //! The byte layout itself is `kafka-protocol`'s generated
-//! [`ConsumerProtocolSubscription`] / [`ConsumerProtocolAssignment`]. Before
-//! handing untrusted bytes to the generated decoder we walk them once
-//! (`Walker`) to check every length against the bytes actually present:
-//! the generated decoder pre-allocates arrays from the declared element count,
-//! so a 10-byte payload declaring 2^31 topics would otherwise abort the
-//! process on allocation failure. Another member's JoinGroup metadata is
-//! exactly such untrusted input for the group leader.
+//! `ConsumerProtocolSubscription` / `ConsumerProtocolAssignment`. Another
+//! member's JoinGroup metadata is untrusted input for the group leader, so
+//! before decoding it we walk it once (`Walker`) against the schema: a bad
+//! payload is reported as which field, at which byte, was wrong (the leader
+//! logs it and gives that member nothing), and every length is checked
+//! against the bytes present. The vendored `kafka-protocol` bounds its own
+//! pre-allocation too (`vendor/kafka-protocol/PATCHES.md`).
 
 use std::fmt;
 
@@ -223,7 +223,7 @@ fn encode_error<E: fmt::Display>(kind: PayloadKind, version: i16) -> impl Fn(E) 
 }
 
 /// A bounds-checking pass over a payload that mirrors the schema, run before
-/// the generated decoder so that every length it trusts is known to fit.
+/// the generated decoder: errors name the field and the byte.
 ///
 /// Offsets in errors count from the start of the payload, header included.
 struct Walker<'a> {

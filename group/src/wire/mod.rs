@@ -23,12 +23,13 @@
 //!
 //! Nothing a broker (or whatever listens on the port) sends can panic or hang
 //! us: frames are length-checked against [`MAX_FRAME_BYTES`], a short read is
-//! an error, and every response is *walked* before `kafka-protocol` decodes
-//! it. The walk (module `wire`) mirrors the generated decoders and checks
-//! every length prefix against the bytes actually present, because those
-//! decoders call `Vec::with_capacity` with the declared element count: a
-//! 20-byte frame declaring 2^31 group members would otherwise abort the
-//! process on allocation failure.
+//! an error, and `kafka-protocol` decodes the rest. Its decoders read array
+//! lengths off the wire; the vendored copy (`vendor/kafka-protocol`, see
+//! its PATCHES.md) rejects a count larger than the bytes left and
+//! pre-allocates at most 1024 elements, so memory follows the bytes
+//! received: a 20-byte frame declaring 2^31 group members is a decode
+//! error, not an abort on a failed 257 GB allocation. The `group_responses`
+//! fuzz target checks that bound.
 //!
 //! After a failed or cancelled request the connection is unusable (its
 //! stream may be mid-frame) and says so; the owner opens a new one.
@@ -52,7 +53,6 @@ use tracing::debug;
 mod error;
 mod handshake;
 mod versions;
-mod walker;
 
 pub use error::ConnectionError;
 pub use handshake::{preflight, Preflight};
@@ -491,8 +491,8 @@ impl BrokerConnection {
         }
     }
 
-    /// Validates the whole frame (header and body), checks the correlation
-    /// id and returns the body with the version to decode it at.
+    /// Decodes the response header, checks the correlation id and returns
+    /// the body with the version to decode it at.
     fn check_frame<R: KnownRequest>(
         &self,
         frame: Bytes,
@@ -506,19 +506,6 @@ impl BrokerConnection {
             reason,
         };
         let header_version = R::Response::header_version(version);
-        let mut w = walker::Walker::new(&frame);
-        walker::response_header(&mut w, header_version).map_err(|e| decode_err(e.to_string()))?;
-        // Every ApiVersions version starts with the error code, and a broker
-        // answers a version it does not know with UNSUPPORTED_VERSION in the
-        // v0 layout (the header is v0 for every ApiVersions version).
-        let body_version = if R::KEY == ApiKey::ApiVersions as i16
-            && w.peek_i16() == Some(versions::UNSUPPORTED_VERSION)
-        {
-            0
-        } else {
-            version
-        };
-        R::check_response(&mut w, body_version).map_err(|e| decode_err(e.to_string()))?;
         let mut buf = frame;
         let header = ResponseHeader::decode(&mut buf, header_version)
             .map_err(|e| decode_err(e.to_string()))?;
@@ -530,6 +517,16 @@ impl BrokerConnection {
                 got: header.correlation_id,
             });
         }
+        // Every ApiVersions version starts with the error code, and a broker
+        // answers a version it does not know with UNSUPPORTED_VERSION in the
+        // v0 layout (the header is v0 for every ApiVersions version).
+        let body_version = if R::KEY == ApiKey::ApiVersions as i16
+            && buf.get(..2) == Some(&versions::UNSUPPORTED_VERSION.to_be_bytes()[..])
+        {
+            0
+        } else {
+            version
+        };
         Ok((buf, body_version))
     }
 

@@ -13,7 +13,7 @@ use kafka_protocol::{
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{walker, BrokerConnection, ConnectionError};
+use super::{BrokerConnection, ConnectionError};
 use crate::error::KafkaCode;
 
 /// Sent in `ApiVersions` v3+ (brokers show it in their client metrics).
@@ -23,9 +23,8 @@ const CLIENT_SOFTWARE_NAME: &str = "kind-kafka-rs";
 /// version it does not know with this code, in the v0 layout.
 pub(super) const UNSUPPORTED_VERSION: i16 = 35;
 
-/// A request this connection can negotiate and whose responses it can
-/// validate before decoding. Sealed: implemented for the group-protocol
-/// APIs and the connection's own handshake APIs.
+/// A request this connection can negotiate. Sealed: implemented for the
+/// group-protocol APIs and the connection's own handshake APIs.
 pub trait KnownRequest: Request + sealed::Sealed {
     /// The API's name, for errors and logs.
     const NAME: &'static str;
@@ -45,30 +44,18 @@ pub trait KnownRequest: Request + sealed::Sealed {
 }
 
 mod sealed {
-    /// Checks a response body's structure; see the module docs.
-    pub trait Sealed {
-        fn check_response(
-            w: &mut super::walker::Walker<'_>,
-            version: i16,
-        ) -> Result<(), super::walker::WireError>;
-    }
+    /// Implemented for the requests below only.
+    pub trait Sealed {}
 }
 
 macro_rules! known_request {
-    ($req:ty, $name:literal, $min:expr, $max:expr, $check:path) => {
+    ($req:ty, $name:literal, $min:expr, $max:expr) => {
         impl KnownRequest for $req {
             const NAME: &'static str = $name;
             const MIN_VERSION: i16 = $min;
             const MAX_VERSION: i16 = $max;
         }
-        impl sealed::Sealed for $req {
-            fn check_response(
-                w: &mut walker::Walker<'_>,
-                version: i16,
-            ) -> Result<(), walker::WireError> {
-                $check(w, version)
-            }
-        }
+        impl sealed::Sealed for $req {}
     };
 }
 
@@ -76,8 +63,7 @@ known_request!(
     ApiVersionsRequest,
     "ApiVersions",
     ApiVersionsRequest::VERSIONS.min,
-    ApiVersionsRequest::VERSIONS.max,
-    walker::api_versions
+    ApiVersionsRequest::VERSIONS.max
 );
 // v0 sends raw SASL tokens without Kafka framing afterwards; every broker
 // since 1.0 supports v1.
@@ -85,66 +71,57 @@ known_request!(
     SaslHandshakeRequest,
     "SaslHandshake",
     1,
-    SaslHandshakeRequest::VERSIONS.max,
-    walker::sasl_handshake
+    SaslHandshakeRequest::VERSIONS.max
 );
 known_request!(
     SaslAuthenticateRequest,
     "SaslAuthenticate",
     SaslAuthenticateRequest::VERSIONS.min,
-    SaslAuthenticateRequest::VERSIONS.max,
-    walker::sasl_authenticate
+    SaslAuthenticateRequest::VERSIONS.max
 );
 known_request!(
     FindCoordinatorRequest,
     "FindCoordinator",
     FindCoordinatorRequest::VERSIONS.min,
-    FindCoordinatorRequest::VERSIONS.max,
-    walker::find_coordinator
+    FindCoordinatorRequest::VERSIONS.max
 );
 known_request!(
     JoinGroupRequest,
     "JoinGroup",
     JoinGroupRequest::VERSIONS.min,
-    JoinGroupRequest::VERSIONS.max,
-    walker::join_group
+    JoinGroupRequest::VERSIONS.max
 );
 known_request!(
     SyncGroupRequest,
     "SyncGroup",
     SyncGroupRequest::VERSIONS.min,
-    SyncGroupRequest::VERSIONS.max,
-    walker::sync_group
+    SyncGroupRequest::VERSIONS.max
 );
 known_request!(
     HeartbeatRequest,
     "Heartbeat",
     HeartbeatRequest::VERSIONS.min,
-    HeartbeatRequest::VERSIONS.max,
-    walker::heartbeat
+    HeartbeatRequest::VERSIONS.max
 );
 known_request!(
     LeaveGroupRequest,
     "LeaveGroup",
     LeaveGroupRequest::VERSIONS.min,
-    LeaveGroupRequest::VERSIONS.max,
-    walker::leave_group
+    LeaveGroupRequest::VERSIONS.max
 );
 // v10 identifies topics by id instead of name; we commit by name.
 known_request!(
     OffsetCommitRequest,
     "OffsetCommit",
     OffsetCommitRequest::VERSIONS.min,
-    9,
-    walker::offset_commit
+    9
 );
 // Same for v10 of OffsetFetch.
 known_request!(
     OffsetFetchRequest,
     "OffsetFetch",
     OffsetFetchRequest::VERSIONS.min,
-    9,
-    walker::offset_fetch
+    9
 );
 
 impl BrokerConnection {
