@@ -1,7 +1,10 @@
-//! The consumer's main loop: join the group, start a worker per assigned
-//! partition, heartbeat, commit handled offsets periodically, revoke and
-//! rejoin on a rebalance, and on shutdown drain, commit and leave — all
-//! bounded by the drain timeout.
+//! The consumer's main loop. The group membership is a
+//! [`Session`](kafka_group::session::Session): this loop starts a worker
+//! per partition it is assigned and stops the ones it must give up, commits
+//! what they handled (every commit interval, every
+//! `CONSUMER_COMMIT_MAX_RECORDS` records, before giving partitions up, at
+//! shutdown), and keeps `/healthz` and `/readyz` current. On shutdown it
+//! drains, commits and leaves, bounded by the drain timeout.
 
 use std::{
     collections::BTreeMap,
@@ -14,18 +17,14 @@ use common::{
     kafka::KafkaError,
     metrics as m,
 };
+use futures::future::BoxFuture;
 use kafka_base::backoff::Backoff;
-use kafka_group::{
-    coordinator::CoordinatorClient,
-    member::{
-        offsets_to_commit, spawn_heartbeat, CommitDone, HeartbeatReport, LastHeartbeat, Member,
-        MemberError, MemberSettings,
-    },
-    payload::Assignment,
-    state::Action,
+use kafka_group::session::{
+    Assigned, Offsets, PendingCommit, Revocation, Session, SessionError, SessionEvent,
+    SessionSettings, TopicMetadata,
 };
 use rskafka::client::Client;
-use tokio::{net::TcpListener, sync::mpsc, time::Instant};
+use tokio::{net::TcpListener, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -43,7 +42,7 @@ pub enum ConsumerError {
     Kafka(#[from] KafkaError),
     /// The group protocol says stop.
     #[error(transparent)]
-    Group(#[from] MemberError),
+    Group(#[from] SessionError),
     /// Shutdown could not commit and leave within the drain timeout.
     #[error("shutdown did not finish within the drain timeout of {timeout:?}: {detail}")]
     Drain {
@@ -113,317 +112,117 @@ async fn consume(
     let Some(client) = beating(health, connect).await.map(Arc::new) else {
         return Ok(());
     };
-
     let connection = config.kafka.connection_config().map_err(|e| {
-        ConsumerError::Group(MemberError::Unreachable {
+        ConsumerError::Group(SessionError::Unreachable {
             group: config.group.clone(),
             detail: e.to_string(),
         })
     })?;
-    let coordinator = CoordinatorClient::new(
+    let mut session = Session::start(
+        session_settings(config),
         connection,
         config.kafka.bootstrap.clone(),
-        config.group.clone(),
-        config.group_instance_id.clone(),
+        Arc::new(Metadata(Arc::clone(&client))),
     );
-    let settings = MemberSettings {
-        group: config.group.clone(),
-        group_instance_id: config.group_instance_id.clone(),
-        topics: config.topics.clone(),
-        assignors: config.assignors.clone(),
-        session_timeout: config.session_timeout,
-        heartbeat_interval: config.heartbeat_interval,
-        rebalance_timeout: config.max_poll_interval,
-        backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
-    };
-    let mut member = Member::new(coordinator, settings.clone());
     let handled = HandledSinceCommit::new(config.commit_max_records);
-    // fetch_max_bytes is set per assignment (fetch_bytes_per_partition).
-    let worker_settings = WorkerSettings {
-        fetch_max_bytes: config.fetch_max_bytes,
-        budget: Budget::new(config.buffer_max_bytes),
-        fetch_max_wait: config.fetch_max_wait,
-        buffer_batches: config.buffer_batches,
-        decoded_batch_max_bytes: config.decoded_batch_max_bytes,
-        reset: config.auto_offset_reset,
-        backoff_initial: config.kafka.backoff_initial,
-        backoff_max: config.kafka.backoff_max,
-        server_address: config.kafka.server_address(),
-        group: config.group.clone(),
-        handled: Arc::clone(&handled),
+    let mut partitions = Partitions {
+        client,
+        handler,
+        // fetch_max_bytes is set per assignment (fetch_bytes_per_partition).
+        settings: WorkerSettings {
+            fetch_max_bytes: config.fetch_max_bytes,
+            budget: Budget::new(config.buffer_max_bytes),
+            fetch_max_wait: config.fetch_max_wait,
+            buffer_batches: config.buffer_batches,
+            decoded_batch_max_bytes: config.decoded_batch_max_bytes,
+            reset: config.auto_offset_reset,
+            backoff_initial: config.kafka.backoff_initial,
+            backoff_max: config.kafka.backoff_max,
+            server_address: config.kafka.server_address(),
+            group: config.group.clone(),
+            handled: Arc::clone(&handled),
+        },
+        workers: BTreeMap::new(),
+        stop: shutdown.child_token(),
     };
     let rebalances = metrics::counter!(m::CONSUMER_REBALANCES);
     let assigned_gauge = metrics::gauge!(m::CONSUMER_ASSIGNED_PARTITIONS);
+    let mut commit_tick = tokio::time::interval_at(
+        Instant::now() + config.commit_interval,
+        config.commit_interval,
+    );
+    let mut status_tick = tokio::time::interval(Duration::from_secs(1));
+    // At most one commit on its way at a time; the session sends it on its
+    // own connection, so the loop goes on watching readiness meanwhile.
+    let mut in_flight: Option<InFlight> = None;
+    let mut in_group = false;
+    health.set_not_ready("joining the consumer group");
 
-    let mut join_retries = Backoff::new(
-        config.kafka.backoff_initial,
-        config.kafka.backoff_max.max(CONNECT_BACKOFF_MAX),
-    )
-    .retries();
     loop {
-        health.set_not_ready("joining the consumer group");
-        health.beat();
-        let counts_client = Arc::clone(&client);
-        // A JoinGroup may legitimately wait for the whole rebalance timeout;
-        // the loop is alive while it polls the join, so keep /healthz fresh.
-        let joined = beating(
-            health,
-            member.join(
-                move |topics| {
-                    let c = Arc::clone(&counts_client);
-                    async move { partition_counts(&c, &topics).await }
-                },
-                shutdown,
-            ),
-        )
-        .await;
-        let assignment = match joined {
-            Ok(a) => a,
-            Err(MemberError::Cancelled) => {
-                member.leave(config.drain_timeout).await;
-                return Ok(());
-            }
-            Err(e @ MemberError::Fatal(_)) => {
-                error!(error = %e, "cannot stay in the consumer group");
-                return Err(e.into());
-            }
-            Err(e) => {
-                warn!(error = %e, "joining the group failed; retrying");
-                metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
-                health.set_not_ready(e.to_string());
-                if !join_retries.sleep(shutdown).await {
-                    return Ok(());
-                }
-                continue;
-            }
-        };
-        join_retries.reset();
-        rebalances.increment(1);
-        let partitions: Vec<(String, i32)> = assignment
-            .topic_partitions()
-            .map(|(t, p)| (t.to_owned(), p))
-            .collect();
-        assigned_gauge.set(partitions.len() as f64);
-        info!(
-            group = %config.group,
-            generation = member.generation().generation_id,
-            partitions = %partitions.iter().map(|(t, p)| format!("{t}-{p}")).collect::<Vec<_>>().join(","),
-            "assignment received"
-        );
-
-        let fetched = tokio::select! {
-            r = beating(health, member.committed(&assignment)) => r,
+        tokio::select! {
             () = shutdown.cancelled() => {
-                member.reset_connection();
-                member.leave(config.drain_timeout).await;
-                return Ok(());
+                return drain(config, session, partitions, in_flight, health).await;
             }
-        };
-        let committed = match fetched {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "reading committed offsets failed; rejoining");
-                health.set_not_ready(e.to_string());
-                member.request_rejoin();
-                member.revocation_done();
-                if !join_retries.sleep(shutdown).await {
-                    member.leave(config.drain_timeout).await;
-                    return Ok(());
+            event = session.next_event() => match event {
+                Some(SessionEvent::Assigned(assigned)) => {
+                    rebalances.increment(1);
+                    in_group = true;
+                    handled.restart();
+                    partitions.start(config, &assigned);
+                    assigned_gauge.set(partitions.workers.len() as f64);
+                    commit_tick.reset();
+                    // Readiness and lag at once, not a second later.
+                    status_tick.reset_immediately();
                 }
-                continue;
-            }
-        };
-
-        // The buffer budget is split over the partitions assigned now.
-        let fetch_max_bytes = fetch_bytes_per_partition(
-            config.buffer_max_bytes,
-            partitions.len(),
-            config.buffer_batches,
-            config.fetch_max_bytes,
-        );
-        if !partitions.is_empty() {
-            info!(
-                group = %config.group,
-                partitions = partitions.len(),
-                fetch_max_bytes,
-                buffer_max_bytes = config.buffer_max_bytes,
-                buffer_batches = config.buffer_batches,
-                "fetch size per partition"
-            );
-        }
-        let worker_settings = WorkerSettings {
-            fetch_max_bytes,
-            ..worker_settings.clone()
-        };
-
-        let generation_stop = shutdown.child_token();
-        handled.restart();
-        let workers: Vec<Worker> = partitions
-            .iter()
-            .map(|(t, p)| {
-                let c = committed.get(&(t.clone(), *p)).copied().unwrap_or(-1);
-                Worker::start(
-                    Arc::clone(&client),
-                    t.clone(),
-                    *p,
-                    c,
-                    Arc::clone(&handler),
-                    worker_settings.clone(),
-                    &generation_stop,
-                )
-            })
-            .collect();
-        for w in &workers {
-            let c = w.progress.committed.load(Ordering::Relaxed);
-            if c >= 0 {
-                metrics::gauge!(m::CONSUMER_COMMITTED_OFFSET, "topic" => w.topic.clone(), "partition" => w.partition.to_string()).set(c as f64);
-            }
-        }
-
-        let (hb_tx, mut hb_rx) = mpsc::channel::<HeartbeatReport>(4);
-        let heartbeat = spawn_heartbeat(
-            member.heartbeat_client(),
-            member.generation().clone(),
-            &settings,
-            hb_tx,
-            generation_stop.clone(),
-        );
-        let mut commit_tick = tokio::time::interval_at(
-            Instant::now() + config.commit_interval,
-            config.commit_interval,
-        );
-        let mut status_tick = tokio::time::interval(Duration::from_secs(1));
-        let mut metadata_tick = tokio::time::interval_at(
-            Instant::now() + config.metadata_refresh,
-            config.metadata_refresh,
-        );
-        metadata_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut metadata_check: Option<tokio::task::JoinHandle<Option<BTreeMap<String, i32>>>> =
-            None;
-        // Partition counts this generation was assigned with; a change (a
-        // topic created or grown) needs a new assignment, as in Java where
-        // the metadata refresh triggers a rejoin.
-        let counts_at_join = bounded_counts(&client, &config.topics, shutdown).await;
-        let status = Status {
-            group: &config.group,
-            stall_after: config.stall_after,
-            session_timeout: config.session_timeout,
-            assignment: &assignment,
-        };
-        // At most one commit on its way at a time, on its own connection:
-        // the loop goes on watching heartbeats and readiness meanwhile.
-        let mut in_flight: Option<InFlight> = None;
-
-        let outcome = loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break Outcome::Shutdown,
-                Some(report) = hb_rx.recv() => {
-                    let expired = matches!(report, HeartbeatReport::SessionExpired { .. });
-                    match member.on_heartbeat(report) {
-                        Action::Fatal(e) => break Outcome::Fatal(MemberError::Fatal(e)),
-                        _ if member.revocation_pending().is_some() => break Outcome::Rebalance,
-                        _ => {}
+                Some(SessionEvent::Revoke(revocation)) => {
+                    health.set_not_ready("rebalancing");
+                    in_group = false;
+                    if let Some(flight) = in_flight.take() {
+                        flight.wait(health, &partitions).await;
                     }
-                    if expired {
-                        status.update(health, &workers, &heartbeat.last_ok, &[]);
-                    }
+                    revoke(config, &session, &mut partitions, &revocation, health).await;
+                    assigned_gauge.set(partitions.workers.len() as f64);
+                    health.set_not_ready("joining the consumer group");
                 }
-                done = async { (&mut in_flight.as_mut().expect("guarded").task).await }, if in_flight.is_some() => {
-                    let flight = in_flight.take().expect("guarded");
-                    if let Err(e) = flight.finish(&mut member, &workers, done) {
-                        if matches!(e, MemberError::Fatal(_)) {
-                            break Outcome::Fatal(e);
-                        }
-                        warn!(error = %e, "periodic commit failed; offsets stay pending");
-                        if member.revocation_pending().is_some() {
-                            break Outcome::Rebalance;
-                        }
-                    }
+                Some(SessionEvent::Retrying(e)) => {
+                    metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
+                    health.set_not_ready(e.to_string());
                 }
-                _ = commit_tick.tick(), if in_flight.is_none() => {
-                    in_flight = start_commit(&mut member, &workers, &handled, commit_timeout(config));
+                Some(SessionEvent::Fatal(e)) => {
+                    partitions.stop_all(Duration::from_millis(500)).await;
+                    error!(error = %e, "cannot stay in the consumer group");
+                    return Err(e.into());
                 }
-                () = handled.reached(), if in_flight.is_none() => {
-                    debug!(group = %config.group, max_records = config.commit_max_records, "records handled since the last commit reached the limit; committing");
-                    in_flight = start_commit(&mut member, &workers, &handled, commit_timeout(config));
+                // The session's task ended without a word: no way to go on.
+                None => {
+                    partitions.stop_all(Duration::from_millis(500)).await;
+                    return Err(SessionError::Cancelled.into());
                 }
-                _ = metadata_tick.tick(), if metadata_check.is_none() => {
-                    // Off the loop, bounded and cancellable: rskafka retries a
-                    // metadata request until its deadline, and neither the
-                    // heartbeat reports nor SIGTERM must wait for that.
-                    let (client, topics, shutdown) = (Arc::clone(&client), config.topics.clone(), shutdown.clone());
-                    metadata_check = Some(tokio::spawn(async move { bounded_counts(&client, &topics, &shutdown).await }));
-                }
-                now = async { (&mut metadata_check.as_mut().expect("guarded")).await }, if metadata_check.is_some() => {
-                    metadata_check = None;
-                    if let (Some(before), Ok(Some(now))) = (&counts_at_join, now) {
-                        if before != &now {
-                            info!(group = %config.group, ?before, ?now, "subscribed topics changed; asking for a rebalance");
-                            member.request_rejoin();
-                            if member.revocation_pending().is_some() {
-                                break Outcome::Rebalance;
-                            }
-                        }
-                    }
-                }
-                _ = status_tick.tick() => {
-                    health.beat();
-                    let missing: Vec<&str> = config
-                        .topics
-                        .iter()
-                        .filter(|t| counts_at_join.as_ref().is_some_and(|c| !c.contains_key(t.as_str())))
-                        .map(String::as_str)
-                        .collect();
-                    status.update(health, &workers, &heartbeat.last_ok, &missing);
+                Some(_) => {}
+            },
+            result = async { (&mut in_flight.as_mut().expect("guarded").pending).await }, if in_flight.is_some() => {
+                let flight = in_flight.take().expect("guarded");
+                if let Err(e) = flight.finish(&partitions, result) {
+                    warn!(error = %e, "periodic commit failed; offsets stay pending");
                 }
             }
-        };
-        // A commit on its way finishes (within its own deadline) before the
-        // partitions are given up or the final commit is sent: commits of
-        // one member never overtake each other.
-        if let Some(check) = metadata_check.take() {
-            check.abort();
-        }
-        if !matches!(outcome, Outcome::Shutdown) {
-            if let Some(flight) = in_flight.take() {
-                flight.wait(health, &mut member, &workers).await;
+            _ = commit_tick.tick(), if in_flight.is_none() && in_group => {
+                in_flight = start_commit(&session, &partitions, &handled, commit_timeout(config));
             }
-        }
-        generation_stop.cancel();
-        let _ = heartbeat.task.await;
-
-        match outcome {
-            Outcome::Rebalance => {
-                health.set_not_ready("rebalancing");
-                let lost = member.revocation_pending().unwrap_or(true);
-                for w in &workers {
-                    clear_partition_gauges(&config.group, &w.topic, w.partition);
+            () = handled.reached(), if in_flight.is_none() && in_group => {
+                debug!(group = %config.group, max_records = config.commit_max_records, "records handled since the last commit reached the limit; committing");
+                in_flight = start_commit(&session, &partitions, &handled, commit_timeout(config));
+            }
+            _ = status_tick.tick() => {
+                health.beat();
+                if in_group {
+                    let status = Status {
+                        group: &config.group,
+                        stall_after: config.stall_after,
+                        session_timeout: config.session_timeout,
+                    };
+                    status.update(health, &partitions, session.heartbeat_silence(), &session.missing_topics());
                 }
-                let positions = beating(health, stop_workers(workers, config.drain_timeout)).await;
-                if !lost {
-                    let offsets = offsets_to_commit(&positions);
-                    let result = beating(
-                        health,
-                        member.commit_within(&offsets, Some(commit_timeout(config))),
-                    )
-                    .await;
-                    match result {
-                        Ok(()) => record_commit(&positions),
-                        Err(e) => {
-                            warn!(error = %e, "commit before giving up the partitions failed; the next owner may see these records again");
-                        }
-                    }
-                }
-                member.revocation_done();
-                info!(group = %config.group, lost, "partitions revoked; rejoining");
-            }
-            Outcome::Fatal(e) => {
-                let _ = stop_workers(workers, Duration::from_millis(500)).await;
-                error!(error = %e, "cannot stay in the consumer group");
-                return Err(e.into());
-            }
-            Outcome::Shutdown => {
-                return drain(config, &mut member, workers, in_flight, health).await;
             }
         }
     }
@@ -433,10 +232,38 @@ async fn consume(
 /// README's "100 ms doubling to 30 s").
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-enum Outcome {
-    Shutdown,
-    Rebalance,
-    Fatal(MemberError),
+/// The group membership's settings from the consumer's.
+fn session_settings(config: &Config) -> SessionSettings {
+    SessionSettings {
+        group: config.group.clone(),
+        group_instance_id: config.group_instance_id.clone(),
+        topics: config.topics.clone(),
+        assignors: config.assignors.clone(),
+        session_timeout: config.session_timeout,
+        heartbeat_interval: config.heartbeat_interval,
+        rebalance_timeout: config.max_poll_interval,
+        retry_backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
+        rejoin_backoff: Backoff::new(
+            config.kafka.backoff_initial,
+            config.kafka.backoff_max.max(CONNECT_BACKOFF_MAX),
+        ),
+        metadata_refresh: config.metadata_refresh,
+        revocation_commit_timeout: commit_timeout(config),
+    }
+}
+
+/// Partition counts from rskafka's metadata, for the session.
+#[derive(Debug)]
+struct Metadata(Arc<Client>);
+
+impl TopicMetadata for Metadata {
+    fn partition_counts(
+        &self,
+        topics: Vec<String>,
+    ) -> BoxFuture<'static, Result<BTreeMap<String, i32>, String>> {
+        let client = Arc::clone(&self.0);
+        Box::pin(async move { partition_counts(&client, &topics).await })
+    }
 }
 
 /// How long one commit may take (periodic, and before giving partitions
@@ -449,8 +276,8 @@ fn commit_timeout(config: &Config) -> Duration {
 }
 
 /// Awaits `fut`, beating `health` every second meanwhile: waiting for the
-/// broker (a JoinGroup, a commit, a frozen coordinator) is the loop doing
-/// its job, so `/healthz` stays 200.
+/// broker (a commit, a frozen coordinator, workers finishing) is the loop
+/// doing its job, so `/healthz` stays 200.
 async fn beating<F: std::future::Future>(health: &Health, fut: F) -> F::Output {
     tokio::pin!(fut);
     let mut beat = tokio::time::interval(Duration::from_secs(1));
@@ -462,144 +289,245 @@ async fn beating<F: std::future::Future>(health: &Health, fut: F) -> F::Output {
     }
 }
 
-/// Stops every worker at once, each within `within`; returns the positions
-/// to commit (handled, not yet committed).
-async fn stop_workers(workers: Vec<Worker>, within: Duration) -> BTreeMap<(String, i32), i64> {
-    let stopped = futures::future::join_all(workers.into_iter().map(|w| async move {
-        let key = (w.topic.clone(), w.partition);
-        let committed = w.progress.committed.load(Ordering::Relaxed);
-        let progress = Arc::clone(&w.progress);
-        let pos = w.stop(within).await;
-        progress.position.store(pos, Ordering::Release);
-        (key, pos, committed)
-    }))
+/// The partitions this member works on: a worker each.
+struct Partitions {
+    client: Arc<Client>,
+    handler: Arc<dyn RecordHandler>,
+    settings: WorkerSettings,
+    workers: BTreeMap<(String, i32), Worker>,
+    /// Parent of every worker's stop token: shutdown stops them all.
+    stop: CancellationToken,
+}
+
+impl Partitions {
+    /// Starts a worker for each assigned partition not running yet.
+    fn start(&mut self, config: &Config, assigned: &Assigned) {
+        let names: Vec<String> = assigned
+            .partitions
+            .iter()
+            .map(|p| format!("{}-{}", p.topic, p.partition))
+            .collect();
+        info!(
+            group = %config.group,
+            generation = assigned.generation,
+            partitions = %names.join(","),
+            "assignment received"
+        );
+        let total = self.workers.len()
+            + assigned
+                .partitions
+                .iter()
+                .filter(|p| !self.workers.contains_key(&(p.topic.clone(), p.partition)))
+                .count();
+        // The buffer budget is split over the partitions held now.
+        let fetch_max_bytes = fetch_bytes_per_partition(
+            config.buffer_max_bytes,
+            total,
+            config.buffer_batches,
+            config.fetch_max_bytes,
+        );
+        if !assigned.partitions.is_empty() {
+            info!(
+                group = %config.group,
+                partitions = total,
+                fetch_max_bytes,
+                buffer_max_bytes = config.buffer_max_bytes,
+                buffer_batches = config.buffer_batches,
+                "fetch size per partition"
+            );
+        }
+        let settings = WorkerSettings {
+            fetch_max_bytes,
+            ..self.settings.clone()
+        };
+        for p in &assigned.partitions {
+            let key = (p.topic.clone(), p.partition);
+            if self.workers.contains_key(&key) {
+                continue;
+            }
+            let committed = p.committed.unwrap_or(-1);
+            let worker = Worker::start(
+                Arc::clone(&self.client),
+                p.topic.clone(),
+                p.partition,
+                committed,
+                Arc::clone(&self.handler),
+                settings.clone(),
+                &self.stop,
+            );
+            if committed >= 0 {
+                metrics::gauge!(m::CONSUMER_COMMITTED_OFFSET, "topic" => p.topic.clone(), "partition" => p.partition.to_string()).set(committed as f64);
+            }
+            self.workers.insert(key, worker);
+        }
+    }
+
+    /// Stops the workers of `keys` together, each within `within`; returns
+    /// what they handled and had not committed.
+    async fn stop(&mut self, keys: &[(String, i32)], within: Duration) -> Offsets {
+        let workers: Vec<Worker> = keys.iter().filter_map(|k| self.workers.remove(k)).collect();
+        let stopped = futures::future::join_all(workers.into_iter().map(|w| async move {
+            let key = (w.topic.clone(), w.partition);
+            let committed = w.progress.committed.load(Ordering::Relaxed);
+            let progress = Arc::clone(&w.progress);
+            let pos = w.stop(within).await;
+            progress.position.store(pos, Ordering::Release);
+            (key, pos, committed)
+        }))
+        .await;
+        stopped
+            .into_iter()
+            .filter(|(_, pos, committed)| *pos >= 0 && pos != committed)
+            .map(|(key, pos, _)| (key, pos))
+            .collect()
+    }
+
+    async fn stop_all(&mut self, within: Duration) -> Offsets {
+        self.stop.cancel();
+        let keys: Vec<(String, i32)> = self.workers.keys().cloned().collect();
+        self.stop(&keys, within).await
+    }
+
+    /// What the workers handled and have not committed.
+    fn handled(&self) -> Offsets {
+        self.workers
+            .iter()
+            .filter_map(|(key, w)| {
+                let pos = w.progress.position.load(Ordering::Acquire);
+                let committed = w.progress.committed.load(Ordering::Relaxed);
+                (pos >= 0 && pos != committed).then(|| (key.clone(), pos))
+            })
+            .collect()
+    }
+
+    /// Records a successful commit of `offsets` on the workers still here.
+    fn committed(&self, offsets: &Offsets) {
+        for (key, offset) in offsets {
+            if let Some(w) = self.workers.get(key) {
+                w.progress.committed.store(*offset, Ordering::Relaxed);
+            }
+        }
+        record_commit(offsets);
+    }
+}
+
+/// Gives up the revoked partitions: stops their workers, then hands what
+/// they handled to the session, which commits it unless they were lost.
+async fn revoke(
+    config: &Config,
+    session: &Session,
+    partitions: &mut Partitions,
+    revocation: &Revocation,
+    health: &Health,
+) {
+    for (topic, partition) in &revocation.partitions {
+        clear_partition_gauges(&config.group, topic, *partition);
+    }
+    let handled = beating(
+        health,
+        partitions.stop(&revocation.partitions, config.drain_timeout),
+    )
     .await;
-    stopped
-        .into_iter()
-        .filter(|(_, pos, committed)| *pos >= 0 && pos != committed)
-        .map(|(key, pos, _)| (key, pos))
-        .collect()
+    let committing = handled.clone();
+    match beating(health, session.revoked(handled)).await {
+        Ok(()) if !revocation.lost => record_commit(&committing),
+        Ok(()) => {}
+        Err(e) => {
+            warn!(error = %e, "commit before giving up the partitions failed; the next owner may see these records again");
+        }
+    }
 }
 
 /// A periodic commit on its way.
 struct InFlight {
-    task: tokio::task::JoinHandle<CommitDone>,
-    positions: BTreeMap<(String, i32), i64>,
+    pending: PendingCommit,
+    offsets: Offsets,
     started: Instant,
 }
 
 impl InFlight {
     /// Waits for the commit (bounded by its own deadline) and applies it.
-    async fn wait(self, health: &Health, member: &mut Member, workers: &[Worker]) {
-        let done = beating(health, self.task).await;
-        if let Err(e) = Self::finish_with(&self.positions, member, workers, done) {
+    async fn wait(self, health: &Health, partitions: &Partitions) {
+        let InFlight {
+            pending,
+            offsets,
+            started,
+        } = self;
+        let result = beating(health, pending).await;
+        if let Err(e) = commit_outcome(partitions, &offsets, started, result) {
             warn!(error = %e, "commit failed; offsets stay pending");
         }
     }
 
+    /// Applies the commit's `result`.
     fn finish(
         self,
-        member: &mut Member,
-        workers: &[Worker],
-        done: Result<CommitDone, tokio::task::JoinError>,
-    ) -> Result<(), MemberError> {
-        metrics::histogram!(m::CONSUMER_COMMIT_LATENCY)
-            .record(self.started.elapsed().as_secs_f64());
-        Self::finish_with(&self.positions, member, workers, done)
-    }
-
-    fn finish_with(
-        positions: &BTreeMap<(String, i32), i64>,
-        member: &mut Member,
-        workers: &[Worker],
-        done: Result<CommitDone, tokio::task::JoinError>,
-    ) -> Result<(), MemberError> {
-        let result = match done {
-            Ok(done) => member.finish_commit(done),
-            Err(e) => {
-                // The task panicked or was aborted: the commit client went
-                // with it; the next commit opens a new connection.
-                member.reset_connection();
-                Err(MemberError::Commit {
-                    group: member.machine().group_id().to_owned(),
-                    detail: e.to_string(),
-                })
-            }
-        };
-        match &result {
-            Ok(()) => {
-                for w in workers {
-                    if let Some(p) = positions.get(&(w.topic.clone(), w.partition)) {
-                        w.progress.committed.store(*p, Ordering::Relaxed);
-                    }
-                }
-                record_commit(positions);
-            }
-            Err(_) => metrics::counter!(m::CONSUMER_ERRORS, "kind" => "commit").increment(1),
-        }
-        result
+        partitions: &Partitions,
+        result: Result<(), SessionError>,
+    ) -> Result<(), SessionError> {
+        commit_outcome(partitions, &self.offsets, self.started, result)
     }
 }
 
-/// Starts committing what the workers handled since the last commit, off
-/// the loop; `None` when there is nothing to commit (or the member may not
-/// commit now, which the next rebalance settles).
+/// Records how a commit of `offsets` started at `started` ended.
+fn commit_outcome(
+    partitions: &Partitions,
+    offsets: &Offsets,
+    started: Instant,
+    result: Result<(), SessionError>,
+) -> Result<(), SessionError> {
+    metrics::histogram!(m::CONSUMER_COMMIT_LATENCY).record(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => partitions.committed(offsets),
+        Err(_) => metrics::counter!(m::CONSUMER_ERRORS, "kind" => "commit").increment(1),
+    }
+    result
+}
+
+/// Starts committing what the workers handled since the last commit;
+/// `None` when there is nothing to commit.
 fn start_commit(
-    member: &mut Member,
-    workers: &[Worker],
+    session: &Session,
+    partitions: &Partitions,
     handled: &HandledSinceCommit,
     within: Duration,
 ) -> Option<InFlight> {
     // First: records handled after this point count towards the next commit.
     handled.restart();
-    let positions: BTreeMap<(String, i32), i64> = workers
-        .iter()
-        .filter_map(|w| {
-            let pos = w.progress.position.load(Ordering::Acquire);
-            let committed = w.progress.committed.load(Ordering::Relaxed);
-            (pos >= 0 && pos != committed).then(|| ((w.topic.clone(), w.partition), pos))
-        })
-        .collect();
-    match member.start_commit(offsets_to_commit(&positions), Some(within)) {
-        Ok(Some(job)) => Some(InFlight {
-            task: tokio::spawn(job.run()),
-            positions,
-            started: Instant::now(),
-        }),
-        Ok(None) => None,
-        Err(e) => {
-            debug!(error = %e, "not committing now");
-            None
-        }
+    let offsets = partitions.handled();
+    if offsets.is_empty() {
+        return None;
     }
+    Some(InFlight {
+        pending: session.commit(offsets.clone(), within),
+        offsets,
+        started: Instant::now(),
+    })
 }
 
 /// SIGTERM: stop fetching, finish the records in hand, commit, leave — all
 /// within the drain timeout.
 async fn drain(
     config: &Config,
-    member: &mut Member,
-    workers: Vec<Worker>,
+    session: Session,
+    mut partitions: Partitions,
     in_flight: Option<InFlight>,
     health: &Health,
 ) -> Result<(), ConsumerError> {
     health.set_not_ready("shutting down");
-    info!(group = %config.group, partitions = workers.len(), "shutdown: draining, committing and leaving the group");
+    info!(group = %config.group, partitions = partitions.workers.len(), "shutdown: draining, committing and leaving the group");
     let deadline = Instant::now() + config.drain_timeout;
     let work = async {
         if let Some(flight) = in_flight {
-            flight.wait(health, member, &workers).await;
+            flight.wait(health, &partitions).await;
         }
-        let positions = stop_workers(workers, config.drain_timeout / 2).await;
-        let offsets = offsets_to_commit(&positions);
+        let handled = partitions.stop_all(config.drain_timeout / 2).await;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let committed = member.commit_within(&offsets, Some(remaining)).await;
-        if committed.is_ok() && !offsets.is_empty() {
-            record_commit(&positions);
-            info!(group = %config.group, partitions = offsets.len(), "final offsets committed");
+        let committed = session.close(handled.clone(), remaining).await;
+        if committed.is_ok() && !handled.is_empty() {
+            record_commit(&handled);
+            info!(group = %config.group, partitions = handled.len(), "final offsets committed");
         }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        member.leave(remaining).await;
         committed
     };
     match tokio::time::timeout(config.drain_timeout, work).await {
@@ -607,13 +535,13 @@ async fn drain(
             info!(group = %config.group, "stopped cleanly");
             Ok(())
         }
+        Ok(Err(SessionError::Cancelled)) | Err(_) => Err(ConsumerError::Drain {
+            timeout: config.drain_timeout,
+            detail: "the broker did not answer the final commit or LeaveGroup in time".to_owned(),
+        }),
         Ok(Err(e)) => Err(ConsumerError::Drain {
             timeout: config.drain_timeout,
             detail: format!("final commit failed: {e}"),
-        }),
-        Err(_) => Err(ConsumerError::Drain {
-            timeout: config.drain_timeout,
-            detail: "the broker did not answer the final commit or LeaveGroup in time".to_owned(),
         }),
     }
 }
@@ -638,27 +566,26 @@ fn clear_partition_gauges(group: &str, topic: &str, partition: i32) {
         .set(0.0);
 }
 
-/// What readiness is judged on for one generation.
+/// What readiness is judged on.
 struct Status<'a> {
     group: &'a str,
     stall_after: Duration,
     session_timeout: Duration,
-    assignment: &'a Assignment,
 }
 
 impl Status<'_> {
-    /// Readiness and lag: ready only while Stable with partitions, a
+    /// Readiness and lag: ready only while in the group with partitions, a
     /// heartbeat through within the session timeout, and no partition
     /// lagging without progress for the stall window.
     fn update(
         &self,
         health: &Health,
-        workers: &[Worker],
-        last_heartbeat: &LastHeartbeat,
-        missing_topics: &[&str],
+        partitions: &Partitions,
+        heartbeat_silence: Option<Duration>,
+        missing_topics: &[String],
     ) {
         let mut stalled = Vec::new();
-        for w in workers {
+        for w in partitions.workers.values() {
             if let Some(lag) = w.progress.committed_lag() {
                 metrics::gauge!(m::CONSUMER_LAG, "consumergroup" => self.group.to_owned(), "topic" => w.topic.clone(), "partition" => w.partition.to_string())
                     .set(lag as f64);
@@ -679,20 +606,20 @@ impl Status<'_> {
             metrics::gauge!(m::CONSUMER_PARTITION_STALLED, "topic" => w.topic.clone(), "partition" => w.partition.to_string())
                 .set(if is_stalled { 1.0 } else { 0.0 });
         }
-        let silent = last_heartbeat.elapsed();
-        if silent >= self.session_timeout {
+        let assigned = !partitions.workers.is_empty();
+        if let Some(silent) = heartbeat_silence {
             health.set_not_ready(format!(
                 "no heartbeat got through for {}s (session timeout {}s): this member cannot know \
                  whether it still owns its partitions; finding the group coordinator again",
                 silent.as_secs(),
                 self.session_timeout.as_secs()
             ));
-        } else if !missing_topics.is_empty() && self.assignment.is_empty() {
+        } else if !missing_topics.is_empty() && !assigned {
             health.set_not_ready(format!(
                 "subscribed topic(s) {} do not exist; waiting for them to be created",
                 missing_topics.join(", ")
             ));
-        } else if self.assignment.is_empty() {
+        } else if !assigned {
             health.set_not_ready(
                 "in the group but no partitions assigned (more members than partitions?)",
             );
@@ -714,17 +641,4 @@ async fn partition_counts(
         .filter(|t| topics.contains(&t.name))
         .map(|t| (t.name, t.partitions.len() as i32))
         .collect())
-}
-
-/// Partition counts, or `None` when the cluster does not answer within 5 s
-/// or shutdown was requested.
-async fn bounded_counts(
-    client: &Client,
-    topics: &[String],
-    shutdown: &CancellationToken,
-) -> Option<BTreeMap<String, i32>> {
-    tokio::select! {
-        r = tokio::time::timeout(Duration::from_secs(5), partition_counts(client, topics)) => r.ok().and_then(Result::ok),
-        () = shutdown.cancelled() => None,
-    }
 }

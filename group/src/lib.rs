@@ -9,3 +9,4 @@ pub mod state;
 pub mod wire;
 
 pub use coordinator::committed_offsets;
+pub mod session;

@@ -48,7 +48,7 @@ pub struct MemberSettings {
 
 /// Errors the driver reports.
 #[derive(Debug, thiserror::Error)]
-pub enum MemberError {
+pub enum SessionError {
     /// The group protocol says stop (fenced, not authorised, …).
     #[error(transparent)]
     Fatal(#[from] GroupError),
@@ -86,7 +86,7 @@ pub enum MemberError {
     Cancelled,
 }
 
-impl MemberError {
+impl SessionError {
     /// Whether the consumer should give up.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::Fatal(_))
@@ -202,7 +202,7 @@ impl Member {
         &mut self,
         partition_counts: F,
         cancel: &CancellationToken,
-    ) -> Result<Assignment, MemberError>
+    ) -> Result<Assignment, SessionError>
     where
         F: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
@@ -210,13 +210,13 @@ impl Member {
         let mut coordinator_failures: u32 = 0;
         loop {
             if cancel.is_cancelled() {
-                return Err(MemberError::Cancelled);
+                return Err(SessionError::Cancelled);
             }
             let state = self.machine.state().clone();
             match state {
                 MemberState::Stable { assignment } => return Ok(assignment),
-                MemberState::Fatal(e) => return Err(MemberError::Fatal(e)),
-                MemberState::Left | MemberState::Leaving => return Err(MemberError::Cancelled),
+                MemberState::Fatal(e) => return Err(SessionError::Fatal(e)),
+                MemberState::Left | MemberState::Leaving => return Err(SessionError::Cancelled),
                 MemberState::Revoking { .. } => {
                     // The caller revoked before calling join.
                     self.machine.handle(Event::RevocationDone);
@@ -225,7 +225,7 @@ impl Member {
                     self.machine.handle(Event::JoinSent);
                     let params = self.join_params()?;
                     let result = tokio::select! {
-                        () = cancel.cancelled() => return Err(MemberError::Cancelled),
+                        () = cancel.cancelled() => return Err(SessionError::Cancelled),
                         r = self.client.join_group(&params) => r,
                     };
                     match result {
@@ -277,7 +277,7 @@ impl Member {
                         Vec::new()
                     };
                     let result = tokio::select! {
-                        () = cancel.cancelled() => return Err(MemberError::Cancelled),
+                        () = cancel.cancelled() => return Err(SessionError::Cancelled),
                         r = self.client.sync_group(generation.generation_id, &generation.member_id, &protocol, &assignments) => r,
                     };
                     match result {
@@ -307,7 +307,7 @@ impl Member {
         }
     }
 
-    fn join_params(&self) -> Result<JoinGroupParams, MemberError> {
+    fn join_params(&self) -> Result<JoinGroupParams, SessionError> {
         let subscription = Subscription::new(self.settings.topics.iter().cloned())
             .encode(SUBSCRIPTION_VERSION)
             .map_err(|e| GroupError::Protocol {
@@ -336,13 +336,13 @@ impl Member {
         &self,
         protocol: &str,
         partition_counts: &F,
-    ) -> Result<Vec<(String, bytes::Bytes)>, MemberError>
+    ) -> Result<Vec<(String, bytes::Bytes)>, SessionError>
     where
         F: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
     {
         let group = self.settings.group.clone();
-        let assignor = assignor_by_name(protocol).ok_or_else(|| MemberError::Metadata {
+        let assignor = assignor_by_name(protocol).ok_or_else(|| SessionError::Metadata {
             group: group.clone(),
             detail: format!(
                 "the coordinator chose assignor '{protocol}', which this member does not implement"
@@ -370,7 +370,7 @@ impl Member {
             .collect();
         let counts = partition_counts(topics)
             .await
-            .map_err(|detail| MemberError::Metadata {
+            .map_err(|detail| SessionError::Metadata {
                 group: group.clone(),
                 detail,
             })?;
@@ -391,14 +391,14 @@ impl Member {
         e: &CoordinatorError,
         failures: u32,
         cancel: &CancellationToken,
-    ) -> Result<(), MemberError> {
+    ) -> Result<(), SessionError> {
         warn!(group = %self.settings.group, error = %e, "group coordinator request failed; finding the coordinator again");
         self.client.mark_coordinator_dead();
         let action = self.machine.handle(Event::CoordinatorLost);
         if !e.is_retriable() {
             // Authentication, TLS or configuration: the caller reports it and
             // retries with its own, longer backoff.
-            return Err(MemberError::Unreachable {
+            return Err(SessionError::Unreachable {
                 group: self.settings.group.clone(),
                 detail: e.to_string(),
             });
@@ -414,7 +414,7 @@ impl Member {
         &mut self,
         action: Action,
         cancel: &CancellationToken,
-    ) -> Result<(), MemberError> {
+    ) -> Result<(), SessionError> {
         match action {
             Action::Continue | Action::Rejoin { .. } | Action::RejoinWithMemberId(_) => Ok(()),
             Action::Retry { backoff } => pause(backoff, cancel).await,
@@ -422,7 +422,7 @@ impl Member {
                 self.client.mark_coordinator_dead();
                 pause(backoff, cancel).await
             }
-            Action::Fail(e) | Action::Fatal(e) => Err(MemberError::Fatal(e)),
+            Action::Fail(e) | Action::Fatal(e) => Err(SessionError::Fatal(e)),
         }
     }
 
@@ -430,7 +430,7 @@ impl Member {
     pub async fn committed(
         &mut self,
         assignment: &Assignment,
-    ) -> Result<BTreeMap<(String, i32), i64>, MemberError> {
+    ) -> Result<BTreeMap<(String, i32), i64>, SessionError> {
         let mut failures = 0u32;
         loop {
             match self.client.offset_fetch(&assignment.partitions).await {
@@ -454,7 +454,7 @@ impl Member {
                 Err(e) => {
                     failures += 1;
                     if !e.is_retriable() || failures > 10 {
-                        return Err(MemberError::Coordinator(e));
+                        return Err(SessionError::Coordinator(e));
                     }
                     self.client.mark_coordinator_dead();
                     tokio::time::sleep(self.settings.backoff.delay(failures)).await;
@@ -464,7 +464,7 @@ impl Member {
     }
 
     /// Commits `offsets` for the current generation.
-    pub async fn commit(&mut self, offsets: &[OffsetToCommit]) -> Result<(), MemberError> {
+    pub async fn commit(&mut self, offsets: &[OffsetToCommit]) -> Result<(), SessionError> {
         self.commit_within(offsets, None).await
     }
 
@@ -473,7 +473,7 @@ impl Member {
         &mut self,
         offsets: &[OffsetToCommit],
         within: Option<Duration>,
-    ) -> Result<(), MemberError> {
+    ) -> Result<(), SessionError> {
         match self.start_commit(offsets.to_vec(), within)? {
             None => Ok(()),
             Some(job) => {
@@ -491,12 +491,12 @@ impl Member {
         &mut self,
         offsets: Vec<OffsetToCommit>,
         within: Option<Duration>,
-    ) -> Result<Option<CommitJob>, MemberError> {
+    ) -> Result<Option<CommitJob>, SessionError> {
         if offsets.is_empty() {
             return Ok(None);
         }
         let Some(generation) = self.machine.commit_generation().cloned() else {
-            return Err(MemberError::Commit {
+            return Err(SessionError::Commit {
                 group: self.settings.group.clone(),
                 detail: "not a member of a generation (partitions lost)".to_owned(),
             });
@@ -514,14 +514,14 @@ impl Member {
     }
 
     /// Feeds how a [`CommitJob`] ended into the state machine.
-    pub fn finish_commit(&mut self, done: CommitDone) -> Result<(), MemberError> {
+    pub fn finish_commit(&mut self, done: CommitDone) -> Result<(), SessionError> {
         let CommitDone {
             mut client,
             generation,
             result,
         } = done;
         let outcome = match result {
-            Err(detail) => Err(MemberError::Commit {
+            Err(detail) => Err(SessionError::Commit {
                 group: self.settings.group.clone(),
                 detail,
             }),
@@ -539,8 +539,8 @@ impl Member {
                         client.mark_coordinator_dead();
                     }
                     match action {
-                        Action::Fatal(e) => Err(MemberError::Fatal(e)),
-                        _ => Err(MemberError::Commit {
+                        Action::Fatal(e) => Err(SessionError::Fatal(e)),
+                        _ => Err(SessionError::Commit {
                             group: self.settings.group.clone(),
                             detail: KafkaCode(code).to_string(),
                         }),
@@ -675,11 +675,11 @@ pub fn offsets_to_commit(positions: &BTreeMap<(String, i32), i64>) -> Vec<Offset
 }
 
 /// Sleeps `d` (jittered); `Cancelled` when `cancel` fired first.
-async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), MemberError> {
+async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), SessionError> {
     if sleep_jittered(d, cancel).await {
         Ok(())
     } else {
-        Err(MemberError::Cancelled)
+        Err(SessionError::Cancelled)
     }
 }
 

@@ -594,7 +594,7 @@ fn metadata(counts: &[(&str, i32)]) -> (impl Fn(Vec<String>) -> Counts, Asked) {
     (f, asked)
 }
 
-async fn join<F>(member: &mut Member, counts: F) -> Result<Assignment, MemberError>
+async fn join<F>(member: &mut Member, counts: F) -> Result<Assignment, SessionError>
 where
     F: Fn(Vec<String>) -> Counts,
 {
@@ -839,7 +839,7 @@ async fn join_fenced_instance_id_is_fatal() {
     assert!(
         matches!(
             &e,
-            MemberError::Fatal(GroupError::FencedInstanceId {
+            SessionError::Fatal(GroupError::FencedInstanceId {
                 api: GroupApi::JoinGroup,
                 ..
             })
@@ -963,7 +963,7 @@ async fn heartbeat_illegal_generation_and_unknown_member_id_lose_partitions() {
             .commit(&offsets(&[(("t1", 0), 10)]))
             .await
             .expect_err("no commit generation");
-        assert!(matches!(e, MemberError::Commit { .. }), "{code}: {e:?}");
+        assert!(matches!(e, SessionError::Commit { .. }), "{code}: {e:?}");
 
         member.revocation_done();
         join(&mut member, no_metadata).await.expect("rejoined");
@@ -1008,7 +1008,7 @@ async fn commit_rebalance_in_progress_fails_and_asks_for_revocation() {
         .commit(&offsets(&[(("t1", 0), 10)]))
         .await
         .expect_err("rebalancing");
-    assert!(matches!(e, MemberError::Commit { .. }), "{e:?}");
+    assert!(matches!(e, SessionError::Commit { .. }), "{e:?}");
     assert!(e.to_string().contains("REBALANCE_IN_PROGRESS (27)"), "{e}");
     assert_eq!(member.revocation_pending(), Some(false));
     // The revocation commit may still go out, for the same generation.
@@ -1035,7 +1035,7 @@ async fn commit_illegal_generation_and_unknown_member_id_refuse_the_next_commit(
             .commit(&offsets(&[(("t1", 0), 10)]))
             .await
             .expect_err("stale");
-        assert!(matches!(e, MemberError::Commit { .. }), "{code}: {e:?}");
+        assert!(matches!(e, SessionError::Commit { .. }), "{code}: {e:?}");
         assert_eq!(member.revocation_pending(), Some(true), "{code}: lost");
 
         let e = member

@@ -1,0 +1,513 @@
+//! The classic protocol's session task: joins, heartbeats, commits and
+//! revokes for one member, in the order Java's classic consumer does, and
+//! tells the service only what it must act on.
+
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+
+use kafka_base::backoff::Retries;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{
+    Assigned, AssignedPartition, Command, Offsets, Revocation, SessionError, SessionEvent,
+    SessionSettings, Shared, TopicMetadata,
+};
+use crate::{
+    coordinator::OffsetToCommit,
+    member::{spawn_heartbeat, CommitDone, HeartbeatReport, Member},
+    state::Action,
+};
+
+/// How long a partition-count check may take before it counts as
+/// unanswered (rskafka retries a metadata request until its deadline).
+const METADATA_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Reply = oneshot::Sender<Result<(), SessionError>>;
+
+/// The session task's state.
+pub(super) struct Task {
+    pub(super) member: Member,
+    pub(super) settings: SessionSettings,
+    pub(super) metadata: Arc<dyn TopicMetadata>,
+    pub(super) events: mpsc::Sender<SessionEvent>,
+    pub(super) commands: mpsc::UnboundedReceiver<Command>,
+    pub(super) shared: Arc<Shared>,
+}
+
+/// Why a generation ended.
+enum Ended {
+    /// A rebalance: give the partitions up, then rejoin.
+    Rebalance,
+    /// The service closes the session.
+    Close {
+        handled: Offsets,
+        within: Duration,
+        reply: Reply,
+    },
+    /// Closed: committed and left.
+    Closed,
+    /// The member cannot stay in the group.
+    Fatal(SessionError),
+}
+
+/// Commits asked for, sent one at a time in order on the member's commit
+/// connection.
+#[derive(Default)]
+struct Commits {
+    queue: VecDeque<(Vec<OffsetToCommit>, Duration, Reply)>,
+    in_flight: Option<(JoinHandle<CommitDone>, Reply)>,
+}
+
+impl Commits {
+    fn push(&mut self, offsets: &Offsets, within: Duration, reply: Reply) {
+        self.queue
+            .push_back((crate::member::offsets_to_commit(offsets), within, reply));
+    }
+
+    /// Starts the next queued commit when none is on its way.
+    fn start_next(&mut self, member: &mut Member) {
+        while self.in_flight.is_none() {
+            let Some((offsets, within, reply)) = self.queue.pop_front() else {
+                return;
+            };
+            match member.start_commit(offsets, Some(within)) {
+                Ok(Some(job)) => self.in_flight = Some((tokio::spawn(job.run()), reply)),
+                Ok(None) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// Applies a finished commit; a fatal outcome is returned for the
+    /// session to end on.
+    fn finish(
+        &mut self,
+        member: &mut Member,
+        done: Result<CommitDone, tokio::task::JoinError>,
+    ) -> Option<SessionError> {
+        let (_, reply) = self.in_flight.take()?;
+        let result = match done {
+            Ok(done) => member.finish_commit(done),
+            Err(e) => {
+                // The task went with its connection; the next commit opens one.
+                member.reset_connection();
+                Err(SessionError::Commit {
+                    group: member.machine().group_id().to_owned(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        let fatal = match &result {
+            Err(SessionError::Fatal(e)) => Some(SessionError::Fatal(e.clone())),
+            _ => None,
+        };
+        let _ = reply.send(result);
+        fatal
+    }
+
+    /// Waits for every commit asked for (each within its own deadline).
+    async fn drain(&mut self, member: &mut Member) -> Option<SessionError> {
+        let mut fatal = None;
+        loop {
+            self.start_next(member);
+            let Some((task, _)) = self.in_flight.as_mut() else {
+                return fatal;
+            };
+            let done = task.await;
+            fatal = fatal.or(self.finish(member, done));
+        }
+    }
+
+    /// Refuses everything still queued (the member is leaving its generation).
+    fn refuse_queued(&mut self, why: impl Fn() -> SessionError) {
+        for (_, _, reply) in self.queue.drain(..) {
+            let _ = reply.send(Err(why()));
+        }
+    }
+}
+
+impl Task {
+    pub(super) async fn run(mut self) {
+        let mut rejoin = self.settings.rejoin_backoff.retries();
+        loop {
+            if !self.join(&mut rejoin).await {
+                return;
+            }
+            let ended = self.generation().await;
+            match ended {
+                Ended::Rebalance => {
+                    if !self.revoke().await {
+                        return;
+                    }
+                }
+                Ended::Close { .. } | Ended::Closed => return,
+                Ended::Fatal(e) => {
+                    let _ = self.events.send(SessionEvent::Fatal(e)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Joins (with the committed offsets read) and announces the
+    /// assignment; `false` when the session ends instead.
+    async fn join(&mut self, rejoin: &mut Retries) -> bool {
+        loop {
+            let cancel = CancellationToken::new();
+            let metadata = Arc::clone(&self.metadata);
+            let joined = {
+                let join = self
+                    .member
+                    .join(move |topics| metadata.partition_counts(topics), &cancel);
+                tokio::pin!(join);
+                let mut closing = None;
+                loop {
+                    tokio::select! {
+                        r = &mut join => break match closing {
+                            Some(close) => Err(close),
+                            None => Ok(r),
+                        },
+                        Some(command) = self.commands.recv(), if closing.is_none() => match command {
+                            Command::Close { handled: _, within, reply } => {
+                                closing = Some((within, reply));
+                                cancel.cancel();
+                            }
+                            other => refuse(other, self.settings.group.as_str()),
+                        },
+                    }
+                }
+            };
+            let assignment = match joined {
+                Err((within, reply)) => {
+                    self.member.leave(within).await;
+                    let _ = reply.send(Ok(()));
+                    return false;
+                }
+                Ok(Ok(a)) => a,
+                Ok(Err(e @ SessionError::Fatal(_))) => {
+                    let _ = self.events.send(SessionEvent::Fatal(e)).await;
+                    return false;
+                }
+                Ok(Err(SessionError::Cancelled)) => return false,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "joining the group failed; retrying");
+                    let _ = self.events.send(SessionEvent::Retrying(e)).await;
+                    if !self.pause(rejoin).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            rejoin.reset();
+            let committed = {
+                let fetch = self.member.committed(&assignment);
+                tokio::pin!(fetch);
+                tokio::select! {
+                    r = &mut fetch => Ok(r),
+                    Some(command) = self.commands.recv() => Err(command),
+                }
+            };
+            let committed = match committed {
+                Ok(Ok(c)) => c,
+                Err(command) => {
+                    // Abandoned mid-request: leave on a fresh connection.
+                    self.member.reset_connection();
+                    match command {
+                        Command::Close { within, reply, .. } => {
+                            self.member.leave(within).await;
+                            let _ = reply.send(Ok(()));
+                        }
+                        other => refuse(other, self.settings.group.as_str()),
+                    }
+                    return false;
+                }
+                Ok(Err(e)) => {
+                    warn!(error = %e, "reading committed offsets failed; rejoining");
+                    let _ = self.events.send(SessionEvent::Retrying(e)).await;
+                    self.member.request_rejoin();
+                    self.member.revocation_done();
+                    if !self.pause(rejoin).await {
+                        return false;
+                    }
+                    continue;
+                }
+            };
+            let partitions = assignment
+                .topic_partitions()
+                .map(|(topic, partition)| AssignedPartition {
+                    topic: topic.to_owned(),
+                    partition,
+                    committed: committed
+                        .get(&(topic.to_owned(), partition))
+                        .copied()
+                        .filter(|o| *o >= 0),
+                })
+                .collect();
+            let assigned = Assigned {
+                generation: self.member.generation().generation_id,
+                partitions,
+            };
+            if self
+                .events
+                .send(SessionEvent::Assigned(assigned))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+            return true;
+        }
+    }
+
+    /// Sleeps the next rejoin backoff; `false` when closed meanwhile.
+    async fn pause(&mut self, rejoin: &mut Retries) -> bool {
+        let wait = tokio::time::sleep(rejoin.next_delay());
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                () = &mut wait => return true,
+                command = self.commands.recv() => match command {
+                    None => return false,
+                    Some(Command::Close { within, reply, .. }) => {
+                        self.member.leave(within).await;
+                        let _ = reply.send(Ok(()));
+                        return false;
+                    }
+                    Some(other) => refuse(other, self.settings.group.as_str()),
+                },
+            }
+        }
+    }
+
+    /// Stable in a generation: heartbeats, commits, the partition-count
+    /// watch, until a rebalance, a close or a fatal error.
+    async fn generation(&mut self) -> Ended {
+        let stop = CancellationToken::new();
+        let (hb_tx, mut hb_rx) = mpsc::channel::<HeartbeatReport>(4);
+        let heartbeat = spawn_heartbeat(
+            self.member.heartbeat_client(),
+            self.member.generation().clone(),
+            &self.settings.member(),
+            hb_tx,
+            stop.clone(),
+        );
+        if let Ok(mut h) = self.shared.heartbeat.lock() {
+            *h = Some(heartbeat.last_ok.clone());
+        }
+        // Partition counts this generation was assigned with; a change (a
+        // topic created or grown) needs a new assignment, as in Java where
+        // the metadata refresh triggers a rejoin.
+        let at_join = check_counts(Arc::clone(&self.metadata), self.settings.topics.clone()).await;
+        if let (Ok(mut missing), Some(counts)) = (self.shared.missing_topics.lock(), &at_join) {
+            *missing = self
+                .settings
+                .topics
+                .iter()
+                .filter(|t| !counts.contains_key(t.as_str()))
+                .cloned()
+                .collect();
+        }
+        let mut refresh = tokio::time::interval_at(
+            Instant::now() + self.settings.metadata_refresh,
+            self.settings.metadata_refresh,
+        );
+        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut check: Option<JoinHandle<Option<BTreeMap<String, i32>>>> = None;
+        let mut commits = Commits::default();
+
+        let ended = loop {
+            commits.start_next(&mut self.member);
+            tokio::select! {
+                Some(report) = hb_rx.recv() => {
+                    match self.member.on_heartbeat(report) {
+                        Action::Fatal(e) => break Ended::Fatal(SessionError::Fatal(e)),
+                        _ if self.member.revocation_pending().is_some() => break Ended::Rebalance,
+                        _ => {}
+                    }
+                }
+                done = async { (&mut commits.in_flight.as_mut().expect("guarded").0).await }, if commits.in_flight.is_some() => {
+                    if let Some(fatal) = commits.finish(&mut self.member, done) {
+                        break Ended::Fatal(fatal);
+                    }
+                    if self.member.revocation_pending().is_some() {
+                        break Ended::Rebalance;
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => break Ended::Fatal(SessionError::Cancelled),
+                    Some(Command::Commit { offsets, within, reply }) => commits.push(&offsets, within, reply),
+                    Some(Command::Close { handled, within, reply }) => break Ended::Close { handled, within, reply },
+                    // Nothing is being revoked.
+                    Some(Command::Revoked { reply, .. }) => { let _ = reply.send(Ok(())); }
+                },
+                _ = refresh.tick(), if check.is_none() => {
+                    check = Some(tokio::spawn(check_counts(Arc::clone(&self.metadata), self.settings.topics.clone())));
+                }
+                now = async { (&mut check.as_mut().expect("guarded")).await }, if check.is_some() => {
+                    check = None;
+                    if let (Some(before), Ok(Some(now))) = (&at_join, now) {
+                        if before != &now {
+                            info!(group = %self.settings.group, ?before, ?now, "subscribed topics changed; asking for a rebalance");
+                            self.member.request_rejoin();
+                            if self.member.revocation_pending().is_some() {
+                                break Ended::Rebalance;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if let Some(check) = check {
+            check.abort();
+        }
+        // Commits asked for before the end finish (each within its own
+        // deadline) before the partitions are given up or the final commit
+        // goes out: one member's commits never overtake each other.
+        let ended = match ended {
+            Ended::Rebalance => match commits.drain(&mut self.member).await {
+                Some(fatal) => Ended::Fatal(fatal),
+                None => Ended::Rebalance,
+            },
+            Ended::Fatal(e) => {
+                commits.refuse_queued(|| SessionError::Cancelled);
+                Ended::Fatal(e)
+            }
+            other @ (Ended::Close { .. } | Ended::Closed) => other,
+        };
+        stop.cancel();
+        let _ = heartbeat.task.await;
+        if let Ok(mut h) = self.shared.heartbeat.lock() {
+            *h = None;
+        }
+        if let Ended::Close {
+            handled,
+            within,
+            reply,
+        } = ended
+        {
+            // Within the close's own deadline: what was asked for first,
+            // then the final commit and LeaveGroup.
+            let deadline = Instant::now() + within;
+            if tokio::time::timeout(within, commits.drain(&mut self.member))
+                .await
+                .is_err()
+            {
+                self.member.reset_connection();
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            self.close(handled, remaining, reply).await;
+            return Ended::Closed;
+        }
+        ended
+    }
+
+    /// Announces the revocation and waits for the service's
+    /// [`Session::revoked`](super::Session::revoked); commits what it
+    /// handled unless the partitions were lost. `false` when the session
+    /// ends instead.
+    async fn revoke(&mut self) -> bool {
+        let lost = self.member.revocation_pending().unwrap_or(true);
+        let partitions = self
+            .member
+            .machine()
+            .assignment()
+            .map(|a| {
+                a.topic_partitions()
+                    .map(|(t, p)| (t.to_owned(), p))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if self
+            .events
+            .send(SessionEvent::Revoke(Revocation { partitions, lost }))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        loop {
+            match self.commands.recv().await {
+                None => return false,
+                Some(Command::Revoked { handled, reply }) => {
+                    let result = if lost {
+                        Ok(())
+                    } else {
+                        let offsets = crate::member::offsets_to_commit(&handled);
+                        self.member
+                            .commit_within(&offsets, Some(self.settings.revocation_commit_timeout))
+                            .await
+                    };
+                    let _ = reply.send(result);
+                    self.member.revocation_done();
+                    info!(group = %self.settings.group, lost, "partitions revoked; rejoining");
+                    return true;
+                }
+                Some(Command::Close {
+                    handled,
+                    within,
+                    reply,
+                }) => {
+                    self.close(if lost { Offsets::new() } else { handled }, within, reply)
+                        .await;
+                    return false;
+                }
+                Some(other) => refuse(other, self.settings.group.as_str()),
+            }
+        }
+    }
+
+    /// The final commit, then LeaveGroup, within `within`.
+    async fn close(&mut self, handled: Offsets, within: Duration, reply: Reply) {
+        let deadline = Instant::now() + within;
+        let offsets = crate::member::offsets_to_commit(&handled);
+        let committed = self.member.commit_within(&offsets, Some(within)).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.member.leave(remaining).await;
+        let _ = reply.send(committed);
+    }
+}
+
+/// Answers a request that makes no sense now: a commit outside a
+/// generation it may commit for, a revocation nobody asked for.
+fn refuse(command: Command, group: &str) {
+    let refused = || SessionError::Commit {
+        group: group.to_owned(),
+        detail: "not a member of a generation (partitions lost)".to_owned(),
+    };
+    match command {
+        Command::Commit { reply, .. } => {
+            let _ = reply.send(Err(refused()));
+        }
+        Command::Revoked { reply, .. } => {
+            let _ = reply.send(Ok(()));
+        }
+        Command::Close { reply, .. } => {
+            let _ = reply.send(Ok(()));
+        }
+    }
+}
+
+/// The subscribed topics' partition counts, or `None` when the cluster
+/// does not answer within [`METADATA_CHECK_TIMEOUT`].
+async fn check_counts(
+    metadata: Arc<dyn TopicMetadata>,
+    topics: Vec<String>,
+) -> Option<BTreeMap<String, i32>> {
+    tokio::time::timeout(METADATA_CHECK_TIMEOUT, metadata.partition_counts(topics))
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
