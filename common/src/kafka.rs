@@ -21,7 +21,7 @@ use kafka_base::backoff::{jitter, Backoff};
 pub use kafka_base::security::{
     tls_client_config, SaslMechanism, SaslSettings, SecurityProtocol, TlsError, TlsSettings,
 };
-use kafka_group::wire::{preflight, ConnectionConfig, ConnectionError, Preflight};
+use kafka_group::{preflight, ConnectionConfig, ConnectionError, Preflight};
 
 use crate::{
     config::{ConfigError, ConfigSource},

@@ -346,11 +346,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         .map(|a| a.trim().to_ascii_lowercase())
         .filter(|a| !a.is_empty())
         .collect();
-    if assignors.is_empty()
-        || assignors
-            .iter()
-            .any(|a| kafka_group::assignor::assignor_by_name(a).is_none())
-    {
+    if assignors.is_empty() || assignors.iter().any(|a| !kafka_group::is_known_assignor(a)) {
         return Err(src.invalid(
             keys::ASSIGNORS.env,
             "unknown assignor",

@@ -81,6 +81,7 @@ impl MemberSubscription {
 
 /// A partition assignment strategy, as offered in JoinGroup and run by the leader.
 pub trait Assignor: Send + Sync + fmt::Debug {
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// The protocol name sent in JoinGroup (`range`, `roundrobin`).
     fn name(&self) -> &'static str;
 
@@ -95,6 +96,12 @@ pub trait Assignor: Send + Sync + fmt::Debug {
         members: &[MemberSubscription],
         partitions_per_topic: &BTreeMap<String, i32>,
     ) -> GroupAssignment;
+}
+
+/// Whether this crate implements the assignor of that protocol name
+/// (`range`, `roundrobin`; exact match, as in Java).
+pub fn is_known_assignor(name: &str) -> bool {
+    assignor_by_name(name).is_some()
 }
 
 /// Look an assignor up by its protocol name (exact match, as in Java).
@@ -137,6 +144,7 @@ pub fn encode_group_assignment(
 pub struct RangeAssignor;
 
 impl Assignor for RangeAssignor {
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     fn name(&self) -> &'static str {
         RANGE
     }
@@ -194,6 +202,7 @@ impl Assignor for RangeAssignor {
 pub struct RoundRobinAssignor;
 
 impl Assignor for RoundRobinAssignor {
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     fn name(&self) -> &'static str {
         ROUND_ROBIN
     }

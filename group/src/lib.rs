@@ -1,12 +1,58 @@
-//! The Kafka consumer-group protocol (classic, protocol type `consumer`).
+//! The Kafka consumer-group protocol — classic, protocol type `consumer`,
+//! interoperable with Java's and librdkafka's consumers — over a broker
+//! connection of its own.
+//!
+//! The public API is small:
+//!
+//! - [`session`]: a consumer's membership in one group, run on its own
+//!   task, handing the service the partitions to start and to stop
+//!   ([`session::Session`], with an example);
+//! - [`ConnectionConfig`]: how to reach the brokers (TLS and SASL from
+//!   `kafka-base`), and [`preflight`], the connection check the services
+//!   run before their rskafka client connects;
+//! - [`committed_offsets`]: a group's committed offsets;
+//! - [`is_known_assignor`], and the errors in [`error`].
+//!
+//! # Layers
+//!
+//! From the bytes up, each a module private to the crate:
+//!
+//! | layer | module | what it does |
+//! |---|---|---|
+//! | wire | `wire` | one connection to one broker: TCP, TLS, `ApiVersions` negotiation, SASL, framing, typed requests |
+//! | coordinator | `coordinator` | finds the group's coordinator, one typed method per group request; error codes come back raw |
+//! | payloads | `payload` | the consumer protocol's Subscription and Assignment, as Java encodes them |
+//! | assignors | `assignor` | `range`, `roundrobin`, byte-compatible with Java's |
+//! | state machine | `state` | the membership with no I/O: events in, actions out; what each error code means |
+//! | member | `member` | the I/O the state machine asks for; the heartbeat task |
+//! | session | [`session`] | the task that runs a member and talks to the service in events |
+//!
+//! Feature `unstable-fuzzing` makes those modules public and adds
+//! `testing` (a scriptable fake coordinator), for the fuzz targets and this
+//! crate's integration tests; no stability promise.
 
-pub mod assignor;
-pub mod coordinator;
+/// The layers under the session API: private, public with
+/// `unstable-fuzzing`.
+macro_rules! internal {
+    ($($(#[$meta:meta])* $module:ident),* $(,)?) => {
+        $(
+            $(#[$meta])*
+            #[cfg(feature = "unstable-fuzzing")]
+            pub mod $module;
+            $(#[$meta])*
+            #[cfg(not(feature = "unstable-fuzzing"))]
+            mod $module;
+        )*
+    };
+}
+
+internal!(assignor, coordinator, member, payload, state, wire);
+
 pub mod error;
-pub mod member;
-pub mod payload;
-pub mod state;
-pub mod wire;
-
-pub use coordinator::committed_offsets;
 pub mod session;
+#[cfg(any(test, feature = "unstable-fuzzing"))]
+pub mod testing;
+
+pub use assignor::is_known_assignor;
+pub use coordinator::{committed_offsets, CoordinatorError};
+pub use wire::{preflight, ConnectionConfig, ConnectionError, Preflight};

@@ -234,21 +234,25 @@ impl CoordinatorClient {
         }
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// The group id.
     pub fn group_id(&self) -> &str {
         &self.group_id
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// The `group.instance.id`, for static members.
     pub fn group_instance_id(&self) -> Option<&str> {
         self.group_instance_id.as_deref()
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// The coordinator, when known.
     pub fn coordinator(&self) -> Option<&Coordinator> {
         self.coordinator.as_ref()
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// Whether a usable connection to the coordinator is open.
     pub fn is_connected(&self) -> bool {
         self.conn.as_ref().is_some_and(BrokerConnection::is_usable)
@@ -264,6 +268,7 @@ impl CoordinatorClient {
         self.conn = None;
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// Discovers the coordinator (if unknown) and connects to it (if not
     /// connected).
     pub async fn ensure_coordinator(&mut self) -> Result<Coordinator, CoordinatorError> {
@@ -537,6 +542,7 @@ pub async fn committed_offsets(
         .collect())
 }
 
+#[cfg_attr(not(feature = "unstable-fuzzing"), allow(unused_imports))]
 pub use requests::{
     CommittedOffset, JoinGroupParams, JoinGroupResult, JoinProtocol, JoinedMember,
     OffsetFetchResult, OffsetToCommit, SyncGroupResult,

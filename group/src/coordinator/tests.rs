@@ -1,94 +1,19 @@
-use std::{
-    collections::VecDeque,
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Mutex,
-    },
-};
-
-use kafka_protocol::messages::{
-    find_coordinator_response::Coordinator as WireCoordinator, ApiKey, HeartbeatResponse,
-};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use kafka_base::security::SecurityProtocol;
-
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::{
+    messages::find_coordinator_response::Coordinator as WireCoordinator, protocol::StrBytes,
+};
 
 use super::*;
-use crate::wire::tests::{answer, api_versions_body, encode, read_request};
+use crate::testing::{Api, FakeCoordinator, Reply};
 
-/// What the fake coordinator answers the next Heartbeat with.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Code(i16),
-    Close,
-}
-
-#[derive(Debug, Default)]
-struct Fake {
-    replies: Mutex<VecDeque<Reply>>,
-    finds: AtomicUsize,
-    connections: AtomicUsize,
-}
-
-/// A one-broker cluster that is group `g`'s coordinator: every
-/// connection answers ApiVersions, FindCoordinator (naming itself) and
-/// Heartbeats from the shared `replies`.
-async fn fake_coordinator(replies: Vec<Reply>) -> (String, Arc<Fake>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let fake = Arc::new(Fake {
-        replies: Mutex::new(replies.into()),
-        ..Fake::default()
-    });
-    let shared = Arc::clone(&fake);
-    tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            shared.connections.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(sock, Arc::clone(&shared), addr.port()));
-        }
-    });
-    (addr.to_string(), fake)
-}
-
-async fn serve(mut sock: TcpStream, fake: Arc<Fake>, port: u16) {
-    while let Some(req) = read_request(&mut sock).await {
-        let body = match ApiKey::try_from(req.key) {
-            Ok(ApiKey::ApiVersions) => api_versions_body(req.version, &[]),
-            Ok(ApiKey::FindCoordinator) => {
-                fake.finds.fetch_add(1, Ordering::SeqCst);
-                let host = StrBytes::from_static_str("127.0.0.1");
-                let response = if req.version >= 4 {
-                    FindCoordinatorResponse::default().with_coordinators(vec![
-                        WireCoordinator::default()
-                            .with_key(StrBytes::from_static_str("g"))
-                            .with_node_id(1.into())
-                            .with_host(host)
-                            .with_port(i32::from(port)),
-                    ])
-                } else {
-                    FindCoordinatorResponse::default()
-                        .with_node_id(1.into())
-                        .with_host(host)
-                        .with_port(i32::from(port))
-                };
-                encode(&response, req.version)
-            }
-            Ok(ApiKey::Heartbeat) => {
-                let reply = fake.replies.lock().expect("lock").pop_front();
-                match reply {
-                    Some(Reply::Code(code)) => encode(
-                        &HeartbeatResponse::default().with_error_code(code),
-                        req.version,
-                    ),
-                    Some(Reply::Close) | None => return,
-                }
-            }
-            _ => return,
-        };
-        answer(&mut sock, &req, req.correlation_id, &body).await;
-    }
+/// A one-broker cluster that is group `g`'s coordinator, answering
+/// Heartbeats with `replies` in turn.
+async fn fake_coordinator(replies: Vec<Reply>) -> (String, Arc<FakeCoordinator>) {
+    let fake = FakeCoordinator::start().await;
+    fake.script(Api::Heartbeat, replies);
+    (fake.addr(), fake)
 }
 
 fn client(bootstrap: Vec<String>) -> CoordinatorClient {
@@ -128,14 +53,14 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
         KafkaCode(NOT_COORDINATOR)
     );
     assert!(client.coordinator().is_none() && !client.is_connected());
-    assert_eq!(fake.finds.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.finds(), 1);
 
     // The next call rediscovers.
     assert_eq!(
         client.heartbeat(1, "m").await.expect("answer"),
         KafkaCode(0)
     );
-    assert_eq!(fake.finds.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.finds(), 2);
     assert_eq!(
         client.coordinator().map(Coordinator::address),
         Some(addr.clone())
@@ -161,10 +86,10 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
         client.heartbeat(1, "m").await.expect("answer"),
         KafkaCode(0)
     );
-    assert_eq!(fake.finds.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.finds(), 3);
 
     // A clone shares the known coordinator but opens its own connection.
-    let connections = fake.connections.load(Ordering::SeqCst);
+    let connections = fake.connections();
     let mut heartbeat = client.clone();
     assert!(!heartbeat.is_connected());
     assert_eq!(heartbeat.coordinator(), client.coordinator());
@@ -172,8 +97,8 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
         heartbeat.heartbeat(1, "m").await.expect("answer"),
         KafkaCode(0)
     );
-    assert_eq!(fake.finds.load(Ordering::SeqCst), 3, "no rediscovery");
-    assert_eq!(fake.connections.load(Ordering::SeqCst), connections + 1);
+    assert_eq!(fake.finds(), 3, "no rediscovery");
+    assert_eq!(fake.connections(), connections + 1);
     assert!(client.is_connected() && heartbeat.is_connected());
 }
 

@@ -20,7 +20,7 @@ use crate::{
     },
     error::{GroupError, KafkaCode},
     payload::{
-        Assignment, Subscription, TopicPartitions, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
+        Assignment, Subscription, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
     },
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
 };
@@ -463,6 +463,7 @@ impl Member {
         }
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// Commits `offsets` for the current generation.
     pub async fn commit(&mut self, offsets: &[OffsetToCommit]) -> Result<(), SessionError> {
         self.commit_within(offsets, None).await
@@ -592,7 +593,7 @@ impl Member {
             }
             HeartbeatReport::Recovered { after } => {
                 info!(group = %self.settings.group, after_ms = after.as_millis() as u64, "heartbeats get through again");
-                Action::Continue
+                self.machine.handle(Event::HeartbeatOk)
             }
         }
     }
@@ -618,10 +619,6 @@ impl Member {
         self.machine.handle(Event::RevocationDone);
     }
 
-    /// Starts leaving: the machine moves to Revoking (then Leaving).
-    pub fn request_leave(&mut self) {
-        self.machine.handle(Event::LeaveRequested);
-    }
 
     /// Sends LeaveGroup when the machine says so (dynamic members), best effort.
     pub async fn leave(&mut self, within: Duration) {
@@ -652,11 +649,6 @@ impl Member {
         }
     }
 
-    /// Subscribed topics as `TopicPartitions` lists are built by the caller;
-    /// this is the subscription.
-    pub fn topics(&self) -> &[String] {
-        &self.settings.topics
-    }
 }
 
 /// Offsets to commit from `(topic, partition) → next offset`.
@@ -683,19 +675,10 @@ async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), SessionErr
     }
 }
 
-/// Partition lists per topic from `(topic, partition)` pairs.
-pub fn by_topic(pairs: impl IntoIterator<Item = (String, i32)>) -> Vec<TopicPartitions> {
-    let mut map: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (t, p) in pairs {
-        map.entry(t).or_default().push(p);
-    }
-    map.into_iter()
-        .map(|(t, p)| TopicPartitions::new(t, p))
-        .collect()
-}
 
 mod heartbeat;
 
+#[cfg_attr(not(feature = "unstable-fuzzing"), allow(unused_imports))]
 pub use heartbeat::{spawn_heartbeat, Heartbeat, HeartbeatReport, LastHeartbeat};
 
 #[cfg(test)]

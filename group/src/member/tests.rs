@@ -3,38 +3,11 @@
 //! what the driver *sent*.
 
 use std::{
-    collections::{HashMap, VecDeque},
     future::{ready, Ready},
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc, Mutex,
-    },
+    sync::{Arc, Mutex},
 };
 
-use bytes::Bytes;
-use kafka_protocol::{
-    messages::{
-        find_coordinator_response::Coordinator as WireCoordinator,
-        join_group_response::JoinGroupResponseMember,
-        leave_group_response::MemberResponse,
-        offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic},
-        offset_fetch_response::{
-            OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-            OffsetFetchResponseTopic, OffsetFetchResponseTopics,
-        },
-        ApiKey, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-        HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-        LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-        OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
-    },
-    protocol::{decode_request_header_from_buffer, Decodable, StrBytes},
-};
-use tokio::{
-    io::AsyncReadExt,
-    net::{TcpListener, TcpStream},
-    task::AbortHandle,
-    time::{timeout, Instant},
-};
+use tokio::time::{timeout, Instant};
 
 use kafka_base::security::SecurityProtocol;
 use tokio::sync::mpsc;
@@ -42,11 +15,9 @@ use tokio::sync::mpsc;
 use super::*;
 use crate::{
     error::GroupApi,
-    payload::PROTOCOL_TYPE,
-    wire::{
-        tests::{answer, api_versions_body, encode, FakeRequest},
-        ConnectionConfig,
-    },
+    payload::TopicPartitions,
+    testing::{Api, FakeCoordinator, Reply},
+    wire::ConnectionConfig,
 };
 
 // Kafka error codes, named as in Java's `Errors`.
@@ -58,7 +29,6 @@ const NOT_COORDINATOR: i16 = 16;
 const ILLEGAL_GENERATION: i16 = 22;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
-const MEMBER_ID_REQUIRED: i16 = 79;
 const FENCED_INSTANCE_ID: i16 = 82;
 
 const GROUP: &str = "payments";
@@ -67,477 +37,6 @@ const INSTANCE: &str = "payments-0";
 const LIMIT: Duration = Duration::from_secs(10);
 const SESSION: Duration = Duration::from_millis(500);
 const HEARTBEAT: Duration = Duration::from_millis(50);
-
-// ---- the fake coordinator --------------------------------------------
-
-/// The group APIs the fake answers from its script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Api {
-    Join,
-    Sync,
-    Heartbeat,
-    Commit,
-    Fetch,
-    Leave,
-}
-
-/// What the fake does with the next request of an API.
-#[derive(Debug, Clone)]
-enum Reply {
-    /// Answers with this error code (0 = success for Heartbeat,
-    /// OffsetCommit — every partition — and LeaveGroup); nothing else set.
-    Code(i16),
-    /// JoinGroup: `MEMBER_ID_REQUIRED` carrying this member id.
-    MemberIdRequired(&'static str),
-    /// JoinGroup succeeded. The leader gets `members` (member id,
-    /// subscribed topics); the protocol is the first one offered.
-    Joined {
-        generation_id: i32,
-        member_id: &'static str,
-        leader: &'static str,
-        members: Vec<(&'static str, Vec<&'static str>)>,
-    },
-    /// SyncGroup succeeded with this assignment.
-    Assigned(Assignment),
-    /// OffsetFetch succeeded: these offsets, `-1` for the other
-    /// partitions asked for (as the broker does).
-    Offsets(Vec<((&'static str, i32), i64)>),
-    /// Closes the connection without answering.
-    Close,
-    /// Reads the request and never answers.
-    Hang,
-    /// Goes away: drops the listener and every connection, unanswered.
-    Vanish,
-}
-
-/// One request the fake received.
-#[derive(Debug, Clone)]
-struct Sent {
-    api: Api,
-    member_id: String,
-    /// `-1` where the request has none (JoinGroup, OffsetFetch, LeaveGroup).
-    generation_id: i32,
-    group_instance_id: Option<String>,
-    at: Instant,
-    /// SyncGroup: the leader's assignments, decoded.
-    assignments: BTreeMap<String, Assignment>,
-    /// OffsetCommit: the offsets.
-    offsets: BTreeMap<(String, i32), i64>,
-}
-
-#[derive(Debug, Default)]
-struct Fake {
-    script: Mutex<HashMap<Api, VecDeque<Reply>>>,
-    sent: Mutex<Vec<Sent>>,
-    /// Requests that found their script empty (answered by closing).
-    unscripted: Mutex<Vec<Api>>,
-    finds: AtomicUsize,
-    connections: AtomicUsize,
-    tasks: Mutex<Vec<AbortHandle>>,
-}
-
-impl Fake {
-    fn script(&self, api: Api, replies: impl IntoIterator<Item = Reply>) {
-        self.script
-            .lock()
-            .expect("lock")
-            .entry(api)
-            .or_default()
-            .extend(replies);
-    }
-
-    fn next(&self, api: Api) -> Option<Reply> {
-        self.script
-            .lock()
-            .expect("lock")
-            .get_mut(&api)
-            .and_then(VecDeque::pop_front)
-    }
-
-    fn sent(&self, api: Api) -> Vec<Sent> {
-        let sent = self.sent.lock().expect("lock");
-        sent.iter().filter(|s| s.api == api).cloned().collect()
-    }
-
-    /// The APIs of every request, in order.
-    fn apis(&self) -> Vec<Api> {
-        let sent = self.sent.lock().expect("lock");
-        sent.iter().map(|s| s.api).collect()
-    }
-
-    /// Member ids of the JoinGroups received, in order.
-    fn join_ids(&self) -> Vec<String> {
-        self.sent(Api::Join)
-            .into_iter()
-            .map(|s| s.member_id)
-            .collect()
-    }
-
-    fn finds(&self) -> usize {
-        self.finds.load(Ordering::SeqCst)
-    }
-
-    fn assert_fully_scripted(&self) {
-        assert!(
-            self.unscripted.lock().expect("lock").is_empty(),
-            "requests without a scripted reply: {:?}",
-            self.unscripted.lock().expect("lock")
-        );
-    }
-
-    /// Drops the listener and every open connection.
-    fn shutdown(&self) {
-        for task in self.tasks.lock().expect("lock").drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// A one-broker cluster that is `GROUP`'s coordinator.
-async fn fake_coordinator() -> (String, Arc<Fake>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let fake = Arc::new(Fake::default());
-    let shared = Arc::clone(&fake);
-    let accept = tokio::spawn(async move {
-        while let Ok((sock, _)) = listener.accept().await {
-            shared.connections.fetch_add(1, Ordering::SeqCst);
-            let conn = tokio::spawn(serve(sock, Arc::clone(&shared), addr.port()));
-            shared.tasks.lock().expect("lock").push(conn.abort_handle());
-        }
-    });
-    fake.tasks.lock().expect("lock").push(accept.abort_handle());
-    (addr.to_string(), fake)
-}
-
-/// Reads one request: its header, and its body still encoded.
-async fn read_frame(sock: &mut TcpStream) -> Option<(FakeRequest, Bytes)> {
-    let len = sock.read_i32().await.ok()?;
-    let mut buf = vec![0; usize::try_from(len).ok()?];
-    sock.read_exact(&mut buf).await.ok()?;
-    let mut buf = Bytes::from(buf);
-    let header = decode_request_header_from_buffer(&mut buf).expect("request header");
-    let req = FakeRequest {
-        key: header.request_api_key,
-        version: header.request_api_version,
-        correlation_id: header.correlation_id,
-    };
-    Some((req, buf))
-}
-
-enum Outcome {
-    Answer(Vec<u8>),
-    Close,
-    Hang,
-    Vanish,
-}
-
-async fn serve(mut sock: TcpStream, fake: Arc<Fake>, port: u16) {
-    while let Some((req, body)) = read_frame(&mut sock).await {
-        let key = ApiKey::try_from(req.key).expect("known api key");
-        let outcome = match key {
-            ApiKey::ApiVersions => Outcome::Answer(api_versions_body(req.version, &[])),
-            ApiKey::FindCoordinator => {
-                fake.finds.fetch_add(1, Ordering::SeqCst);
-                Outcome::Answer(find_coordinator(body, req.version, port))
-            }
-            _ => respond(&fake, key, req.version, body),
-        };
-        match outcome {
-            Outcome::Answer(out) => answer(&mut sock, &req, req.correlation_id, &out).await,
-            Outcome::Close => return,
-            Outcome::Hang => std::future::pending().await,
-            Outcome::Vanish => {
-                fake.shutdown();
-                return;
-            }
-        }
-    }
-}
-
-fn s(text: &str) -> StrBytes {
-    StrBytes::from_string(text.to_owned())
-}
-
-fn decode<T: Decodable>(mut body: Bytes, version: i16) -> T {
-    T::decode(&mut body, version).expect("decodable request")
-}
-
-/// Names this broker as the coordinator of whatever group is asked.
-fn find_coordinator(body: Bytes, version: i16, port: u16) -> Vec<u8> {
-    let r: FindCoordinatorRequest = decode(body, version);
-    let host = StrBytes::from_static_str("127.0.0.1");
-    let response = if version >= 4 {
-        FindCoordinatorResponse::default().with_coordinators(
-            r.coordinator_keys
-                .into_iter()
-                .map(|key| {
-                    WireCoordinator::default()
-                        .with_key(key)
-                        .with_node_id(1.into())
-                        .with_host(host.clone())
-                        .with_port(i32::from(port))
-                })
-                .collect(),
-        )
-    } else {
-        FindCoordinatorResponse::default()
-            .with_node_id(1.into())
-            .with_host(host)
-            .with_port(i32::from(port))
-    };
-    encode(&response, version)
-}
-
-/// Records a group request and answers it from the script.
-fn respond(fake: &Fake, key: ApiKey, v: i16, body: Bytes) -> Outcome {
-    let api = match key {
-        ApiKey::JoinGroup => Api::Join,
-        ApiKey::SyncGroup => Api::Sync,
-        ApiKey::Heartbeat => Api::Heartbeat,
-        ApiKey::OffsetCommit => Api::Commit,
-        ApiKey::OffsetFetch => Api::Fetch,
-        ApiKey::LeaveGroup => Api::Leave,
-        other => panic!("the driver sent an unexpected {other:?}"),
-    };
-    let mut sent = Sent {
-        api,
-        member_id: String::new(),
-        generation_id: -1,
-        group_instance_id: None,
-        at: Instant::now(),
-        assignments: BTreeMap::new(),
-        offsets: BTreeMap::new(),
-    };
-    let reply = fake.next(api);
-    let code = |reply: &Option<Reply>| match reply {
-        Some(Reply::Code(c)) => *c,
-        _ => NONE,
-    };
-    let answer = match api {
-        Api::Join => {
-            let r: JoinGroupRequest = decode(body, v);
-            sent.member_id = r.member_id.to_string();
-            sent.group_instance_id = r.group_instance_id.map(|i| i.to_string());
-            let protocol = r.protocols.first().map(|p| p.name.clone());
-            match &reply {
-                Some(Reply::MemberIdRequired(id)) => JoinGroupResponse::default()
-                    .with_error_code(MEMBER_ID_REQUIRED)
-                    .with_generation_id(-1)
-                    .with_member_id(s(id)),
-                Some(Reply::Joined {
-                    generation_id,
-                    member_id,
-                    leader,
-                    members,
-                }) => JoinGroupResponse::default()
-                    .with_generation_id(*generation_id)
-                    .with_protocol_type((v >= 7).then(|| s(PROTOCOL_TYPE)))
-                    .with_protocol_name(protocol)
-                    .with_leader(s(leader))
-                    .with_member_id(s(member_id))
-                    .with_members(
-                        members
-                            .iter()
-                            .map(|(id, topics)| {
-                                JoinGroupResponseMember::default()
-                                    .with_member_id(s(id))
-                                    .with_metadata(
-                                        Subscription::new(topics.iter().copied())
-                                            .encode(SUBSCRIPTION_VERSION)
-                                            .expect("subscription"),
-                                    )
-                            })
-                            .collect(),
-                    ),
-                _ => JoinGroupResponse::default()
-                    .with_error_code(code(&reply))
-                    .with_generation_id(-1),
-            }
-            .pipe(|r| encode(&r, v))
-        }
-        Api::Sync => {
-            let r: SyncGroupRequest = decode(body, v);
-            sent.member_id = r.member_id.to_string();
-            sent.generation_id = r.generation_id;
-            sent.group_instance_id = r.group_instance_id.map(|i| i.to_string());
-            sent.assignments = r
-                .assignments
-                .iter()
-                .map(|a| {
-                    let assignment = Assignment::decode(&a.assignment).expect("assignment");
-                    (a.member_id.to_string(), assignment)
-                })
-                .collect();
-            let response = match &reply {
-                Some(Reply::Assigned(a)) => SyncGroupResponse::default()
-                    .with_protocol_type((v >= 5).then(|| s(PROTOCOL_TYPE)))
-                    .with_protocol_name(r.protocol_name)
-                    .with_assignment(a.encode(ASSIGNMENT_VERSION).expect("assignment")),
-                _ => SyncGroupResponse::default().with_error_code(code(&reply)),
-            };
-            encode(&response, v)
-        }
-        Api::Heartbeat => {
-            let r: HeartbeatRequest = decode(body, v);
-            sent.member_id = r.member_id.to_string();
-            sent.generation_id = r.generation_id;
-            sent.group_instance_id = r.group_instance_id.map(|i| i.to_string());
-            encode(
-                &HeartbeatResponse::default().with_error_code(code(&reply)),
-                v,
-            )
-        }
-        Api::Commit => {
-            let r: OffsetCommitRequest = decode(body, v);
-            sent.member_id = r.member_id.to_string();
-            sent.generation_id = r.generation_id_or_member_epoch;
-            sent.group_instance_id = r.group_instance_id.map(|i| i.to_string());
-            let code = code(&reply);
-            let mut topics = Vec::new();
-            for t in &r.topics {
-                let mut partitions = Vec::new();
-                for p in &t.partitions {
-                    sent.offsets.insert(
-                        (t.name.0.to_string(), p.partition_index),
-                        p.committed_offset,
-                    );
-                    partitions.push(
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(p.partition_index)
-                            .with_error_code(code),
-                    );
-                }
-                topics.push(
-                    OffsetCommitResponseTopic::default()
-                        .with_name(t.name.clone())
-                        .with_partitions(partitions),
-                );
-            }
-            encode(&OffsetCommitResponse::default().with_topics(topics), v)
-        }
-        Api::Fetch => {
-            let r: OffsetFetchRequest = decode(body, v);
-            let asked: Vec<(String, Vec<i32>)> = if v >= 8 {
-                r.groups
-                    .iter()
-                    .flat_map(|g| g.topics.iter().flatten())
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                    .collect()
-            } else {
-                r.topics
-                    .iter()
-                    .flatten()
-                    .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
-                    .collect()
-            };
-            let committed: BTreeMap<(String, i32), i64> = match &reply {
-                Some(Reply::Offsets(o)) => o
-                    .iter()
-                    .map(|((t, p), o)| ((t.to_string(), *p), *o))
-                    .collect(),
-                _ => BTreeMap::new(),
-            };
-            let (code, asked) = match &reply {
-                Some(Reply::Offsets(_)) => (NONE, asked),
-                _ => (code(&reply), Vec::new()),
-            };
-            let offset = |t: &str, p: i32| *committed.get(&(t.to_owned(), p)).unwrap_or(&-1);
-            let response = if v >= 8 {
-                let topics = asked
-                    .iter()
-                    .map(|(t, ps)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(s(t)))
-                            .with_partitions(
-                                ps.iter()
-                                    .map(|&p| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(offset(t, p))
-                                            .with_committed_leader_epoch(-1)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                OffsetFetchResponse::default().with_groups(vec![OffsetFetchResponseGroup::default(
-                )
-                .with_group_id(GroupId(s(GROUP)))
-                .with_error_code(code)
-                .with_topics(topics)])
-            } else {
-                let topics = asked
-                    .iter()
-                    .map(|(t, ps)| {
-                        OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(s(t)))
-                            .with_partitions(
-                                ps.iter()
-                                    .map(|&p| {
-                                        OffsetFetchResponsePartition::default()
-                                            .with_partition_index(p)
-                                            .with_committed_offset(offset(t, p))
-                                            .with_committed_leader_epoch(-1)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect();
-                OffsetFetchResponse::default()
-                    .with_error_code(code)
-                    .with_topics(topics)
-            };
-            encode(&response, v)
-        }
-        Api::Leave => {
-            let r: LeaveGroupRequest = decode(body, v);
-            match r.members.first() {
-                Some(m) => {
-                    sent.member_id = m.member_id.to_string();
-                    sent.group_instance_id = m.group_instance_id.as_ref().map(|i| i.to_string());
-                }
-                None => sent.member_id = r.member_id.to_string(),
-            }
-            let code = code(&reply);
-            let members = r
-                .members
-                .iter()
-                .map(|m| {
-                    MemberResponse::default()
-                        .with_member_id(m.member_id.clone())
-                        .with_group_instance_id(m.group_instance_id.clone())
-                        .with_error_code(code)
-                })
-                .collect();
-            let response = if v >= 3 {
-                LeaveGroupResponse::default().with_members(members)
-            } else {
-                LeaveGroupResponse::default().with_error_code(code)
-            };
-            encode(&response, v)
-        }
-    };
-    fake.sent.lock().expect("lock").push(sent);
-    match reply {
-        None => {
-            fake.unscripted.lock().expect("lock").push(api);
-            Outcome::Close
-        }
-        Some(Reply::Close) => Outcome::Close,
-        Some(Reply::Hang) => Outcome::Hang,
-        Some(Reply::Vanish) => Outcome::Vanish,
-        Some(_) => Outcome::Answer(answer),
-    }
-}
-
-/// `value.pipe(f)`: keeps the builder chains above readable.
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
 
 // ---- the member ------------------------------------------------------
 
@@ -626,8 +125,9 @@ fn joined_follower(generation_id: i32, member_id: &'static str) -> Reply {
 }
 
 /// A member that joined generation 1 as `m-1`, a follower holding [`held`].
-async fn stable_member(group_instance_id: Option<&str>) -> (Member, Arc<Fake>) {
-    let (addr, fake) = fake_coordinator().await;
+async fn stable_member(group_instance_id: Option<&str>) -> (Member, Arc<FakeCoordinator>) {
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(Api::Join, [joined_follower(1, "m-1")]);
     fake.script(Api::Sync, [Reply::Assigned(held())]);
     let mut member = member(&addr, group_instance_id);
@@ -660,7 +160,8 @@ fn report(member: &Member, code: i16) -> HeartbeatReport {
 
 #[tokio::test]
 async fn first_join_member_id_required_then_leads_with_range() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(
         Api::Join,
         [
@@ -708,7 +209,8 @@ async fn first_join_member_id_required_then_leads_with_range() {
 
 #[tokio::test]
 async fn join_not_coordinator_and_coordinator_not_available_rediscover() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(
         Api::Join,
         [
@@ -728,7 +230,7 @@ async fn join_not_coordinator_and_coordinator_not_available_rediscover() {
 
     assert_eq!(fake.join_ids(), ["", "m-1", "m-1", "m-1"]);
     assert_eq!(fake.finds(), 3, "one FindCoordinator per coordinator error");
-    assert_eq!(fake.connections.load(Ordering::SeqCst), 3);
+    assert_eq!(fake.connections(), 3);
     let sync = &fake.sent(Api::Sync)[0];
     assert!(sync.assignments.is_empty(), "a follower assigns nothing");
     fake.assert_fully_scripted();
@@ -736,7 +238,8 @@ async fn join_not_coordinator_and_coordinator_not_available_rediscover() {
 
 #[tokio::test]
 async fn join_coordinator_load_in_progress_retries_on_the_same_coordinator() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(
         Api::Join,
         [
@@ -756,13 +259,14 @@ async fn join_coordinator_load_in_progress_retries_on_the_same_coordinator() {
 
     assert_eq!(fake.join_ids(), ["", "m-1", "m-1", "m-1"]);
     assert_eq!(fake.finds(), 1, "no rediscovery");
-    assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.connections(), 1);
     fake.assert_fully_scripted();
 }
 
 #[tokio::test]
 async fn sync_rebalance_in_progress_rejoins_with_the_same_member_id() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     let leader = |generation_id| Reply::Joined {
         generation_id,
         member_id: "m-1",
@@ -803,7 +307,8 @@ async fn sync_rebalance_in_progress_rejoins_with_the_same_member_id() {
 
 #[tokio::test]
 async fn join_unknown_member_id_rejoins_as_a_new_member() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(
         Api::Join,
         [
@@ -829,7 +334,8 @@ async fn join_unknown_member_id_rejoins_as_a_new_member() {
 
 #[tokio::test]
 async fn join_fenced_instance_id_is_fatal() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(Api::Join, [Reply::Code(FENCED_INSTANCE_ID)]);
     let mut member = member(&addr, Some(INSTANCE));
 
@@ -862,7 +368,8 @@ async fn join_fenced_instance_id_is_fatal() {
 
 #[tokio::test]
 async fn connections_closed_mid_join_and_mid_sync_rediscover() {
-    let (addr, fake) = fake_coordinator().await;
+    let fake = FakeCoordinator::start().await;
+    let addr = fake.addr();
     fake.script(
         Api::Join,
         [

@@ -54,6 +54,7 @@ impl Assignment {
             .flat_map(|tp| tp.partitions.iter().map(move |&p| (tp.topic.as_str(), p)))
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// Whether no partition is assigned.
     pub fn is_empty(&self) -> bool {
         self.partitions.iter().all(|tp| tp.partitions.is_empty())

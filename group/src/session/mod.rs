@@ -44,7 +44,7 @@
 //! use kafka_base::{backoff::Backoff, security::SecurityProtocol};
 //! use kafka_group::{
 //!     session::{Offsets, Session, SessionEvent, SessionSettings, TopicMetadata},
-//!     wire::ConnectionConfig,
+//!     ConnectionConfig,
 //! };
 //!
 //! /// Where the leader learns partition counts (here: fixed).

@@ -291,6 +291,7 @@ pub fn first_commit_error(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
     saw_topic_auth.then_some(topic_auth)
 }
 
+#[cfg(any(test, feature = "unstable-fuzzing"))]
 /// The error a caller of a failed commit should see when [`classify`]
 /// answered an OffsetCommit error with [`Action::Rejoin`]:
 /// `REBALANCE_IN_PROGRESS` → [`GroupError::RebalanceInProgress`], anything

@@ -293,6 +293,7 @@ impl BrokerConnection {
         self.usable
     }
 
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// Sends `req` at the negotiated version and returns the decoded
     /// response, within `request_timeout`.
     pub async fn send<R: KnownRequest>(&mut self, req: R) -> Result<R::Response, ConnectionError> {

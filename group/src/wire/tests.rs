@@ -14,164 +14,32 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetFetchResponse, SaslAuthenticateResponse, SaslHandshakeResponse,
     SyncGroupResponse, TopicName,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
-};
 
 use kafka_protocol::{
     messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, HeartbeatRequest,
-        JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-        SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+        ApiKey, ApiVersionsResponse, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest,
+        OffsetFetchRequest,
     },
     protocol::{Encodable, Message, StrBytes},
 };
 
+use tokio::net::TcpListener;
+
 use super::{
     handshake::{ILLEGAL_SASL_STATE, UNSUPPORTED_SASL_MECHANISM},
-    versions::UNSUPPORTED_VERSION,
     *,
 };
 use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
 
-// ---- the fake broker -------------------------------------------------
-
-/// What the fake broker does with the next request.
-enum Step {
-    /// Answers ApiVersions advertising every API we use at
-    /// `kafka-protocol`'s full range, minus these keys.
-    ApiVersions(&'static [ApiKey]),
-    /// Answers ApiVersions with UNSUPPORTED_VERSION in the v0 layout,
-    /// advertising ApiVersions up to this version.
-    ApiVersionsUnsupported(i16),
-    /// Answers with this body, framed with the request's correlation id.
-    Body(Vec<u8>),
-    /// Answers with this body and a wrong correlation id.
-    WrongCorrelation(Vec<u8>),
-    /// Writes these bytes as they are.
-    Raw(Vec<u8>),
-    /// Reads the request and never answers.
-    Hang,
-}
+use crate::testing::{encode, FakeCoordinator, Reply};
 
 const ALL: &[ApiKey] = &[];
 
-pub(crate) fn encode<M: Encodable>(message: &M, version: i16) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    message.encode(&mut buf, version).expect("encodable");
-    buf.to_vec()
-}
-
-pub(crate) fn api_versions_body(version: i16, without: &[ApiKey]) -> Vec<u8> {
-    let ranges = [
-        (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
-        (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
-        (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
-        (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
-        (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
-        (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
-        (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
-        (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
-        (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
-        (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
-    ];
-    let keys = ranges
-        .iter()
-        .filter(|(key, _)| !without.contains(key))
-        .map(|(key, range)| {
-            ApiVersion::default()
-                .with_api_key(*key as i16)
-                .with_min_version(range.min)
-                .with_max_version(range.max)
-        })
-        .collect();
-    encode(&ApiVersionsResponse::default().with_api_keys(keys), version)
-}
-
-/// The header of a request the fake broker read.
-pub(crate) struct FakeRequest {
-    pub(crate) key: i16,
-    pub(crate) version: i16,
-    pub(crate) correlation_id: i32,
-}
-
-pub(crate) async fn read_request(sock: &mut TcpStream) -> Option<FakeRequest> {
-    let len = sock.read_i32().await.ok()?;
-    let mut buf = vec![0; usize::try_from(len).ok()?];
-    sock.read_exact(&mut buf).await.ok()?;
-    Some(FakeRequest {
-        key: i16::from_be_bytes([buf[0], buf[1]]),
-        version: i16::from_be_bytes([buf[2], buf[3]]),
-        correlation_id: i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
-    })
-}
-
-pub(crate) async fn answer(
-    sock: &mut TcpStream,
-    req: &FakeRequest,
-    correlation_id: i32,
-    body: &[u8],
-) {
-    let header_version = ApiKey::try_from(req.key)
-        .expect("known key")
-        .response_header_version(req.version);
-    let mut frame = correlation_id.to_be_bytes().to_vec();
-    if header_version >= 1 {
-        frame.push(0); // no tagged fields
-    }
-    frame.extend_from_slice(body);
-    let mut out = (frame.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&frame);
-    sock.write_all(&out).await.expect("write");
-}
-
-/// A one-connection fake broker playing `steps`, then closing. The task
-/// returns the (api key, version) of every request it read.
-async fn fake_broker(steps: Vec<Step>) -> (String, JoinHandle<Vec<(i16, i16)>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let task = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.expect("accept");
-        let mut seen = Vec::new();
-        for step in steps {
-            let Some(req) = read_request(&mut sock).await else {
-                break;
-            };
-            seen.push((req.key, req.version));
-            match step {
-                Step::ApiVersions(without) => {
-                    answer(
-                        &mut sock,
-                        &req,
-                        req.correlation_id,
-                        &api_versions_body(req.version, without),
-                    )
-                    .await
-                }
-                Step::ApiVersionsUnsupported(max) => {
-                    let body = ApiVersionsResponse::default()
-                        .with_error_code(UNSUPPORTED_VERSION)
-                        .with_api_keys(vec![ApiVersion::default()
-                            .with_api_key(ApiKey::ApiVersions as i16)
-                            .with_min_version(0)
-                            .with_max_version(max)]);
-                    answer(&mut sock, &req, req.correlation_id, &encode(&body, 0)).await
-                }
-                Step::Body(body) => answer(&mut sock, &req, req.correlation_id, &body).await,
-                Step::WrongCorrelation(body) => {
-                    answer(&mut sock, &req, req.correlation_id + 7, &body).await
-                }
-                Step::Raw(bytes) => sock.write_all(&bytes).await.expect("write"),
-                Step::Hang => {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                }
-            }
-        }
-        seen
-    });
-    (addr, task)
+/// A broker answering one request after another with `replies`, then
+/// closing; what it was sent is in its `requests()`.
+async fn fake_broker(replies: Vec<Reply>) -> (String, Arc<FakeCoordinator>) {
+    let fake = FakeCoordinator::strict(replies).await;
+    (fake.addr(), fake)
 }
 
 fn config(_addr: &str) -> ConnectionConfig {
@@ -207,8 +75,8 @@ fn heartbeat() -> HeartbeatRequest {
         .with_member_id(StrBytes::from_static_str("m"))
 }
 
-async fn connected(steps: Vec<Step>) -> (BrokerConnection, JoinHandle<Vec<(i16, i16)>>) {
-    let mut all = vec![Step::ApiVersions(ALL)];
+async fn connected(steps: Vec<Reply>) -> (BrokerConnection, Arc<FakeCoordinator>) {
+    let mut all = vec![Reply::ApiVersions(ALL)];
     all.extend(steps);
     let (addr, task) = fake_broker(all).await;
     let conn = BrokerConnection::connect(&config(&addr), &addr)
@@ -222,7 +90,7 @@ async fn connected(steps: Vec<Step>) -> (BrokerConnection, JoinHandle<Vec<(i16, 
 #[tokio::test]
 async fn negotiates_the_highest_common_version() {
     let (mut conn, task) =
-        connected(vec![Step::Body(encode(&HeartbeatResponse::default(), 4))]).await;
+        connected(vec![Reply::Body(encode(&HeartbeatResponse::default(), 4))]).await;
     assert_eq!(conn.version::<JoinGroupRequest>().expect("join"), 9);
     // Capped below kafka-protocol's 10: v10 commits by topic id.
     assert_eq!(conn.version::<OffsetCommitRequest>().expect("commit"), 9);
@@ -234,7 +102,7 @@ async fn negotiates_the_highest_common_version() {
     let response = conn.send(heartbeat()).await.expect("heartbeat");
     assert_eq!(response.error_code, 0);
     assert!(conn.is_usable());
-    let seen = task.await.expect("task");
+    let seen = task.requests();
     assert_eq!(
         seen,
         vec![
@@ -247,8 +115,8 @@ async fn negotiates_the_highest_common_version() {
 #[tokio::test]
 async fn api_versions_falls_back_to_the_brokers_version() {
     let (addr, task) = fake_broker(vec![
-        Step::ApiVersionsUnsupported(2),
-        Step::ApiVersions(ALL),
+        Reply::ApiVersionsUnsupported(2),
+        Reply::ApiVersions(ALL),
     ])
     .await;
     let conn = BrokerConnection::connect(&config(&addr), &addr)
@@ -256,7 +124,7 @@ async fn api_versions_falls_back_to_the_brokers_version() {
         .expect("connect");
     assert!(conn.version::<HeartbeatRequest>().is_ok());
     drop(conn);
-    let seen = task.await.expect("task");
+    let seen = task.requests();
     assert_eq!(
         seen,
         vec![
@@ -268,7 +136,7 @@ async fn api_versions_falls_back_to_the_brokers_version() {
 
 #[tokio::test]
 async fn an_api_the_broker_lacks_is_a_clear_error() {
-    let (addr, _task) = fake_broker(vec![Step::ApiVersions(&[ApiKey::JoinGroup])]).await;
+    let (addr, _task) = fake_broker(vec![Reply::ApiVersions(&[ApiKey::JoinGroup])]).await;
     let mut conn = BrokerConnection::connect(&config(&addr), &addr)
         .await
         .expect("connect");
@@ -302,7 +170,7 @@ async fn an_api_the_broker_lacks_is_a_clear_error() {
 
 #[tokio::test]
 async fn garbage_body_is_a_decode_error_and_poisons_the_connection() {
-    let (mut conn, _task) = connected(vec![Step::Body(vec![0xff; 3])]).await;
+    let (mut conn, _task) = connected(vec![Reply::Body(vec![0xff; 3])]).await;
     let e = conn.send(heartbeat()).await.expect_err("garbage");
     assert!(
         matches!(
@@ -322,7 +190,7 @@ async fn garbage_body_is_a_decode_error_and_poisons_the_connection() {
 
 #[tokio::test]
 async fn garbage_instead_of_api_versions_fails_the_connect() {
-    let (addr, _task) = fake_broker(vec![Step::Raw(b"\x00\x00\x00\x05hello".to_vec())]).await;
+    let (addr, _task) = fake_broker(vec![Reply::Raw(b"\x00\x00\x00\x05hello".to_vec())]).await;
     let e = BrokerConnection::connect(&config(&addr), &addr)
         .await
         .expect_err("garbage");
@@ -340,7 +208,7 @@ async fn garbage_instead_of_api_versions_fails_the_connect() {
 async fn a_truncated_frame_is_an_error_not_a_hang() {
     let mut raw = 100i32.to_be_bytes().to_vec();
     raw.extend_from_slice(&[0; 10]);
-    let (mut conn, _task) = connected(vec![Step::Raw(raw)]).await;
+    let (mut conn, _task) = connected(vec![Reply::Raw(raw)]).await;
     let e = conn.send(heartbeat()).await.expect_err("truncated");
     assert!(
         matches!(
@@ -358,7 +226,7 @@ async fn a_truncated_frame_is_an_error_not_a_hang() {
 #[tokio::test]
 async fn oversize_and_negative_lengths_are_refused() {
     for length in [i32::MAX, (MAX_FRAME_BYTES + 1) as i32, -5] {
-        let (mut conn, _task) = connected(vec![Step::Raw(length.to_be_bytes().to_vec())]).await;
+        let (mut conn, _task) = connected(vec![Reply::Raw(length.to_be_bytes().to_vec())]).await;
         let e = conn.send(heartbeat()).await.expect_err("bad length");
         assert!(
             matches!(e, ConnectionError::InvalidFrame { length: l, .. } if l == i64::from(length)),
@@ -369,7 +237,7 @@ async fn oversize_and_negative_lengths_are_refused() {
 
 #[tokio::test]
 async fn a_wrong_correlation_id_is_an_error() {
-    let (mut conn, _task) = connected(vec![Step::WrongCorrelation(encode(
+    let (mut conn, _task) = connected(vec![Reply::WrongCorrelation(encode(
         &HeartbeatResponse::default(),
         4,
     ))])
@@ -391,7 +259,7 @@ async fn a_wrong_correlation_id_is_an_error() {
 
 #[tokio::test]
 async fn a_silent_broker_times_out() {
-    let (mut conn, _task) = connected(vec![Step::Hang]).await;
+    let (mut conn, _task) = connected(vec![Reply::Hang]).await;
     let started = std::time::Instant::now();
     let e = conn.send(heartbeat()).await.expect_err("timeout");
     assert!(
@@ -452,7 +320,7 @@ async fn a_closed_connection_is_an_error_with_a_hint() {
 #[tokio::test]
 async fn a_tls_answer_to_plaintext_is_recognised() {
     // A TLS alert record: handshake_failure.
-    let (addr, _task) = fake_broker(vec![Step::Raw(vec![
+    let (addr, _task) = fake_broker(vec![Reply::Raw(vec![
         0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28,
     ])])
     .await;
@@ -478,7 +346,7 @@ async fn hostile_array_counts_are_rejected_before_decoding() {
     let mut v5 = vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0, 0, 0];
     v5.extend_from_slice(&i32::MAX.to_be_bytes());
     for (version, body) in [(9, v9), (5, v5)] {
-        let (mut conn, _task) = connected(vec![Step::Body(body)]).await;
+        let (mut conn, _task) = connected(vec![Reply::Body(body)]).await;
         let e = conn
             .send_with(
                 JoinGroupRequest::default(),
@@ -531,8 +399,8 @@ async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
             StrBytes::from_static_str("SCRAM-SHA-256"),
         ]);
     let (addr, task) = fake_broker(vec![
-        Step::ApiVersions(ALL),
-        Step::Body(encode(&handshake, 1)),
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&handshake, 1)),
     ])
     .await;
     let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::ScramSha512), &addr)
@@ -544,7 +412,7 @@ async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
     );
     assert!(!e.is_retriable());
     assert_eq!(
-        task.await.expect("task")[1],
+        task.requests()[1],
         (ApiKey::SaslHandshake as i16, 1)
     );
 }
@@ -553,8 +421,8 @@ async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
 async fn sasl_on_a_listener_without_sasl_is_explained() {
     let handshake = SaslHandshakeResponse::default().with_error_code(ILLEGAL_SASL_STATE);
     let (addr, _task) = fake_broker(vec![
-        Step::ApiVersions(ALL),
-        Step::Body(encode(&handshake, 1)),
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&handshake, 1)),
     ])
     .await;
     let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::Plain), &addr)
@@ -576,9 +444,9 @@ async fn wrong_password_names_user_and_mechanism_never_the_password() {
             "Authentication failed: Invalid username or password",
         )));
     let (addr, task) = fake_broker(vec![
-        Step::ApiVersions(ALL),
-        Step::Body(encode(&handshake, 1)),
-        Step::Body(encode(&auth, 2)),
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&handshake, 1)),
+        Reply::Body(encode(&auth, 2)),
     ])
     .await;
     let e = BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::Plain), &addr)
@@ -597,7 +465,7 @@ async fn wrong_password_names_user_and_mechanism_never_the_password() {
     let config = sasl_config(&addr, SaslMechanism::Plain);
     assert!(!format!("{config:?}").contains("hunter2"));
     assert_eq!(
-        task.await.expect("task")[2],
+        task.requests()[2],
         (ApiKey::SaslAuthenticate as i16, 2)
     );
 }

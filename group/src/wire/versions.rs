@@ -125,6 +125,7 @@ known_request!(
 );
 
 impl BrokerConnection {
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     /// The versions the broker advertised for an API, if it offers it.
     pub fn broker_versions(&self, api: ApiKey) -> Option<VersionRange> {
         self.broker_versions.get(&(api as i16)).copied()
