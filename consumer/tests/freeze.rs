@@ -636,7 +636,8 @@ async fn a_frozen_broker_turns_readyz_503_after_a_session_and_never_fails_health
     let group = unique("g-freeze-probes");
     create_topic_at(&bootstrap, &topic, 2).await;
     let member = Member::start(
-        CONSUMER, &topic,
+        CONSUMER,
+        &topic,
         &group,
         &bootstrap,
         &[

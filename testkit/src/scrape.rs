@@ -46,9 +46,10 @@ pub fn http_probe_blocking(addr: &str, path: &str, within: Duration) -> (u16, St
 /// One HTTP/1.1 GET on `s`, reading the answer for at most `within`.
 fn exchange(mut s: std::net::TcpStream, path: &str, within: Duration) -> (u16, String) {
     s.set_read_timeout(Some(within)).ok();
-    if s
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .is_err()
+    if s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .is_err()
     {
         return (0, String::new());
     }
