@@ -1,19 +1,16 @@
 //! The group connection and coordinator client against the real local
 //! broker (`scripts/kafka-local.sh start`): PLAINTEXT, SASL_PLAINTEXT, SSL
-//! and SASL_SSL listeners. No broker is a failure, never a skip.
+//! and SASL_SSL listeners, as `testkit` finds them. No broker is a
+//! failure, never a skip.
 
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
-    path::PathBuf,
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use kafka_base::security::{
-    tls_client_config, SaslMechanism, SaslSettings, Secret, SecurityProtocol, TlsSettings,
-};
+use common::kafka::KafkaSettings;
+use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
 use kafka_group::{
     assignor::{Assignor, MemberSubscription, RangeAssignor, RANGE},
     coordinator::{
@@ -33,76 +30,31 @@ use kafka_protocol::{
     },
     protocol::Message,
 };
+use testkit::{
+    broker::{bootstrap, create_topic},
+    security::broker,
+    unique,
+};
 
 const NONE: KafkaCode = KafkaCode(0);
 const MEMBER_ID_REQUIRED: KafkaCode = KafkaCode(79);
 const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode(27);
 const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode(25);
 
-fn env_or(key: &str, default: &str) -> String {
-    std::env::var(key).unwrap_or_else(|_| default.to_owned())
-}
-
-/// Checks something listens at `addr`; panics with how to start the broker.
-fn require(addr: String) -> String {
-    let sock: SocketAddr = addr
-        .parse()
-        .unwrap_or_else(|_| panic!("{addr} must be IP:PORT"));
-    if std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).is_err() {
-        panic!("no Kafka broker at {addr}, start it with scripts/kafka-local.sh start");
-    }
-    addr
-}
-
 fn plaintext_addr() -> String {
-    require(env_or("KAFKA_TEST_BOOTSTRAP", "127.0.0.1:19092"))
+    bootstrap()
 }
 
 fn sasl_addr() -> String {
-    require(env_or("KAFKA_TEST_SASL_BOOTSTRAP", "127.0.0.1:19093"))
+    broker().sasl_plaintext.clone()
 }
 
 fn ssl_addr() -> String {
-    require(env_or("KAFKA_TEST_SSL_BOOTSTRAP", "127.0.0.1:19094"))
+    broker().ssl.clone()
 }
 
 fn sasl_ssl_addr() -> String {
-    require(env_or("KAFKA_TEST_SASL_SSL_BOOTSTRAP", "127.0.0.1:19095"))
-}
-
-fn ca_file() -> PathBuf {
-    let path = PathBuf::from(env_or("KAFKA_LOCAL_DIR", "/tmp/kafka-local-0")).join("tls/ca.pem");
-    assert!(
-        path.is_file(),
-        "no CA at {}, start the broker with scripts/kafka-local.sh start",
-        path.display()
-    );
-    path
-}
-
-/// How to reach one listener: what a service's Kafka settings hold for it.
-#[derive(Debug, Clone)]
-struct KafkaSettings {
-    bootstrap: String,
-    security_protocol: SecurityProtocol,
-    sasl: Option<SaslSettings>,
-    tls: TlsSettings,
-    request_timeout: Duration,
-}
-
-impl KafkaSettings {
-    fn plaintext(addr: &str, _client_id: &str) -> Self {
-        Self {
-            bootstrap: addr.to_owned(),
-            security_protocol: SecurityProtocol::Plaintext,
-            sasl: None,
-            tls: TlsSettings {
-                verify_hostname: true,
-                ..TlsSettings::default()
-            },
-            request_timeout: Duration::from_secs(30),
-        }
-    }
+    broker().sasl_ssl.clone()
 }
 
 /// Settings for one listener; `password` `None` is the right one.
@@ -112,69 +64,28 @@ fn settings(
     mechanism: Option<SaslMechanism>,
     password: Option<&str>,
 ) -> KafkaSettings {
+    let b = broker();
     let mut s = KafkaSettings::plaintext(addr, "group-coordinator-test");
     s.security_protocol = protocol;
     s.request_timeout = Duration::from_secs(10);
     if protocol.uses_tls() {
-        s.tls.ca_file = Some(ca_file());
+        s.tls.ca_file = Some(b.ca.clone());
     }
     s.sasl = mechanism.map(|mechanism| SaslSettings {
         mechanism,
-        username: env_or("KAFKA_LOCAL_USER", "demo"),
-        password: Secret::new(password.map_or_else(
-            || env_or("KAFKA_LOCAL_PASSWORD", "demo-secret"),
-            str::to_owned,
-        )),
+        username: b.user.clone(),
+        password: Secret::new(password.unwrap_or(&b.password)),
     });
     s
 }
 
 fn config(s: &KafkaSettings) -> ConnectionConfig {
-    let tls = s
-        .security_protocol
-        .uses_tls()
-        .then(|| tls_client_config(&s.tls).expect("TLS configuration"));
-    ConnectionConfig::new(
-        "group-coordinator-test",
-        s.security_protocol,
-        s.sasl.clone(),
-        tls,
-        s.request_timeout,
-    )
-    .expect("connection config")
+    s.connection_config().expect("connection config")
 }
 
 /// A coordinator client for `group` on `s`'s listener.
 fn client(s: &KafkaSettings, group: &str, instance: Option<String>) -> CoordinatorClient {
-    CoordinatorClient::new(config(s), vec![s.bootstrap.clone()], group, instance)
-}
-
-/// A name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-async fn create_topic(topic: &str, partitions: i32) {
-    let client = rskafka::client::ClientBuilder::new(vec![plaintext_addr()])
-        .build()
-        .await
-        .expect("rskafka connect");
-    client
-        .controller_client()
-        .expect("controller")
-        .create_topic(topic, partitions, 1, 10_000)
-        .await
-        .expect("create topic");
+    CoordinatorClient::new(config(s), s.bootstrap.clone(), group, instance)
 }
 
 /// How long a freshly started broker may answer COORDINATOR_NOT_AVAILABLE
