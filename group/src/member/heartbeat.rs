@@ -13,7 +13,7 @@ use tokio::{sync::mpsc, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::MemberSettings;
+use super::SessionSettings;
 use crate::{
     coordinator::CoordinatorClient,
     state::{classify, Action, ErrorContext, Generation},
@@ -102,13 +102,13 @@ pub struct Heartbeat {
 pub fn spawn_heartbeat(
     mut client: CoordinatorClient,
     generation: Generation,
-    settings: &MemberSettings,
+    settings: &SessionSettings,
     tx: mpsc::Sender<HeartbeatReport>,
     stop: CancellationToken,
 ) -> Heartbeat {
     let interval = settings.heartbeat_interval;
     let session = settings.session_timeout;
-    let backoff = settings.backoff;
+    let backoff = settings.retry_backoff;
     let group = settings.group.clone();
     let last_ok = LastHeartbeat::new();
     let shared = last_ok.clone();

@@ -25,26 +25,54 @@ use crate::{
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
 };
 
-/// What the member needs to know about itself.
+/// What a member of the group is and how it paces itself.
 #[derive(Debug, Clone)]
-pub struct MemberSettings {
+pub struct SessionSettings {
     /// The group id.
     pub group: String,
-    /// Static membership id.
+    /// Static membership id (`group.instance.id`).
     pub group_instance_id: Option<String>,
     /// Subscribed topics.
     pub topics: Vec<String>,
     /// Assignors offered, preferred first.
     pub assignors: Vec<String>,
-    /// Session timeout.
+    /// The coordinator evicts a member silent this long.
     pub session_timeout: Duration,
-    /// Heartbeat interval.
+    /// How often heartbeats go out.
     pub heartbeat_interval: Duration,
-    /// Rebalance timeout (Java's max.poll.interval.ms).
+    /// How long the coordinator waits for members to rejoin (Java's
+    /// `max.poll.interval.ms`).
     pub rebalance_timeout: Duration,
-    /// Retry backoff bounds.
-    pub backoff: Backoff,
+    /// Retries of group requests (Java's `retry.backoff.ms` / `.max.ms`).
+    pub retry_backoff: Backoff,
+    /// Waits between attempts to join after a failure.
+    pub rejoin_backoff: Backoff,
+    /// How often the subscribed topics' partition counts are checked.
+    pub metadata_refresh: Duration,
+    /// The deadline of the commit before partitions are given up.
+    pub revocation_commit_timeout: Duration,
 }
+
+impl SessionSettings {
+    /// Java's defaults for `group` subscribed to `topics`: `range` then
+    /// `roundrobin`, 45 s session, 3 s heartbeat, 5 min rebalance timeout.
+    pub fn new(group: impl Into<String>, topics: Vec<String>) -> Self {
+        Self {
+            group: group.into(),
+            group_instance_id: None,
+            topics,
+            assignors: vec!["range".to_owned(), "roundrobin".to_owned()],
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            rebalance_timeout: Duration::from_secs(300),
+            retry_backoff: Backoff::default(),
+            rejoin_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
+            metadata_refresh: Duration::from_secs(10),
+            revocation_commit_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 
 /// Errors the driver reports.
 #[derive(Debug, thiserror::Error)]
@@ -145,7 +173,7 @@ impl CommitJob {
 /// The member driver.
 #[derive(Debug)]
 pub struct Member {
-    settings: MemberSettings,
+    settings: SessionSettings,
     machine: Membership,
     client: CoordinatorClient,
     /// Members and their subscriptions, when we lead the current join.
@@ -158,11 +186,11 @@ pub struct Member {
 
 impl Member {
     /// A member that has not joined yet.
-    pub fn new(client: CoordinatorClient, settings: MemberSettings) -> Self {
+    pub fn new(client: CoordinatorClient, settings: SessionSettings) -> Self {
         let machine = Membership::new(
             settings.group.clone(),
             settings.group_instance_id.clone(),
-            settings.backoff,
+            settings.retry_backoff,
         );
         Self {
             settings,
@@ -405,9 +433,9 @@ impl Member {
         }
         let backoff = match action {
             Action::RediscoverCoordinator { backoff } | Action::Retry { backoff } => backoff,
-            _ => self.settings.backoff.delay(failures),
+            _ => self.settings.retry_backoff.delay(failures),
         };
-        pause(backoff.max(self.settings.backoff.delay(failures)), cancel).await
+        pause(backoff.max(self.settings.retry_backoff.delay(failures)), cancel).await
     }
 
     async fn apply(
@@ -457,7 +485,7 @@ impl Member {
                         return Err(SessionError::Coordinator(e));
                     }
                     self.client.mark_coordinator_dead();
-                    tokio::time::sleep(self.settings.backoff.delay(failures)).await;
+                    tokio::time::sleep(self.settings.retry_backoff.delay(failures)).await;
                 }
             }
         }

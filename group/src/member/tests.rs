@@ -40,16 +40,15 @@ const HEARTBEAT: Duration = Duration::from_millis(50);
 
 // ---- the member ------------------------------------------------------
 
-fn settings(group_instance_id: Option<&str>) -> MemberSettings {
-    MemberSettings {
-        group: GROUP.to_owned(),
+fn settings(group_instance_id: Option<&str>) -> SessionSettings {
+    SessionSettings {
         group_instance_id: group_instance_id.map(str::to_owned),
-        topics: vec!["t1".to_owned(), "t2".to_owned()],
         assignors: vec!["range".to_owned()],
         session_timeout: SESSION,
         heartbeat_interval: HEARTBEAT,
         rebalance_timeout: Duration::from_secs(1),
-        backoff: Backoff::new(Duration::from_millis(2), Duration::from_millis(10)),
+        retry_backoff: Backoff::new(Duration::from_millis(2), Duration::from_millis(10)),
+        ..SessionSettings::new(GROUP, vec!["t1".to_owned(), "t2".to_owned()])
     }
 }
 
@@ -758,7 +757,7 @@ async fn heartbeat_task_reports_errors_and_keeps_going_on_transient_ones() {
     for (i, g) in gaps.iter().enumerate() {
         let after_failure = matches!(i, 2 | 4);
         let least = if after_failure {
-            member.settings.backoff.initial
+            member.settings.retry_backoff.initial
         } else {
             HEARTBEAT
         };

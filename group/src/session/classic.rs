@@ -300,7 +300,7 @@ impl Task {
         let heartbeat = spawn_heartbeat(
             self.member.heartbeat_client(),
             self.member.generation().clone(),
-            &self.settings.member(),
+            &self.settings,
             hb_tx,
             stop.clone(),
         );

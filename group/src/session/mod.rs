@@ -120,16 +120,15 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use kafka_base::backoff::Backoff;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     coordinator::CoordinatorClient,
-    member::{LastHeartbeat, Member, MemberSettings},
+    member::{LastHeartbeat, Member},
     wire::ConnectionConfig,
 };
 
-pub use crate::member::SessionError;
+pub use crate::member::{SessionError, SessionSettings};
 
 mod classic;
 
@@ -146,67 +145,6 @@ pub trait TopicMetadata: Send + Sync + fmt::Debug + 'static {
         &self,
         topics: Vec<String>,
     ) -> BoxFuture<'static, Result<BTreeMap<String, i32>, String>>;
-}
-
-/// What a member of the group is and how it paces itself.
-#[derive(Debug, Clone)]
-pub struct SessionSettings {
-    /// The group id.
-    pub group: String,
-    /// Static membership id (`group.instance.id`).
-    pub group_instance_id: Option<String>,
-    /// Subscribed topics.
-    pub topics: Vec<String>,
-    /// Assignors offered, preferred first.
-    pub assignors: Vec<String>,
-    /// The coordinator evicts a member silent this long.
-    pub session_timeout: Duration,
-    /// How often heartbeats go out.
-    pub heartbeat_interval: Duration,
-    /// How long the coordinator waits for members to rejoin (Java's
-    /// `max.poll.interval.ms`).
-    pub rebalance_timeout: Duration,
-    /// Retries of group requests (Java's `retry.backoff.ms` / `.max.ms`).
-    pub retry_backoff: Backoff,
-    /// Waits between attempts to join after a failure.
-    pub rejoin_backoff: Backoff,
-    /// How often the subscribed topics' partition counts are checked.
-    pub metadata_refresh: Duration,
-    /// The deadline of the commit before partitions are given up.
-    pub revocation_commit_timeout: Duration,
-}
-
-impl SessionSettings {
-    /// Java's defaults for `group` subscribed to `topics`: `range` then
-    /// `roundrobin`, 45 s session, 3 s heartbeat, 5 min rebalance timeout.
-    pub fn new(group: impl Into<String>, topics: Vec<String>) -> Self {
-        Self {
-            group: group.into(),
-            group_instance_id: None,
-            topics,
-            assignors: vec!["range".to_owned(), "roundrobin".to_owned()],
-            session_timeout: Duration::from_secs(45),
-            heartbeat_interval: Duration::from_secs(3),
-            rebalance_timeout: Duration::from_secs(300),
-            retry_backoff: Backoff::default(),
-            rejoin_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
-            metadata_refresh: Duration::from_secs(10),
-            revocation_commit_timeout: Duration::from_secs(10),
-        }
-    }
-
-    fn member(&self) -> MemberSettings {
-        MemberSettings {
-            group: self.group.clone(),
-            group_instance_id: self.group_instance_id.clone(),
-            topics: self.topics.clone(),
-            assignors: self.assignors.clone(),
-            session_timeout: self.session_timeout,
-            heartbeat_interval: self.heartbeat_interval,
-            rebalance_timeout: self.rebalance_timeout,
-            backoff: self.retry_backoff,
-        }
-    }
 }
 
 /// What the session asks of the service.
@@ -325,7 +263,7 @@ impl Session {
             settings.group.clone(),
             settings.group_instance_id.clone(),
         );
-        let member = Member::new(client, settings.member());
+        let member = Member::new(client, settings.clone());
         let (events_tx, events) = mpsc::channel(4);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
