@@ -49,7 +49,7 @@ mod keys {
     pub const ASSIGNORS: Key = Key::new(
         "CONSUMER_ASSIGNORS",
         Allowed::Text,
-        "partition assignors offered, in preference order: a comma-separated list of range, roundrobin",
+        "partition assignors offered, in preference order: a comma-separated list of range, roundrobin, sticky",
     )
     .flag("--assignors", "LIST")
     .default("range,roundrobin");
@@ -350,7 +350,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         return Err(src.invalid(
             keys::ASSIGNORS.env,
             "unknown assignor",
-            "a comma-separated list of range, roundrobin",
+            "a comma-separated list of range, roundrobin, sticky",
         ));
     }
     let auto_offset_reset = src.pick(
@@ -540,11 +540,11 @@ mod tests {
         assert!(e.contains("CONSUMER_HEARTBEAT_INTERVAL_MS"), "{e}");
         let e = cfg(&[
             ("KAFKA_CONSUMER_GROUP", "g"),
-            ("CONSUMER_ASSIGNORS", "sticky"),
+            ("CONSUMER_ASSIGNORS", "cooperative-sticky"),
         ])
         .expect_err("assignor")
         .to_string();
-        assert!(e.contains("range, roundrobin"), "{e}");
+        assert!(e.contains("range, roundrobin, sticky"), "{e}");
         let e = cfg(&[
             ("KAFKA_CONSUMER_GROUP", "g"),
             ("CONSUMER_AUTO_OFFSET_RESET", "none"),

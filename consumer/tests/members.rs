@@ -305,7 +305,11 @@ fn bad_configuration_exits_2_with_one_line() {
         ),
         ("CONSUMER_AUTO_OFFSET_RESET", "none", "earliest, latest"),
         ("CONSUMER_SESSION_TIMEOUT_MS", "5s", "whole number"),
-        ("CONSUMER_ASSIGNORS", "sticky", "range, roundrobin"),
+        (
+            "CONSUMER_ASSIGNORS",
+            "cooperative-sticky",
+            "range, roundrobin, sticky",
+        ),
     ] {
         let mut cmd = Command::new(CONSUMER);
         cmd.env_clear()
@@ -327,4 +331,52 @@ fn bad_configuration_exits_2_with_one_line() {
     ] {
         assert!(help.contains(s), "--help lacks {s}");
     }
+}
+
+/// `CONSUMER_ASSIGNORS=sticky` (Java's eager `StickyAssignor`): when a
+/// member leaves, the others keep every partition they had and split only
+/// its partitions. (With `range` a survivor usually gives one up.) Our
+/// members send their previous assignment in the userData, the leader —
+/// ours — reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_survivors_keep_their_partitions_when_a_member_leaves() {
+    let bootstrap = bootstrap();
+    let topic = unique("sticky");
+    let group = unique("g-sticky");
+    create_topic(&topic, 6).await;
+    let sticky = [("CONSUMER_ASSIGNORS", "sticky")];
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &sticky);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &sticky);
+    let mut c = Member::start(CONSUMER, &topic, &group, &bootstrap, &sticky);
+    let two_each = |ms: &[&Member]| {
+        balanced(ms, 6)
+            && ms
+                .iter()
+                .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == 6 / ms.len()))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || two_each(&[&a, &b, &c])),
+        "three members with two partitions each: {:?} {:?} {:?}",
+        a.assignment(),
+        b.assignment(),
+        c.assignment()
+    );
+    let (generation, before_a) = a.assignment().expect("assigned");
+    let (_, before_b) = b.assignment().expect("assigned");
+
+    c.sigterm();
+    assert_eq!(c.wait_exit(Duration::from_secs(8)), Some(0), "clean exit");
+    assert!(
+        wait_until(Duration::from_secs(15), || two_each(&[&a, &b])
+            && a.assignment().is_some_and(|(g, _)| g > generation)),
+        "two members with three partitions each: {:?} {:?}",
+        a.assignment(),
+        b.assignment()
+    );
+    let (_, after_a) = a.assignment().expect("assigned");
+    let (_, after_b) = b.assignment().expect("assigned");
+    assert!(
+        after_a.is_superset(&before_a) && after_b.is_superset(&before_b),
+        "survivors kept their partitions: a {before_a:?} -> {after_a:?}, b {before_b:?} -> {after_b:?}"
+    );
 }

@@ -1,5 +1,5 @@
 //! Partition assignors run by the group leader: Java-identical `range` and
-//! `roundrobin`.
+//! `roundrobin` here, `sticky` in [`crate::sticky`].
 //!
 //! With the classic protocol the coordinator picks one member as leader and
 //! that member computes everyone's assignment. A group can mix our consumers
@@ -37,7 +37,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::payload::{java_string_cmp, Assignment, ProtocolError, TopicPartitions};
+use crate::payload::{java_string_cmp, Assignment, ProtocolError, Subscription, TopicPartitions};
+use crate::sticky::{StickyAssignor, STICKY};
 
 /// Name of the range assignor in JoinGroup protocols.
 pub const RANGE: &str = "range";
@@ -58,10 +59,18 @@ pub struct MemberSubscription {
     pub group_instance_id: Option<String>,
     /// The topics from its decoded subscription.
     pub topics: Vec<String>,
+    /// The partitions it owns now (subscription v1+); only the sticky
+    /// assignors look at these.
+    pub owned_partitions: Vec<TopicPartitions>,
+    /// Its generation from the subscription (v2+), if any.
+    pub generation_id: Option<i32>,
+    /// The assignor-specific userData of its subscription.
+    pub user_data: Option<Bytes>,
 }
 
 impl MemberSubscription {
     /// A member with the given identity and topics.
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     pub fn new<I, T>(
         member_id: impl Into<String>,
         group_instance_id: Option<String>,
@@ -75,6 +84,24 @@ impl MemberSubscription {
             member_id: member_id.into(),
             group_instance_id,
             topics: topics.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A member from its decoded JoinGroup metadata, with everything the
+    /// assignors use. The rack id is not kept: no assignor here is rack-aware.
+    pub fn from_subscription(
+        member_id: impl Into<String>,
+        group_instance_id: Option<String>,
+        subscription: Subscription,
+    ) -> Self {
+        Self {
+            member_id: member_id.into(),
+            group_instance_id,
+            topics: subscription.topics,
+            owned_partitions: subscription.owned_partitions,
+            generation_id: subscription.generation_id,
+            user_data: subscription.user_data,
         }
     }
 }
@@ -99,7 +126,7 @@ pub trait Assignor: Send + Sync + fmt::Debug {
 }
 
 /// Whether this crate implements the assignor of that protocol name
-/// (`range`, `roundrobin`; exact match, as in Java).
+/// (`range`, `roundrobin`, `sticky`; exact match, as in Java).
 pub fn is_known_assignor(name: &str) -> bool {
     assignor_by_name(name).is_some()
 }
@@ -109,6 +136,7 @@ pub fn assignor_by_name(name: &str) -> Option<Box<dyn Assignor>> {
     match name {
         RANGE => Some(Box::new(RangeAssignor)),
         ROUND_ROBIN => Some(Box::new(RoundRobinAssignor)),
+        STICKY => Some(Box::new(StickyAssignor)),
         _ => None,
     }
 }
@@ -155,7 +183,7 @@ impl Assignor for RangeAssignor {
         partitions_per_topic: &BTreeMap<String, i32>,
     ) -> GroupAssignment {
         let members = unique_sorted_members(members);
-        let mut result = Builder::new(&members);
+        let mut result = ResultBuilder::new(members.iter().map(|m| m.member_id.as_str()));
 
         for (topic, &count) in partitions_per_topic {
             let Ok(count) = u32::try_from(count) else {
@@ -213,7 +241,7 @@ impl Assignor for RoundRobinAssignor {
         partitions_per_topic: &BTreeMap<String, i32>,
     ) -> GroupAssignment {
         let members = unique_sorted_members(members);
-        let mut result = Builder::new(&members);
+        let mut result = ResultBuilder::new(members.iter().map(|m| m.member_id.as_str()));
         if members.is_empty() {
             return result.finish();
         }
@@ -279,23 +307,29 @@ fn member_order(a: &MemberSubscription, b: &MemberSubscription) -> std::cmp::Ord
 }
 
 /// Accumulates partitions per member and topic, then groups them for the wire.
-struct Builder {
+pub(crate) struct ResultBuilder {
     members: BTreeMap<String, BTreeMap<String, Vec<i32>>>,
 }
 
-impl Builder {
-    fn new(members: &[&MemberSubscription]) -> Self {
+impl ResultBuilder {
+    /// Every member gets an entry, even if it gets nothing.
+    pub(crate) fn new<'a>(member_ids: impl IntoIterator<Item = &'a str>) -> Self {
         Self {
-            members: members
-                .iter()
-                .map(|m| (m.member_id.clone(), BTreeMap::new()))
+            members: member_ids
+                .into_iter()
+                .map(|id| (id.to_owned(), BTreeMap::new()))
                 .collect(),
         }
     }
 
     /// Adds `partitions` of `topic` to `member_id`; a topic only gets an
     /// entry once it has a partition.
-    fn add(&mut self, member_id: &str, topic: &str, partitions: impl IntoIterator<Item = i32>) {
+    pub(crate) fn add(
+        &mut self,
+        member_id: &str,
+        topic: &str,
+        partitions: impl IntoIterator<Item = i32>,
+    ) {
         let mut partitions = partitions.into_iter().peekable();
         if partitions.peek().is_none() {
             return;
@@ -308,7 +342,7 @@ impl Builder {
         }
     }
 
-    fn finish(self) -> GroupAssignment {
+    pub(crate) fn finish(self) -> GroupAssignment {
         self.members
             .into_iter()
             .map(|(member_id, topics)| {
@@ -375,7 +409,9 @@ mod tests {
             assignor_by_name("roundrobin").map(|a| a.name()),
             Some("roundrobin")
         );
+        assert_eq!(assignor_by_name("sticky").map(|a| a.name()), Some("sticky"));
         assert!(assignor_by_name("Range").is_none());
+        // Needs KIP-429's incremental rebalance, which our member lacks.
         assert!(assignor_by_name("cooperative-sticky").is_none());
         assert!(assignor_by_name("").is_none());
     }

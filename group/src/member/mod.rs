@@ -23,6 +23,7 @@ use crate::{
         Assignment, Subscription, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
     },
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
+    sticky::{sticky_user_data, STICKY},
 };
 
 /// What a member of the group is and how it paces itself.
@@ -182,6 +183,10 @@ pub struct Member {
     /// The connection commits go out on, apart from JoinGroup's; taken by a
     /// [`CommitJob`] while it runs.
     commit_client: Option<CoordinatorClient>,
+    /// The last assignment received and its generation: the eager `sticky`
+    /// assignor's userData (Java's `StickyAssignor` remembers the same in
+    /// `onAssignment`), so a leader keeps our partitions with us.
+    previous: Option<(Assignment, i32)>,
 }
 
 impl Member {
@@ -199,6 +204,7 @@ impl Member {
             members: Vec::new(),
             skip_assignment: false,
             commit_client: None,
+            previous: None,
         }
     }
 
@@ -242,7 +248,11 @@ impl Member {
             }
             let state = self.machine.state().clone();
             match state {
-                MemberState::Stable { assignment } => return Ok(assignment),
+                MemberState::Stable { assignment } => {
+                    self.previous =
+                        Some((assignment.clone(), self.machine.generation().generation_id));
+                    return Ok(assignment);
+                }
                 MemberState::Fatal(e) => return Err(SessionError::Fatal(e)),
                 MemberState::Left | MemberState::Leaving => return Err(SessionError::Cancelled),
                 MemberState::Revoking { .. } => {
@@ -336,26 +346,45 @@ impl Member {
     }
 
     fn join_params(&self) -> Result<JoinGroupParams, SessionError> {
-        let subscription = Subscription::new(self.settings.topics.iter().cloned())
+        let protocol_error = |e| GroupError::Protocol {
+            group: self.settings.group.clone(),
+            api: crate::error::GroupApi::JoinGroup,
+            source: e,
+        };
+        let subscription = Subscription::new(self.settings.topics.iter().cloned());
+        let plain = subscription
             .encode(SUBSCRIPTION_VERSION)
-            .map_err(|e| GroupError::Protocol {
-                group: self.settings.group.clone(),
-                api: crate::error::GroupApi::JoinGroup,
-                source: e,
-            })?;
+            .map_err(protocol_error)?;
+        let mut protocols = Vec::with_capacity(self.settings.assignors.len());
+        for name in &self.settings.assignors {
+            let metadata = match (name.as_str(), &self.previous) {
+                // What we had, for the sticky leader (none before the first
+                // assignment, as in Java).
+                (STICKY, Some((assignment, generation))) => {
+                    let previous = assignment.partitions.iter().flat_map(|tp| {
+                        tp.partitions.iter().map(move |&p| (tp.topic.as_str(), p))
+                    });
+                    let user_data =
+                        sticky_user_data(previous, *generation).map_err(protocol_error)?;
+                    Subscription {
+                        user_data: Some(user_data),
+                        ..subscription.clone()
+                    }
+                    .encode(SUBSCRIPTION_VERSION)
+                    .map_err(protocol_error)?
+                }
+                _ => plain.clone(),
+            };
+            protocols.push(JoinProtocol {
+                name: name.clone(),
+                metadata,
+            });
+        }
         Ok(JoinGroupParams {
             member_id: self.machine.generation().member_id.clone(),
             session_timeout: self.settings.session_timeout,
             rebalance_timeout: self.settings.rebalance_timeout,
-            protocols: self
-                .settings
-                .assignors
-                .iter()
-                .map(|name| JoinProtocol {
-                    name: name.clone(),
-                    metadata: subscription.clone(),
-                })
-                .collect(),
+            protocols,
             reason: None,
         })
     }
@@ -380,17 +409,16 @@ impl Member {
         for m in &self.members {
             // A member whose subscription we cannot read gets nothing rather
             // than failing the whole group.
-            let topics = match Subscription::decode(&m.metadata) {
-                Ok(s) => s.topics,
-                Err(e) => {
-                    warn!(group = %group, member = %m.member_id, error = %e, "unreadable subscription; member gets no partitions");
-                    Vec::new()
-                }
-            };
-            subs.push(MemberSubscription::new(
+            let subscription = Subscription::decode(&m.metadata).unwrap_or_else(|e| {
+                warn!(group = %group, member = %m.member_id, error = %e, "unreadable subscription; member gets no partitions");
+                Subscription::default()
+            });
+            // Owned partitions, generation and userData too: the sticky
+            // assignor needs them.
+            subs.push(MemberSubscription::from_subscription(
                 m.member_id.clone(),
                 m.group_instance_id.clone(),
-                topics,
+                subscription,
             ));
         }
         let topics: Vec<String> = crate::assignor::subscribed_topics(&subs)

@@ -955,3 +955,33 @@ async fn session_expiry_seen_by_the_client_keeps_the_membership() {
     assert_eq!(member.revocation_pending(), Some(true), "lost");
     fake.assert_fully_scripted();
 }
+
+/// Java's eager `StickyAssignor` is told what a member had through its
+/// userData; without it a sticky leader would move our partitions freely.
+#[tokio::test]
+async fn the_sticky_protocol_carries_the_previous_assignment() {
+    let mut m = member("127.0.0.1:9", None);
+    m.settings.assignors = vec!["sticky".to_owned(), "range".to_owned()];
+    let user_data = |params: &JoinGroupParams, i: usize| {
+        Subscription::decode(&params.protocols[i].metadata)
+            .expect("our subscription decodes")
+            .user_data
+    };
+    // Before the first assignment there is nothing to claim, as in Java.
+    let first = m.join_params().expect("params");
+    assert_eq!(user_data(&first, 0), None);
+
+    m.previous = Some((
+        Assignment::new(vec![
+            TopicPartitions::new("t1", vec![0, 2]),
+            TopicPartitions::new("t2", vec![1]),
+        ]),
+        7,
+    ));
+    let params = m.join_params().expect("params");
+    assert_eq!(params.protocols[0].name, "sticky");
+    let want = crate::sticky::sticky_user_data([("t1", 0), ("t1", 2), ("t2", 1)], 7)
+        .expect("encodable");
+    assert_eq!(user_data(&params, 0), Some(want));
+    assert_eq!(user_data(&params, 1), None, "range sends no userData");
+}
