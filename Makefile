@@ -163,6 +163,12 @@ bench: ## Benchmark vs Kafka's perf tools, librdkafka, kafka-python; writes BENC
 bench-smoke: ## The benchmark harness with tiny counts (seconds): every tool runs, no speed asserted
 	scripts/bench.sh smoke
 
+# Conformance vectors of the sticky/cooperative-sticky assignors, computed by
+# Kafka's own classes (Java 17+ and Maven, like the broker; no broker needed).
+.PHONY: sticky-vectors
+sticky-vectors: ## Regenerate group/tests/data/sticky-vectors.jsonl with Kafka's own assignors
+	scripts/sticky-vectors.sh
+
 # --- Reliability (issue 8) ---
 # Fuzzing needs the nightly toolchain; scripts/fuzz.sh installs cargo-fuzz
 # when it is missing. test-load needs the local broker (make broker) and wrk;
