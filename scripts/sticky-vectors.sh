@@ -8,7 +8,7 @@
 # on the kafka-clients jar that scripts/kafka/pom.xml pins, resolved by
 # scripts/kafka-tool.sh; no broker is needed. Writes
 # group/tests/data/sticky-vectors.jsonl, which the unit test
-# sticky::vectors reads (cargo test -p kafka-group --lib sticky).
+# assignor::sticky::vectors reads (cargo test -p kafka-group --lib sticky).
 # The cases derive from a fixed seed, so the same jar gives the same file:
 # after a Kafka upgrade, a diff here is a change in Kafka's assignor.
 set -euo pipefail

@@ -138,7 +138,7 @@ mod keys {
     /// `CONSUMER_BUFFER_MAX_BYTES`.
     pub const BUFFER_MAX_BYTES: Key = Key::new(
         "CONSUMER_BUFFER_MAX_BYTES",
-        number(crate::partition::MIN_FETCH_BYTES as i64, 17_179_869_184),
+        number(super::MIN_FETCH_BYTES as i64, 17_179_869_184),
         "memory budget for fetched records not yet handled (decoded size), split over the assigned partitions: each fetches at most budget / partitions / (buffer batches + 2) bytes, at least 64 KiB, at most the fetch size",
     )
     .flag("--buffer-max-bytes", "BYTES")
@@ -206,6 +206,12 @@ mod keys {
     .flag("--canary-availability-window-secs", "SECS")
     .default("300");
 }
+
+/// The smallest fetch size the partition workers choose (also the smallest
+/// `CONSUMER_BUFFER_MAX_BYTES`): smaller fetches would mostly cost round
+/// trips. Declared here, with the key it bounds, so `partition` depends on
+/// `config` and not the other way round.
+pub const MIN_FETCH_BYTES: i32 = 65_536;
 
 /// The consumer's own keys (besides [`common_keys::KAFKA`] and
 /// [`common_keys::SERVICE`]), in `--help` and README order.

@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::{
-    config::OffsetReset,
+    config::{OffsetReset, MIN_FETCH_BYTES},
     handler::{record_span, RecordHandler},
 };
 
@@ -189,11 +189,6 @@ impl HandledSinceCommit {
         self.reached.notified().await;
     }
 }
-
-/// The smallest fetch size [`fetch_bytes_per_partition`] chooses (also the
-/// smallest `CONSUMER_BUFFER_MAX_BYTES`): smaller fetches would mostly cost
-/// round trips.
-pub const MIN_FETCH_BYTES: i32 = 65_536;
 
 /// Bytes per fetch for each of `partitions` partitions, so that what a member
 /// holds fetched but not handled — per partition `buffer_batches` queued

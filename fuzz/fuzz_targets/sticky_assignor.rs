@@ -18,7 +18,7 @@ use arbitrary::Arbitrary;
 use bytes::Bytes;
 use kafka_group::assignor::{Assignor, MemberSubscription};
 use kafka_group::payload::{Subscription, TopicPartitions};
-use kafka_group::sticky::{CooperativeStickyAssignor, StickyAssignor};
+use kafka_group::assignor::sticky::{CooperativeStickyAssignor, StickyAssignor};
 use libfuzzer_sys::fuzz_target;
 
 /// Few names, so that topics and member ids collide (including Java

@@ -22,7 +22,7 @@
 //! | wire | `wire` | one connection to one broker: TCP, TLS, `ApiVersions` negotiation, SASL, framing, typed requests |
 //! | coordinator | `coordinator` | finds the group's coordinator, one typed method per group request; error codes come back raw |
 //! | payloads | `payload` | the consumer protocol's Subscription and Assignment, as Java encodes them |
-//! | assignors | `assignor`, `sticky` | `range`, `roundrobin`, `sticky`, byte-compatible with Java's (`cooperative-sticky` too, not offered: it needs KIP-429's incremental rebalance) |
+//! | assignors | `assignor` (`sticky` inside) | `range`, `roundrobin`, `sticky`, byte-compatible with Java's (`cooperative-sticky` too, not offered: it needs KIP-429's incremental rebalance) |
 //! | state machine | `state` | the membership with no I/O: events in, actions out; what each error code means |
 //! | member | `member` | the I/O the state machine asks for; the heartbeat task |
 //! | session | [`session`] | the task that runs a member and talks to the service in events |
@@ -46,7 +46,7 @@ macro_rules! internal {
     };
 }
 
-internal!(assignor, coordinator, member, payload, state, sticky, wire);
+internal!(assignor, coordinator, member, payload, state, wire);
 
 pub mod error;
 pub mod session;

@@ -1,5 +1,5 @@
 //! Partition assignors run by the group leader: Java-identical `range` and
-//! `roundrobin` here, `sticky` in [`crate::sticky`].
+//! `roundrobin` here, `sticky` in [`sticky`].
 //!
 //! With the classic protocol the coordinator picks one member as leader and
 //! that member computes everyone's assignment. A group can mix our consumers
@@ -38,7 +38,12 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::payload::{java_string_cmp, Assignment, ProtocolError, Subscription, TopicPartitions};
-use crate::sticky::{StickyAssignor, STICKY};
+use self::sticky::{StickyAssignor, STICKY};
+
+#[cfg(feature = "unstable-fuzzing")]
+pub mod sticky;
+#[cfg(not(feature = "unstable-fuzzing"))]
+pub(crate) mod sticky;
 
 /// Name of the range assignor in JoinGroup protocols.
 pub const RANGE: &str = "range";

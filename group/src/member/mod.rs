@@ -13,7 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    assignor::{assignor_by_name, encode_group_assignment, MemberSubscription},
+    assignor::{
+        assignor_by_name, encode_group_assignment,
+        sticky::{sticky_user_data, STICKY},
+        MemberSubscription,
+    },
     coordinator::{
         CoordinatorClient, CoordinatorError, JoinGroupParams, JoinProtocol, JoinedMember,
         OffsetToCommit,
@@ -23,7 +27,6 @@ use crate::{
         Assignment, Subscription, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
     },
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
-    sticky::{sticky_user_data, STICKY},
 };
 
 /// What a member of the group is and how it paces itself.
