@@ -27,7 +27,7 @@ use std::{sync::Arc, time::Duration};
 use common::metrics as m;
 use tokio_util::sync::CancellationToken;
 
-use crate::{handler::RecordHandler, partition::Progress};
+use crate::{handler::RecordHandler, progress::Progress};
 
 /// How often the gauge and the handler's tick are updated.
 const TICK: Duration = Duration::from_secs(1);

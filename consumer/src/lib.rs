@@ -7,6 +7,7 @@
 //!   canary records.
 //! - `lag`: `kafka_consumergroup_lag_seconds` and the handler's tick.
 //! - [`partition`]: per-partition fetch and handle tasks with bounded buffering.
+//! - [`progress`]: one partition's progress (position, watermarks, commits).
 //! - [`run`](mod@run): join, heartbeat, commit, rebalance, drain.
 
 pub mod canary;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod handler;
 mod lag;
 pub mod partition;
+pub mod progress;
 pub mod run;
 
 pub use config::Config;

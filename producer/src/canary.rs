@@ -41,7 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::run::Summary;
+use crate::summary::Summary;
 
 /// How long the record in flight may still be acknowledged after SIGTERM.
 const DRAIN_ON_SIGNAL: Duration = Duration::from_secs(10);

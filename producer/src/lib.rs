@@ -8,7 +8,8 @@
 //! - [`config`]: flags, environment and file → validated [`Config`].
 //! - [`payload`]: demo records, key templates, JSON-lines input.
 //! - [`partitioner`]: Java-compatible murmur2 key partitioning.
-//! - [`run`](mod@run): the send loop and its [`Summary`].
+//! - [`run`](mod@run): the send loop.
+//! - [`summary`]: what a run achieved ([`Summary`]).
 
 mod batcher;
 pub mod canary;
@@ -17,6 +18,8 @@ pub mod partitioner;
 pub mod payload;
 pub mod run;
 mod sequence;
+pub mod summary;
 
 pub use config::Config;
-pub use run::{run, ProducerError, Summary};
+pub use run::{run, ProducerError};
+pub use summary::Summary;
