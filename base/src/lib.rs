@@ -7,6 +7,8 @@
 //!   rskafka setup (`common::kafka`) and by the group protocol's own
 //!   connection (`kafka-group`), so neither owns the other.
 //! - [`backoff`]: the retry backoff every retry loop uses.
+//! - [`scram`]: bounds on what a SCRAM server may ask of a client.
 
 pub mod backoff;
+pub mod scram;
 pub mod security;

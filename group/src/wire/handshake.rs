@@ -4,7 +4,10 @@
 use std::{io, time::Duration};
 
 use bytes::Bytes;
-use kafka_base::security::{SaslMechanism, SaslSettings};
+use kafka_base::{
+    scram,
+    security::{SaslMechanism, SaslSettings},
+};
 use kafka_protocol::{
     messages::{SaslAuthenticateRequest, SaslHandshakeRequest},
     protocol::StrBytes,
@@ -85,12 +88,37 @@ impl BrokerConnection {
             .start_suggested(&[name])
             .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
         let version = self.version::<SaslAuthenticateRequest>()?;
+        let scram = mechanism != SaslMechanism::Plain;
         let mut received: Option<Bytes> = None;
-        for _ in 0..MAX_SASL_ROUNDS {
-            let mut out = Vec::new();
-            let state = session
-                .step(received.as_deref(), &mut out)
-                .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
+        for round in 0..MAX_SASL_ROUNDS {
+            // SCRAM's first server message sets the key derivation's
+            // iteration count: bounded before the derivation runs.
+            if let (true, 1, Some(first)) = (scram, round, received.as_deref()) {
+                if let Some(iterations) = scram::iterations_out_of_bounds(first) {
+                    return Err(sasl_err(
+                        &self.broker,
+                        format!(
+                            "the broker asked for {iterations} SCRAM iterations; allowed: {} to {} \
+                             (a broker impersonator lowers it to crack the proof offline, or \
+                             raises it to pin a core)",
+                            scram::SCRAM_ITERATIONS.start(),
+                            scram::SCRAM_ITERATIONS.end()
+                        ),
+                    ));
+                }
+            }
+            // The derivation (PBKDF2) runs on a blocking thread, so the
+            // deadline, other tasks and shutdown go on meanwhile.
+            let input = received.clone();
+            let (returned, stepped, out) = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                let stepped = session.step(input.as_deref(), &mut out);
+                (session, stepped, out)
+            })
+            .await
+            .map_err(|e| sasl_err(&self.broker, format!("SASL step stopped: {e}")))?;
+            session = returned;
+            let state = stepped.map_err(|e| sasl_err(&self.broker, e.to_string()))?;
             if state.has_sent_message() {
                 let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(out));
                 let (body, body_version) = self

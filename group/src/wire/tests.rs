@@ -755,3 +755,40 @@ fn every_version_decodes_offset_commit_and_fetch() {
         }
     });
 }
+
+/// A broker impersonator's SCRAM server-first message with iteration count
+/// `i`: refused before the key derivation runs when outside 4096..=16384
+/// (a real broker cannot be made to send such a count, hence the fake).
+async fn scram_with_iterations(i: &str) -> ConnectionError {
+    let handshake = SaslHandshakeResponse::default()
+        .with_mechanisms(vec![StrBytes::from_static_str("SCRAM-SHA-512")]);
+    let server_first = format!("r=not-the-client-nonce,s=c2FsdA==,i={i}");
+    let auth = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(server_first));
+    let (addr, _task) = fake_broker(vec![
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&handshake, 1)),
+        Reply::Body(encode(&auth, 2)),
+    ])
+    .await;
+    BrokerConnection::connect(&sasl_config(&addr, SaslMechanism::ScramSha512), &addr)
+        .await
+        .expect_err("an impersonator's SCRAM exchange fails")
+}
+
+#[tokio::test]
+async fn scram_iteration_counts_outside_kafkas_bounds_are_refused_before_deriving() {
+    for (i, shown) in [("1", "1"), ("4095", "4095"), ("1000000000", "1000000000")] {
+        let msg = scram_with_iterations(i).await.to_string();
+        assert!(
+            msg.contains(&format!(
+                "the broker asked for {shown} SCRAM iterations; allowed: 4096 to 16384"
+            )),
+            "i={i}: {msg}"
+        );
+    }
+    // Inside the bounds the message reaches SCRAM, which finds the nonce
+    // is not ours: the check passes what Kafka can send.
+    let msg = scram_with_iterations("4096").await.to_string();
+    assert!(!msg.contains("SCRAM iterations"), "{msg}");
+    assert!(msg.contains("SASL SCRAM-SHA-512 exchange"), "{msg}");
+}
