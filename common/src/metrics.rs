@@ -428,6 +428,21 @@ pub fn partition_counter(name: &'static str, topic: &str, partition: i32) -> met
     c
 }
 
+/// A gauge of one `topic`/`partition`.
+pub fn partition_gauge(name: &'static str, topic: &str, partition: i32) -> metrics::Gauge {
+    metrics::gauge!(name, "topic" => topic.to_owned(), "partition" => partition.to_string())
+}
+
+/// A latency histogram of one `topic`/`partition`, drained as
+/// [`RecordHistogram`] does.
+pub fn partition_histogram(name: &'static str, topic: &str, partition: i32) -> RecordHistogram {
+    RecordHistogram::new(metrics::histogram!(
+        name,
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    ))
+}
+
 /// Creates the consumer's counters at zero (see [`init_producer`]).
 pub fn init_consumer(topics: &[String]) {
     metrics::counter!(CONSUMER_REBALANCES).absolute(0);

@@ -39,7 +39,7 @@ use std::{
 };
 
 use common::{metrics as m, window::WindowRatio};
-use metrics::{gauge, histogram, Counter, Gauge};
+use metrics::{Counter, Gauge};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -275,20 +275,17 @@ struct PartitionMetrics {
 
 impl PartitionMetrics {
     fn new(topic: &str, partition: i32) -> Self {
-        let t = topic.to_owned();
-        let p = partition.to_string();
         let c = |name: &'static str| m::partition_counter(name, topic, partition);
+        let g = |name: &'static str| m::partition_gauge(name, topic, partition);
         Self {
             received: c(m::CANARY_RECEIVED),
             redelivered: c(m::CANARY_REDELIVERED),
             lost: c(m::CANARY_LOST),
             duplicated: c(m::CANARY_DUPLICATED),
             late: c(m::CANARY_LATE),
-            missing: gauge!(m::CANARY_MISSING, "topic" => t.clone(), "partition" => p.clone()),
-            availability: gauge!(m::CANARY_E2E_AVAILABILITY, "topic" => t.clone(), "partition" => p.clone()),
-            latency: m::RecordHistogram::new(
-                histogram!(m::CANARY_E2E_LATENCY, "topic" => t, "partition" => p),
-            ),
+            missing: g(m::CANARY_MISSING),
+            availability: g(m::CANARY_E2E_AVAILABILITY),
+            latency: m::partition_histogram(m::CANARY_E2E_LATENCY, topic, partition),
         }
     }
 }

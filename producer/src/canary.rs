@@ -32,7 +32,7 @@ use std::{
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::{metrics as m, window::WindowRatio};
-use metrics::{gauge, histogram, Counter, Gauge};
+use metrics::{Counter, Gauge};
 use rskafka::{
     client::partition::{Compression, PartitionClient},
     record::Record,
@@ -91,17 +91,13 @@ struct PartitionMetrics {
 
 impl PartitionMetrics {
     fn new(topic: &str, partition: i32) -> Self {
-        let t = topic.to_owned();
-        let p = partition.to_string();
         let c = |name: &'static str| m::partition_counter(name, topic, partition);
         Self {
             attempts: c(m::CANARY_PRODUCE_ATTEMPTS),
             acks: c(m::CANARY_PRODUCE_ACKS),
             errors: c(m::CANARY_PRODUCE_ERRORS),
-            ack_latency: m::RecordHistogram::new(
-                histogram!(m::CANARY_ACK_LATENCY, "topic" => t.clone(), "partition" => p.clone()),
-            ),
-            availability: gauge!(m::CANARY_PRODUCE_AVAILABILITY, "topic" => t, "partition" => p),
+            ack_latency: m::partition_histogram(m::CANARY_ACK_LATENCY, topic, partition),
+            availability: m::partition_gauge(m::CANARY_PRODUCE_AVAILABILITY, topic, partition),
         }
     }
 }
