@@ -3,11 +3,8 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{consumer_protocol_assignment, ConsumerProtocolAssignment};
-use kafka_protocol::protocol::Decodable;
 
-use super::{
-    clamp_version, encode_with_header, split_header, topic_name, PayloadKind, ProtocolError, Walker,
-};
+use super::{clamp_version, decode_with_header, encode_with_header, topic_name, PayloadKind, ProtocolError};
 
 /// One topic and some of its partitions, as grouped on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -87,18 +84,7 @@ impl Assignment {
     /// SyncGroup assignment means "nothing assigned" (it does in Java when
     /// the leader assigned nothing to this member).
     pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let kind = PayloadKind::Assignment;
-        let (version, body) = split_header(kind, payload)?;
-        Walker::new(kind, version, payload).assignment()?;
-
-        let mut buf = body;
-        let message = ConsumerProtocolAssignment::decode(&mut buf, version).map_err(|e| {
-            ProtocolError::Malformed {
-                kind,
-                version,
-                reason: e.to_string(),
-            }
-        })?;
+        let message: ConsumerProtocolAssignment = decode_with_header(PayloadKind::Assignment, payload)?;
         Ok(Self {
             partitions: message
                 .assigned_partitions

@@ -39,7 +39,7 @@ use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::TopicName;
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 mod assignment;
 mod subscription;
@@ -210,6 +210,23 @@ fn encode_with_header<M: Encodable>(
         .encode(&mut buf, version)
         .map_err(encode_error(kind, version))?;
     Ok(buf.freeze())
+}
+
+/// A payload (header included) checked by the [`Walker`] for its `kind`,
+/// then decoded: every error names the payload, its version and the field.
+fn decode_with_header<M: Decodable>(kind: PayloadKind, payload: &[u8]) -> Result<M, ProtocolError> {
+    let (version, body) = split_header(kind, payload)?;
+    let mut walker = Walker::new(kind, version, payload);
+    match kind {
+        PayloadKind::Subscription => walker.subscription()?,
+        PayloadKind::Assignment => walker.assignment()?,
+    }
+    let mut buf = body;
+    M::decode(&mut buf, version).map_err(|e| ProtocolError::Malformed {
+        kind,
+        version,
+        reason: e.to_string(),
+    })
 }
 
 /// Generic over the error so we need not name `kafka-protocol`'s error type

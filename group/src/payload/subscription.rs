@@ -2,11 +2,10 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::{consumer_protocol_subscription, ConsumerProtocolSubscription};
-use kafka_protocol::protocol::Decodable;
 
 use super::{
-    clamp_version, encode_with_header, java_string_cmp, split_header, str_bytes, topic_name,
-    PayloadKind, ProtocolError, TopicPartitions, Walker,
+    clamp_version, decode_with_header, encode_with_header, java_string_cmp, str_bytes, topic_name,
+    PayloadKind, ProtocolError, TopicPartitions,
 };
 
 /// What a member sends as JoinGroup metadata for each offered assignor
@@ -80,18 +79,7 @@ impl Subscription {
 
     /// Parse a JoinGroup member metadata payload (header included).
     pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let kind = PayloadKind::Subscription;
-        let (version, body) = split_header(kind, payload)?;
-        Walker::new(kind, version, payload).subscription()?;
-
-        let mut buf = body;
-        let message = ConsumerProtocolSubscription::decode(&mut buf, version).map_err(|e| {
-            ProtocolError::Malformed {
-                kind,
-                version,
-                reason: e.to_string(),
-            }
-        })?;
+        let message: ConsumerProtocolSubscription = decode_with_header(PayloadKind::Subscription, payload)?;
         Ok(Self {
             topics: message
                 .topics
