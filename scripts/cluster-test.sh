@@ -19,11 +19,16 @@ else
     # shellcheck disable=SC2016 # expanded when the exit handler runs
     [[ ${KEEP_CLUSTER:-0} == 1 ]] || at_exit 'scripts/kafka-cluster.sh stop >/dev/null 2>&1'
 fi
-cargo test -p e2e --test cluster --no-run
-# The binaries the tests run, built as testkit::process::service_bin does.
-for bin in producer consumer; do cargo build -p "$bin" --bin "$bin"; done
+# --workspace, not -p e2e: the same features as `make test`'s cargo-test
+# tier, so its build is used as it is instead of compiled again.
+cargo test --workspace --test cluster --no-run
+# The binaries the tests run, built as testkit::process::service_bin does
+# (SKIP_BUILD=1 in `make test`: the cargo-test tier built them).
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    for bin in producer consumer; do cargo build -p "$bin" --bin "$bin"; done
+fi
 if [[ -n $start_pid ]]; then
     wait "$start_pid" || { cat target/kafka-cluster-start.log >&2; die "the 3-broker cluster did not start"; }
     cat target/kafka-cluster-start.log >&2
 fi
-cargo test -p e2e --test cluster -- --test-threads=1 --nocapture
+cargo test --workspace --test cluster -- --test-threads=1 --nocapture

@@ -39,7 +39,9 @@ fi
 export KAFKA_TEST_BOOTSTRAP=${KAFKA_TEST_BOOTSTRAP:-127.0.0.1:19092}
 # Integration tests start several in-process services; a few test threads
 # keep a 2-core machine responsive and the broker's group rebalances timely.
-tier cargo-test cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
+# SKIP_BUILD=1: the end-to-end tests run the binaries this same command
+# builds first (testkit::process::service_bin), not a second `cargo build -p`.
+tier cargo-test env SKIP_BUILD=1 cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-4}"
 # The later tiers run the debug binaries cargo test just built for the
 # integration tests (CARGO_BIN_EXE_*, target/debug): a `cargo build` of them
 # would compile again every crate whose features the dev-dependencies widen

@@ -516,8 +516,11 @@ fn java_log_dir(broker_dir: &str) -> tempfile::TempDir {
 
 /// The same freeze with Kafka's Java consumer, for comparison (issue 18
 /// measured 0.13–3.11 s with a 15 s session). Asserts only that Java
-/// converges, and prints how fast.
+/// converges, and prints how fast: a measurement for docs/reliability.md,
+/// not a test of ours, so `make test` leaves it out (`--include-ignored`
+/// runs it; the commands are in that document).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement of the Java consumer for docs/reliability.md: run with --include-ignored"]
 async fn java_consumers_after_the_same_freeze_for_comparison() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let (session, heartbeat, freeze) = timings();

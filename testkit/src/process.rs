@@ -39,6 +39,13 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// The workspace binary `name` (`producer`, `consumer`) built from the
 /// current sources: built once per test process with `cargo build`, so a
 /// test outside the binary's own package never runs a stale one.
+///
+/// With `SKIP_BUILD=1` the binary next to the test's own directory is used
+/// as it is: `make test` sets it for `cargo test --workspace --all-targets`,
+/// which builds both binaries before it runs any test. A `cargo build -p`
+/// here would build them a second time with fewer features unified (the
+/// dev-dependencies' `figment/test`, `reqwest/json`…), and with them every
+/// crate in between.
 pub fn service_bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<BTreeSet<String>>> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable");
@@ -52,7 +59,8 @@ pub fn service_bin(name: &str) -> PathBuf {
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if built.insert(name.to_owned()) {
+    let prebuilt = std::env::var("SKIP_BUILD").is_ok_and(|v| v == "1");
+    if !prebuilt && built.insert(name.to_owned()) {
         let status = Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", name, "--bin", name])
             .status()
@@ -61,8 +69,9 @@ pub fn service_bin(name: &str) -> PathBuf {
     }
     assert!(
         path.is_file(),
-        "{} missing after cargo build",
-        path.display()
+        "{} missing after cargo build{}",
+        path.display(),
+        if prebuilt { " (SKIP_BUILD=1: build it first)" } else { "" }
     );
     path
 }
