@@ -49,23 +49,60 @@ impl fmt::Display for GroupApi {
     }
 }
 
-/// A Kafka error code, displayed the way Kafka's documentation and Java logs
-/// spell it: `NOT_COORDINATOR (16)`.
+/// A Kafka error code as a response carries it — `NONE` or an error, codes
+/// this version of `kafka-protocol` does not know included — displayed the
+/// way Kafka's documentation and Java logs spell it: `NOT_COORDINATOR (16)`.
 ///
-/// A newtype rather than [`ResponseError`] so that codes this version of
-/// `kafka-protocol` does not know still display (as `UNKNOWN_ERROR_CODE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KafkaCode(pub i16);
+/// The crate's one type for error codes: a response's `error_code` becomes
+/// one where it is decoded ([`KafkaCode::from_wire`]) and stays one through
+/// the state machine's events and [`classify`](crate::state::classify) to
+/// the error and the log line. Matching is on [`ResponseError`]
+/// ([`KafkaCode::error`], [`KafkaCode::is`]); the number comes back only to
+/// be written ([`KafkaCode::code`], and in [`Display`](fmt::Display)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KafkaCode(Option<ResponseError>);
 
 impl KafkaCode {
-    /// The code as `kafka-protocol`'s error enum; `None` for `0` (no error).
-    pub fn response_error(self) -> Option<ResponseError> {
-        ResponseError::try_from_code(self.0)
+    /// No error (`0`).
+    pub const NONE: Self = Self(None);
+
+    /// The code of `error`.
+    pub const fn of(error: ResponseError) -> Self {
+        Self(Some(error))
+    }
+
+    /// The code a response carries; an unknown one is kept as
+    /// [`ResponseError::Unknown`].
+    pub const fn from_wire(code: i16) -> Self {
+        Self(ResponseError::try_from_code(code))
+    }
+
+    /// The number, for the wire, logs and metric labels.
+    pub const fn code(self) -> i16 {
+        match self.0 {
+            Some(error) => error.code(),
+            None => 0,
+        }
+    }
+
+    /// The error; `None` for `NONE` (no error).
+    pub const fn error(self) -> Option<ResponseError> {
+        self.0
+    }
+
+    /// Whether this is `NONE` (no error).
+    pub const fn is_none(self) -> bool {
+        self.0.is_none()
+    }
+
+    /// Whether this is `error`.
+    pub fn is(self, error: ResponseError) -> bool {
+        self.0 == Some(error)
     }
 
     /// The Java constant name, e.g. `GROUP_AUTHORIZATION_FAILED`; `NONE` for 0.
     pub fn name(self) -> String {
-        match self.response_error() {
+        match self.0 {
             None => "NONE".to_owned(),
             Some(ResponseError::Unknown(_)) => "UNKNOWN_ERROR_CODE".to_owned(),
             // `ResponseError`'s Debug is the CamelCase variant name, which maps
@@ -75,15 +112,21 @@ impl KafkaCode {
     }
 }
 
+impl std::hash::Hash for KafkaCode {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.code().hash(state);
+    }
+}
+
 impl From<ResponseError> for KafkaCode {
     fn from(error: ResponseError) -> Self {
-        Self(error.code())
+        Self::of(error)
     }
 }
 
 impl fmt::Display for KafkaCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.name(), self.0)
+        write!(f, "{} ({})", self.name(), self.code())
     }
 }
 

@@ -20,7 +20,7 @@
 //! | layer | module | what it does |
 //! |---|---|---|
 //! | wire | `wire` | one connection to one broker: TCP, TLS, `ApiVersions` negotiation, SASL, framing, typed requests |
-//! | coordinator | `coordinator` | finds the group's coordinator, one typed method per group request; error codes come back raw |
+//! | coordinator | `coordinator` | finds the group's coordinator, one typed method per group request; error codes come back as `KafkaCode`, unjudged |
 //! | payloads | `payload` | the consumer protocol's Subscription and Assignment, as Java encodes them |
 //! | assignors | `assignor` (`sticky` inside) | `range`, `roundrobin`, `sticky`, byte-compatible with Java's (`cooperative-sticky` too, not offered: it needs KIP-429's incremental rebalance) |
 //! | state machine | `state` | the membership with no I/O: events in, actions out; what each error code means |

@@ -45,6 +45,7 @@ use tokio::{
     time::Instant,
 };
 
+use crate::error::KafkaCode;
 use crate::payload::{
     Assignment, Subscription, ASSIGNMENT_VERSION, PROTOCOL_TYPE, SUBSCRIPTION_VERSION,
 };
@@ -130,9 +131,10 @@ pub enum Api {
 /// What the fake does with the next request of an API.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    /// Answers with this error code (0 = success for Heartbeat,
-    /// OffsetCommit — every partition — and LeaveGroup); nothing else set.
-    Code(i16),
+    /// Answers with this error code ([`KafkaCode::NONE`] = success for
+    /// Heartbeat, OffsetCommit — every partition — and LeaveGroup); nothing
+    /// else set.
+    Code(KafkaCode),
     /// JoinGroup: `MEMBER_ID_REQUIRED` carrying this member id.
     MemberIdRequired(&'static str),
     /// JoinGroup succeeded. The leader gets `members` (member id,
@@ -537,7 +539,7 @@ fn respond_with(
     };
     let reply = reply.or_else(|| fake.next(api));
     let code = |reply: &Option<Reply>| match reply {
-        Some(Reply::Code(c)) => *c,
+        Some(Reply::Code(c)) => c.code(),
         _ => 0,
     };
     let answer = match api {

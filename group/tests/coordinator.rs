@@ -29,6 +29,7 @@ use kafka_protocol::{
         SyncGroupRequest,
     },
     protocol::Message,
+    ResponseError,
 };
 use testkit::{
     broker::{bootstrap, create_topic},
@@ -36,10 +37,10 @@ use testkit::{
     unique,
 };
 
-const NONE: KafkaCode = KafkaCode(0);
-const MEMBER_ID_REQUIRED: KafkaCode = KafkaCode(79);
-const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode(27);
-const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode(25);
+const NONE: KafkaCode = KafkaCode::NONE;
+const MEMBER_ID_REQUIRED: KafkaCode = KafkaCode::of(ResponseError::MemberIdRequired);
+const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::RebalanceInProgress);
+const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode::of(ResponseError::UnknownMemberId);
 
 fn plaintext_addr() -> String {
     bootstrap()
@@ -112,7 +113,18 @@ async fn join(client: &mut CoordinatorClient, params: &JoinGroupParams) -> JoinG
     let deadline = Instant::now() + WARMUP;
     loop {
         let retry = match client.join_group(params).await {
-            Ok(r) if matches!(r.error.0, 14..=16) => format!("{}", r.error),
+            Ok(r)
+                if matches!(
+                    r.error.error(),
+                    Some(
+                        ResponseError::CoordinatorLoadInProgress
+                            | ResponseError::CoordinatorNotAvailable
+                            | ResponseError::NotCoordinator
+                    )
+                ) =>
+            {
+                format!("{}", r.error)
+            }
             Ok(r) => return r,
             Err(e) if e.is_retriable() => e.to_string(),
             Err(e) => panic!("JoinGroup: {e}"),

@@ -8,6 +8,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use kafka_base::{backoff::Backoff, security::SecurityProtocol};
 use kafka_group::{
+    error::KafkaCode,
     payload::{Assignment, TopicPartitions},
     session::{Offsets, Session, SessionEvent, SessionSettings, TopicMetadata},
     testing::{Api, FakeCoordinator, Reply},
@@ -69,7 +70,7 @@ fn both() -> Assignment {
 }
 
 fn code(e: ResponseError) -> Reply {
-    Reply::Code(e.code())
+    Reply::Code(e.into())
 }
 
 async fn next(session: &mut Session) -> SessionEvent {
@@ -216,5 +217,5 @@ async fn lost_partitions_are_not_committed() {
 }
 
 fn code_none() -> Reply {
-    Reply::Code(0)
+    Reply::Code(KafkaCode::NONE)
 }

@@ -37,8 +37,9 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use kafka_protocol::messages::{
-    find_coordinator_response::FindCoordinatorResponse, FindCoordinatorRequest,
+use kafka_protocol::{
+    messages::{find_coordinator_response::FindCoordinatorResponse, FindCoordinatorRequest},
+    ResponseError,
 };
 use tracing::debug;
 
@@ -48,13 +49,6 @@ use crate::{
     error::{GroupApi, KafkaCode},
     wire::{BrokerConnection, ConnectionConfig, ConnectionError, KnownRequest, SendOptions},
 };
-
-/// `COORDINATOR_LOAD_IN_PROGRESS`.
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-/// `COORDINATOR_NOT_AVAILABLE`.
-pub(crate) const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-/// `NOT_COORDINATOR`.
-pub(crate) const NOT_COORDINATOR: i16 = 16;
 
 /// The broker acting as coordinator of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,8 +160,12 @@ impl CoordinatorError {
             Self::Discovery { source, .. } | Self::Request { source, .. } => source.is_retriable(),
             Self::FindCoordinator { code, .. } => {
                 matches!(
-                    code.0,
-                    COORDINATOR_LOAD_IN_PROGRESS | COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR
+                    code.error(),
+                    Some(
+                        ResponseError::CoordinatorLoadInProgress
+                            | ResponseError::CoordinatorNotAvailable
+                            | ResponseError::NotCoordinator
+                    )
                 )
             }
         }
@@ -490,11 +488,12 @@ fn parse_find_coordinator(
             response.port,
         )
     };
-    if error_code != 0 {
+    let code = KafkaCode::from_wire(error_code);
+    if !code.is_none() {
         return Err(CoordinatorError::FindCoordinator {
             group: group_id.to_owned(),
             broker: broker.to_owned(),
-            code: KafkaCode(error_code),
+            code,
             message: non_empty(message),
         });
     }

@@ -18,9 +18,10 @@ use kafka_protocol::{
         SyncGroupRequest, TopicName,
     },
     protocol::StrBytes,
+    ResponseError,
 };
 
-use super::{CoordinatorClient, CoordinatorError, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR};
+use super::{CoordinatorClient, CoordinatorError};
 use crate::{
     error::{GroupApi, KafkaCode},
     payload::{TopicPartitions, PROTOCOL_TYPE},
@@ -133,7 +134,7 @@ pub struct OffsetFetchResult {
 impl Default for OffsetFetchResult {
     fn default() -> Self {
         Self {
-            error: KafkaCode(0),
+            error: KafkaCode::NONE,
             offsets: BTreeMap::new(),
         }
     }
@@ -210,9 +211,10 @@ impl CoordinatorClient {
                     })
             })
             .await?;
-        self.check_code(r.error_code);
+        let error = KafkaCode::from_wire(r.error_code);
+        self.check_code(error);
         Ok(JoinGroupResult {
-            error: KafkaCode(r.error_code),
+            error,
             generation_id: r.generation_id,
             protocol_type: r.protocol_type.map(|s| s.to_string()),
             protocol_name: r.protocol_name.map(|s| s.to_string()),
@@ -264,9 +266,10 @@ impl CoordinatorClient {
                     )
             })
             .await?;
-        self.check_code(r.error_code);
+        let error = KafkaCode::from_wire(r.error_code);
+        self.check_code(error);
         Ok(SyncGroupResult {
-            error: KafkaCode(r.error_code),
+            error,
             protocol_name: r.protocol_name.map(|s| s.to_string()),
             assignment: r.assignment,
         })
@@ -289,8 +292,9 @@ impl CoordinatorClient {
                     .with_group_instance_id(instance.as_deref().map(str_bytes))
             })
             .await?;
-        self.check_code(r.error_code);
-        Ok(KafkaCode(r.error_code))
+        let code = KafkaCode::from_wire(r.error_code);
+        self.check_code(code);
+        Ok(code)
     }
 
     /// LeaveGroup for this member; returns the group-level error code, or
@@ -319,12 +323,15 @@ impl CoordinatorClient {
                 }
             })
             .await?;
-        let code = match r.error_code {
-            0 => r.members.first().map_or(0, |m| m.error_code),
+        let code = match KafkaCode::from_wire(r.error_code) {
+            KafkaCode::NONE => r
+                .members
+                .first()
+                .map_or(KafkaCode::NONE, |m| KafkaCode::from_wire(m.error_code)),
             code => code,
         };
         self.check_code(code);
-        Ok(KafkaCode(code))
+        Ok(code)
     }
 
     /// OffsetFetch for `partitions`: the committed offset of each (`-1` when
@@ -379,7 +386,7 @@ impl CoordinatorClient {
                 .into_iter()
                 .filter(|g| g.group_id.0.as_str() == self.group_id)
             {
-                result.error = KafkaCode(group.error_code);
+                result.error = KafkaCode::from_wire(group.error_code);
                 for topic in group.topics {
                     for p in topic.partitions {
                         result.offsets.insert(
@@ -388,14 +395,14 @@ impl CoordinatorClient {
                                 offset: p.committed_offset,
                                 leader_epoch: epoch(p.committed_leader_epoch),
                                 metadata: non_empty(p.metadata),
-                                error: KafkaCode(p.error_code),
+                                error: KafkaCode::from_wire(p.error_code),
                             },
                         );
                     }
                 }
             }
         } else {
-            result.error = KafkaCode(r.error_code);
+            result.error = KafkaCode::from_wire(r.error_code);
             for topic in r.topics {
                 for p in topic.partitions {
                     result.offsets.insert(
@@ -408,15 +415,15 @@ impl CoordinatorClient {
                                 None
                             },
                             metadata: non_empty(p.metadata),
-                            error: KafkaCode(p.error_code),
+                            error: KafkaCode::from_wire(p.error_code),
                         },
                     );
                 }
             }
         }
-        self.check_code(result.error.0);
+        self.check_code(result.error);
         for o in result.offsets.values() {
-            self.check_code(o.error.0);
+            self.check_code(o.error);
         }
         Ok(result)
     }
@@ -477,19 +484,22 @@ impl CoordinatorClient {
             for p in topic.partitions {
                 result.insert(
                     (topic.name.0.to_string(), p.partition_index),
-                    KafkaCode(p.error_code),
+                    KafkaCode::from_wire(p.error_code),
                 );
             }
         }
         for code in result.values() {
-            self.check_code(code.0);
+            self.check_code(*code);
         }
         Ok(result)
     }
 
     /// Marks the coordinator unknown on the codes that say it moved.
-    fn check_code(&mut self, code: i16) {
-        if matches!(code, NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE) {
+    fn check_code(&mut self, code: KafkaCode) {
+        if matches!(
+            code.error(),
+            Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable)
+        ) {
             self.mark_coordinator_dead();
         }
     }

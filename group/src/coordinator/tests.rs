@@ -8,6 +8,9 @@ use kafka_protocol::{
 use super::*;
 use crate::testing::{Api, FakeCoordinator, Reply};
 
+const COORDINATOR_NOT_AVAILABLE: KafkaCode = KafkaCode::of(ResponseError::CoordinatorNotAvailable);
+const NOT_COORDINATOR: KafkaCode = KafkaCode::of(ResponseError::NotCoordinator);
+
 /// A one-broker cluster that is group `g`'s coordinator, answering
 /// Heartbeats with `replies` in turn.
 async fn fake_coordinator(replies: Vec<Reply>) -> (String, Arc<FakeCoordinator>) {
@@ -32,10 +35,10 @@ fn client(bootstrap: Vec<String>) -> CoordinatorClient {
 async fn rediscovers_after_not_coordinator_and_broken_connections() {
     let (addr, fake) = fake_coordinator(vec![
         Reply::Code(NOT_COORDINATOR),
-        Reply::Code(0),
+        Reply::Code(KafkaCode::NONE),
         Reply::Close,
-        Reply::Code(0),
-        Reply::Code(0),
+        Reply::Code(KafkaCode::NONE),
+        Reply::Code(KafkaCode::NONE),
     ])
     .await;
     // A dead bootstrap broker first: discovery moves on to the next.
@@ -50,7 +53,7 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
     // NOT_COORDINATOR is returned, and the coordinator forgotten.
     assert_eq!(
         client.heartbeat(1, "m").await.expect("answer"),
-        KafkaCode(NOT_COORDINATOR)
+        NOT_COORDINATOR
     );
     assert!(client.coordinator().is_none() && !client.is_connected());
     assert_eq!(fake.finds(), 1);
@@ -58,7 +61,7 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
     // The next call rediscovers.
     assert_eq!(
         client.heartbeat(1, "m").await.expect("answer"),
-        KafkaCode(0)
+        KafkaCode::NONE
     );
     assert_eq!(fake.finds(), 2);
     assert_eq!(
@@ -84,7 +87,7 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
     // ...and the next call rediscovers.
     assert_eq!(
         client.heartbeat(1, "m").await.expect("answer"),
-        KafkaCode(0)
+        KafkaCode::NONE
     );
     assert_eq!(fake.finds(), 3);
 
@@ -95,7 +98,7 @@ async fn rediscovers_after_not_coordinator_and_broken_connections() {
     assert_eq!(heartbeat.coordinator(), client.coordinator());
     assert_eq!(
         heartbeat.heartbeat(1, "m").await.expect("answer"),
-        KafkaCode(0)
+        KafkaCode::NONE
     );
     assert_eq!(fake.finds(), 3, "no rediscovery");
     assert_eq!(fake.connections(), connections + 1);
@@ -171,12 +174,12 @@ fn find_coordinator_answers_in_both_forms() {
     );
 
     let failed = FindCoordinatorResponse::default().with_coordinators(vec![entry("g")
-        .with_error_code(COORDINATOR_NOT_AVAILABLE)
+        .with_error_code(COORDINATOR_NOT_AVAILABLE.code())
         .with_error_message(Some(StrBytes::from_static_str(
             "The coordinator is not available.",
         )))]);
     let e = parse_find_coordinator("g", "b:1", failed, 6).expect_err("error code");
-    assert_eq!(e.kafka_code(), Some(KafkaCode(COORDINATOR_NOT_AVAILABLE)));
+    assert_eq!(e.kafka_code(), Some(COORDINATOR_NOT_AVAILABLE));
     assert!(e.is_retriable());
     assert_eq!(
         e.to_string(),
@@ -212,7 +215,7 @@ fn coordinator_addresses() {
 #[test]
 fn leader_needs_a_member_id() {
     let r = JoinGroupResult {
-        error: KafkaCode(79),
+        error: KafkaCode::of(ResponseError::MemberIdRequired),
         generation_id: -1,
         protocol_type: None,
         protocol_name: None,

@@ -16,6 +16,7 @@ use tracing::debug;
 use super::SessionSettings;
 use crate::{
     coordinator::CoordinatorClient,
+    error::{GroupApi, KafkaCode},
     state::{classify, Action, ErrorContext, Generation},
 };
 
@@ -26,8 +27,8 @@ pub enum HeartbeatReport {
     Error {
         /// The generation the heartbeat carried.
         sent: Generation,
-        /// The code.
-        code: i16,
+        /// The code (never `NONE`).
+        code: KafkaCode,
     },
     /// No successful heartbeat for a whole session timeout: the coordinator
     /// may have evicted us, or is unreachable. Reported once; the task goes
@@ -152,7 +153,7 @@ pub fn spawn_heartbeat(
                         std::mem::take(&mut last_failure)
                     }
                 }
-                Some(Ok(code)) if code.0 == 0 => {
+                Some(Ok(code)) if code.is_none() => {
                     failures = 0;
                     last_failure.clear();
                     let silent = shared.elapsed();
@@ -171,7 +172,7 @@ pub fn spawn_heartbeat(
                     if tx
                         .send(HeartbeatReport::Error {
                             sent: generation.clone(),
-                            code: code.0,
+                            code,
                         })
                         .await
                         .is_err()
@@ -192,7 +193,7 @@ pub fn spawn_heartbeat(
                         returned_member_id: "",
                         backoff: Duration::ZERO,
                     };
-                    match classify(crate::error::GroupApi::Heartbeat, code.0, &ctx) {
+                    match classify(GroupApi::Heartbeat, code, &ctx) {
                         Action::RediscoverCoordinator { .. } => client.mark_coordinator_dead(),
                         Action::Retry { .. } | Action::Continue => {}
                         _ => return,

@@ -275,10 +275,10 @@ impl Member {
                             self.coordinator_lost(&e, coordinator_failures, cancel)
                                 .await?;
                         }
-                        Ok(r) if r.error.0 != 0 => {
+                        Ok(r) if !r.error.is_none() => {
                             coordinator_failures = 0;
                             let action = self.machine.handle(Event::JoinGroupError {
-                                code: r.error.0,
+                                code: r.error,
                                 member_id: r.member_id.clone(),
                             });
                             self.apply(action, cancel).await?;
@@ -327,10 +327,10 @@ impl Member {
                             self.coordinator_lost(&e, coordinator_failures, cancel)
                                 .await?;
                         }
-                        Ok(r) if r.error.0 != 0 => {
+                        Ok(r) if !r.error.is_none() => {
                             let action = self.machine.handle(Event::SyncGroupError {
                                 sent: generation,
-                                code: r.error.0,
+                                code: r.error,
                             });
                             self.apply(action, cancel).await?;
                         }
@@ -494,10 +494,10 @@ impl Member {
         loop {
             match self.client.offset_fetch(&assignment.partitions).await {
                 Ok(r) => {
-                    let code = if r.error.0 != 0 {
-                        Some(r.error.0)
+                    let code = if r.error.is_none() {
+                        r.offsets.values().map(|o| o.error).find(|c| !c.is_none())
                     } else {
-                        r.offsets.values().map(|o| o.error.0).find(|c| *c != 0)
+                        Some(r.error)
                     };
                     match code {
                         None => {
@@ -585,7 +585,7 @@ impl Member {
                 group: self.settings.group.clone(),
                 detail,
             }),
-            Ok(codes) => match first_commit_error(codes.values().map(|c| c.0)) {
+            Ok(codes) => match first_commit_error(codes.values().copied()) {
                 None => {
                     self.machine.handle(Event::CommitOk);
                     Ok(())
@@ -602,7 +602,7 @@ impl Member {
                         Action::Fatal(e) => Err(SessionError::Fatal(e)),
                         _ => Err(SessionError::Commit {
                             group: self.settings.group.clone(),
-                            detail: KafkaCode(code).to_string(),
+                            detail: code.to_string(),
                         }),
                     }
                 }
@@ -623,7 +623,7 @@ impl Member {
                         reset_member_id,
                         reset_generation,
                     } if *reset_member_id || *reset_generation => {
-                        warn!(group = %self.settings.group, code = %KafkaCode(code), reset_member_id, "the coordinator ended this membership; rejoining");
+                        warn!(group = %self.settings.group, code = %code, reset_member_id, "the coordinator ended this membership; rejoining");
                     }
                     _ => {}
                 }

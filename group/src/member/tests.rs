@@ -10,26 +10,27 @@ use std::{
 use tokio::time::{timeout, Instant};
 
 use kafka_base::security::SecurityProtocol;
+use kafka_protocol::ResponseError;
 use tokio::sync::mpsc;
 
 use super::*;
 use crate::{
-    error::GroupApi,
+    error::{GroupApi, KafkaCode},
     payload::TopicPartitions,
     testing::{Api, FakeCoordinator, Reply},
     wire::ConnectionConfig,
 };
 
 // Kafka error codes, named as in Java's `Errors`.
-const NONE: i16 = 0;
-const UNKNOWN_SERVER_ERROR: i16 = -1;
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
-const ILLEGAL_GENERATION: i16 = 22;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const FENCED_INSTANCE_ID: i16 = 82;
+const NONE: KafkaCode = KafkaCode::NONE;
+const UNKNOWN_SERVER_ERROR: KafkaCode = KafkaCode::of(ResponseError::UnknownServerError);
+const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
+const COORDINATOR_NOT_AVAILABLE: KafkaCode = KafkaCode::of(ResponseError::CoordinatorNotAvailable);
+const NOT_COORDINATOR: KafkaCode = KafkaCode::of(ResponseError::NotCoordinator);
+const ILLEGAL_GENERATION: KafkaCode = KafkaCode::of(ResponseError::IllegalGeneration);
+const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode::of(ResponseError::UnknownMemberId);
+const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::RebalanceInProgress);
+const FENCED_INSTANCE_ID: KafkaCode = KafkaCode::of(ResponseError::FencedInstanceId);
 
 const GROUP: &str = "payments";
 const INSTANCE: &str = "payments-0";
@@ -148,7 +149,7 @@ fn offsets(positions: &[((&str, i32), i64)]) -> Vec<OffsetToCommit> {
     )
 }
 
-fn report(member: &Member, code: i16) -> HeartbeatReport {
+fn report(member: &Member, code: KafkaCode) -> HeartbeatReport {
     HeartbeatReport::Error {
         sent: member.generation().clone(),
         code,

@@ -69,7 +69,7 @@ pub struct ErrorContext<'a> {
 }
 
 /// Decide what Java's classic consumer does when `api` is answered with
-/// `code`. Code 0 is [`Action::Continue`].
+/// `code`. [`KafkaCode::NONE`] is [`Action::Continue`].
 ///
 /// The per-request rules, as in Java:
 /// - **Coordinator gone** (`NOT_COORDINATOR`, `COORDINATOR_NOT_AVAILABLE`,
@@ -99,14 +99,14 @@ pub struct ErrorContext<'a> {
 /// retries the heartbeat and fails on the next JoinGroup/commit instead);
 /// OffsetFetch `COORDINATOR_NOT_AVAILABLE` rediscovers (Java reports it as
 /// unexpected).
-pub fn classify(api: GroupApi, code: i16, ctx: &ErrorContext<'_>) -> Action {
+pub fn classify(api: GroupApi, code: KafkaCode, ctx: &ErrorContext<'_>) -> Action {
     use ResponseError as E;
 
-    let Some(error) = ResponseError::try_from_code(code) else {
+    let Some(error) = code.error() else {
         return Action::Continue;
     };
     let group = || ctx.group_id.to_owned();
-    let kafka = KafkaCode(code);
+    let kafka = code;
     let retry = Action::Retry {
         backoff: ctx.backoff,
     };
@@ -278,13 +278,13 @@ pub fn classify(api: GroupApi, code: i16, ctx: &ErrorContext<'_>) -> Action {
 /// codes, the way Java walks them: the first error other than
 /// `TOPIC_AUTHORIZATION_FAILED` wins; otherwise `TOPIC_AUTHORIZATION_FAILED`
 /// if any partition had it; otherwise `None` (success).
-pub fn first_commit_error(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
-    let topic_auth = ResponseError::TopicAuthorizationFailed.code();
+pub fn first_commit_error(codes: impl IntoIterator<Item = KafkaCode>) -> Option<KafkaCode> {
+    let topic_auth = KafkaCode::of(ResponseError::TopicAuthorizationFailed);
     let mut saw_topic_auth = false;
     for code in codes {
         if code == topic_auth {
             saw_topic_auth = true;
-        } else if code != 0 {
+        } else if !code.is_none() {
             return Some(code);
         }
     }
@@ -297,17 +297,17 @@ pub fn first_commit_error(codes: impl IntoIterator<Item = i16>) -> Option<i16> {
 /// `REBALANCE_IN_PROGRESS` → [`GroupError::RebalanceInProgress`], anything
 /// else (`UNKNOWN_MEMBER_ID`, `ILLEGAL_GENERATION`) → Java's
 /// `CommitFailedException`, [`GroupError::CommitFailed`].
-pub fn commit_failure(group_id: &str, code: i16) -> GroupError {
-    if code == ResponseError::RebalanceInProgress.code() {
+pub fn commit_failure(group_id: &str, code: KafkaCode) -> GroupError {
+    if code.is(ResponseError::RebalanceInProgress) {
         GroupError::RebalanceInProgress {
             group: group_id.to_owned(),
             api: GroupApi::OffsetCommit,
-            code: KafkaCode(code),
+            code,
         }
     } else {
         GroupError::CommitFailed {
             group: group_id.to_owned(),
-            code: KafkaCode(code),
+            code,
         }
     }
 }

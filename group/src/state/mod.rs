@@ -31,7 +31,7 @@
 use bytes::Bytes;
 use kafka_base::backoff::Backoff;
 
-use crate::error::{GroupApi, GroupError};
+use crate::error::{GroupApi, GroupError, KafkaCode};
 use crate::payload::{Assignment, PROTOCOL_TYPE};
 
 mod classify;
@@ -158,7 +158,7 @@ pub enum Event {
     /// JoinGroup answered with an error.
     JoinGroupError {
         /// The response's error code.
-        code: i16,
+        code: KafkaCode,
         /// The response's member id (set with `MEMBER_ID_REQUIRED`).
         member_id: String,
     },
@@ -176,7 +176,7 @@ pub enum Event {
         /// The generation the request carried.
         sent: Generation,
         /// The response's error code.
-        code: i16,
+        code: KafkaCode,
     },
     /// Heartbeat answered with no error.
     HeartbeatOk,
@@ -185,7 +185,7 @@ pub enum Event {
         /// The generation the request carried.
         sent: Generation,
         /// The response's error code.
-        code: i16,
+        code: KafkaCode,
     },
     /// OffsetCommit succeeded for every partition.
     CommitOk,
@@ -195,14 +195,14 @@ pub enum Event {
         /// The generation the request carried.
         sent: Generation,
         /// The error code.
-        code: i16,
+        code: KafkaCode,
     },
     /// OffsetFetch succeeded.
     OffsetFetchOk,
     /// OffsetFetch failed with this top-level or partition error.
     OffsetFetchError {
         /// The error code.
-        code: i16,
+        code: KafkaCode,
     },
     /// FindCoordinator found the coordinator. (The coordinator client
     /// finds it by itself; the events keep the machine complete for tests.)
@@ -212,7 +212,7 @@ pub enum Event {
     #[cfg(any(test, feature = "unstable-fuzzing"))]
     FindCoordinatorError {
         /// The error code.
-        code: i16,
+        code: KafkaCode,
     },
     /// The coordinator connection broke or a request to it timed out.
     CoordinatorLost,
@@ -443,7 +443,7 @@ impl Membership {
         Action::Continue
     }
 
-    fn on_join_error(&mut self, code: i16, returned_member_id: &str) -> Action {
+    fn on_join_error(&mut self, code: KafkaCode, returned_member_id: &str) -> Action {
         if self.state != MemberState::Joining {
             return Action::Continue;
         }
@@ -624,7 +624,7 @@ impl Membership {
     fn classify_and_apply(
         &mut self,
         api: GroupApi,
-        code: i16,
+        code: KafkaCode,
         generation_unchanged: bool,
         returned_member_id: &str,
     ) -> Action {

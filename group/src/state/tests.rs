@@ -2,30 +2,31 @@ use std::time::Duration;
 
 use super::*;
 use crate::{error::KafkaCode, payload::TopicPartitions};
+use kafka_protocol::ResponseError;
 
 // Kafka error codes, named as in Java's `Errors`.
-const NONE: i16 = 0;
-const UNKNOWN_SERVER_ERROR: i16 = -1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const REQUEST_TIMED_OUT: i16 = 7;
-const OFFSET_METADATA_TOO_LARGE: i16 = 12;
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
-const ILLEGAL_GENERATION: i16 = 22;
-const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-const INVALID_GROUP_ID: i16 = 24;
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const INVALID_SESSION_TIMEOUT: i16 = 26;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const INVALID_COMMIT_OFFSET_SIZE: i16 = 28;
-const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-const UNSUPPORTED_VERSION: i16 = 35;
-const MEMBER_ID_REQUIRED: i16 = 79;
-const GROUP_MAX_SIZE_REACHED: i16 = 81;
-const FENCED_INSTANCE_ID: i16 = 82;
-const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+const NONE: KafkaCode = KafkaCode::NONE;
+const UNKNOWN_SERVER_ERROR: KafkaCode = KafkaCode::of(ResponseError::UnknownServerError);
+const UNKNOWN_TOPIC_OR_PARTITION: KafkaCode = KafkaCode::of(ResponseError::UnknownTopicOrPartition);
+const REQUEST_TIMED_OUT: KafkaCode = KafkaCode::of(ResponseError::RequestTimedOut);
+const OFFSET_METADATA_TOO_LARGE: KafkaCode = KafkaCode::of(ResponseError::OffsetMetadataTooLarge);
+const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
+const COORDINATOR_NOT_AVAILABLE: KafkaCode = KafkaCode::of(ResponseError::CoordinatorNotAvailable);
+const NOT_COORDINATOR: KafkaCode = KafkaCode::of(ResponseError::NotCoordinator);
+const ILLEGAL_GENERATION: KafkaCode = KafkaCode::of(ResponseError::IllegalGeneration);
+const INCONSISTENT_GROUP_PROTOCOL: KafkaCode = KafkaCode::of(ResponseError::InconsistentGroupProtocol);
+const INVALID_GROUP_ID: KafkaCode = KafkaCode::of(ResponseError::InvalidGroupId);
+const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode::of(ResponseError::UnknownMemberId);
+const INVALID_SESSION_TIMEOUT: KafkaCode = KafkaCode::of(ResponseError::InvalidSessionTimeout);
+const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::RebalanceInProgress);
+const INVALID_COMMIT_OFFSET_SIZE: KafkaCode = KafkaCode::of(ResponseError::InvalidCommitOffsetSize);
+const TOPIC_AUTHORIZATION_FAILED: KafkaCode = KafkaCode::of(ResponseError::TopicAuthorizationFailed);
+const GROUP_AUTHORIZATION_FAILED: KafkaCode = KafkaCode::of(ResponseError::GroupAuthorizationFailed);
+const UNSUPPORTED_VERSION: KafkaCode = KafkaCode::of(ResponseError::UnsupportedVersion);
+const MEMBER_ID_REQUIRED: KafkaCode = KafkaCode::of(ResponseError::MemberIdRequired);
+const GROUP_MAX_SIZE_REACHED: KafkaCode = KafkaCode::of(ResponseError::GroupMaxSizeReached);
+const FENCED_INSTANCE_ID: KafkaCode = KafkaCode::of(ResponseError::FencedInstanceId);
+const UNSTABLE_OFFSET_COMMIT: KafkaCode = KafkaCode::of(ResponseError::UnstableOffsetCommit);
 
 const GROUP: &str = "orders";
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -75,11 +76,11 @@ fn group() -> String {
     GROUP.to_owned()
 }
 
-fn unexpected(api: GroupApi, code: i16) -> GroupError {
+fn unexpected(api: GroupApi, code: KafkaCode) -> GroupError {
     GroupError::Unexpected {
         group: group(),
         api,
-        code: KafkaCode(code),
+        code,
     }
 }
 
@@ -100,7 +101,7 @@ fn no_error_is_continue_everywhere() {
 fn classify_join_group() {
     let api = GroupApi::JoinGroup;
     let c = ctx(true, false, true);
-    let cases: Vec<(i16, Action)> = vec![
+    let cases: Vec<(KafkaCode, Action)> = vec![
         (COORDINATOR_LOAD_IN_PROGRESS, retry()),
         (UNKNOWN_MEMBER_ID, rejoin(true, true)),
         (COORDINATOR_NOT_AVAILABLE, rediscover()),
@@ -160,7 +161,7 @@ fn classify_join_group() {
             classify(api, code, &c),
             expected,
             "JoinGroup {}",
-            KafkaCode(code)
+            code
         );
     }
     assert!(matches!(
@@ -174,7 +175,7 @@ fn classify_sync_group() {
     let api = GroupApi::SyncGroup;
     let now = ctx(true, false, false);
     let stale = ctx(false, false, false);
-    let cases: Vec<(i16, ErrorContext<'_>, Action)> = vec![
+    let cases: Vec<(KafkaCode, ErrorContext<'_>, Action)> = vec![
         (
             GROUP_AUTHORIZATION_FAILED,
             now,
@@ -223,7 +224,7 @@ fn classify_sync_group() {
             classify(api, code, &c),
             expected,
             "SyncGroup {}",
-            KafkaCode(code)
+            code
         );
     }
 }
@@ -234,7 +235,7 @@ fn classify_heartbeat() {
     let stable = current();
     let mid_rebalance = ctx(true, false, false);
     let stale = ctx(false, true, false);
-    let cases: Vec<(i16, ErrorContext<'_>, Action)> = vec![
+    let cases: Vec<(KafkaCode, ErrorContext<'_>, Action)> = vec![
         (COORDINATOR_NOT_AVAILABLE, stable, rediscover()),
         (NOT_COORDINATOR, stable, rediscover()),
         (REBALANCE_IN_PROGRESS, stable, rejoin(false, false)),
@@ -269,7 +270,7 @@ fn classify_heartbeat() {
             classify(api, code, &c),
             expected,
             "Heartbeat {}",
-            KafkaCode(code)
+            code
         );
     }
 }
@@ -284,10 +285,10 @@ fn classify_offset_commit() {
         Action::Fail(GroupError::RebalanceInProgress {
             group: group(),
             api,
-            code: KafkaCode(code),
+            code,
         })
     };
-    let cases: Vec<(i16, ErrorContext<'_>, Action)> = vec![
+    let cases: Vec<(KafkaCode, ErrorContext<'_>, Action)> = vec![
         (
             GROUP_AUTHORIZATION_FAILED,
             stable,
@@ -309,7 +310,7 @@ fn classify_offset_commit() {
             stable,
             Action::Fail(GroupError::OffsetCommitRejected {
                 group: group(),
-                code: KafkaCode(OFFSET_METADATA_TOO_LARGE),
+                code: OFFSET_METADATA_TOO_LARGE,
             }),
         ),
         (
@@ -317,7 +318,7 @@ fn classify_offset_commit() {
             stable,
             Action::Fail(GroupError::OffsetCommitRejected {
                 group: group(),
-                code: KafkaCode(INVALID_COMMIT_OFFSET_SIZE),
+                code: INVALID_COMMIT_OFFSET_SIZE,
             }),
         ),
         (COORDINATOR_LOAD_IN_PROGRESS, stable, retry()),
@@ -339,7 +340,7 @@ fn classify_offset_commit() {
             stale_stable,
             Action::Fail(GroupError::CommitFailed {
                 group: group(),
-                code: KafkaCode(FENCED_INSTANCE_ID),
+                code: FENCED_INSTANCE_ID,
             }),
         ),
         (REBALANCE_IN_PROGRESS, stable, rejoin(false, false)),
@@ -360,7 +361,7 @@ fn classify_offset_commit() {
             classify(api, code, &c),
             expected,
             "OffsetCommit {}",
-            KafkaCode(code)
+            code
         );
     }
 }
@@ -391,7 +392,7 @@ fn classify_offset_fetch_find_coordinator_and_leave() {
         classify(fetch, UNKNOWN_TOPIC_OR_PARTITION, &c),
         Action::Fail(GroupError::UnknownTopicOrPartition {
             group: group(),
-            code: KafkaCode(UNKNOWN_TOPIC_OR_PARTITION)
+            code: UNKNOWN_TOPIC_OR_PARTITION
         })
     );
     assert_eq!(
@@ -405,7 +406,7 @@ fn classify_offset_fetch_find_coordinator_and_leave() {
         NOT_COORDINATOR,
         COORDINATOR_LOAD_IN_PROGRESS,
     ] {
-        assert_eq!(classify(find, code, &c), retry(), "{}", KafkaCode(code));
+        assert_eq!(classify(find, code, &c), retry(), "{}", code);
     }
     assert_eq!(
         classify(find, GROUP_AUTHORIZATION_FAILED, &c),
@@ -423,7 +424,7 @@ fn classify_offset_fetch_find_coordinator_and_leave() {
         UNKNOWN_MEMBER_ID,
         FENCED_INSTANCE_ID,
         GROUP_AUTHORIZATION_FAILED,
-        -1,
+        UNKNOWN_SERVER_ERROR,
     ] {
         assert_eq!(classify(GroupApi::LeaveGroup, code, &c), Action::Continue);
     }
@@ -434,7 +435,7 @@ fn classify_is_total() {
     // Every code Kafka defines (and some it does not), every request,
     // every context: an answer, never a panic.
     for api in ALL_APIS {
-        for code in (-5..=140).chain([i16::MIN, i16::MAX]) {
+        for code in (-5..=140).chain([i16::MIN, i16::MAX]).map(KafkaCode::from_wire) {
             for bits in 0..8u8 {
                 let c = ctx(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
                 let _ = classify(api, code, &c);
@@ -446,10 +447,10 @@ fn classify_is_total() {
 #[test]
 fn commit_helpers() {
     assert_eq!(first_commit_error([]), None);
-    assert_eq!(first_commit_error([0, 0]), None);
+    assert_eq!(first_commit_error([NONE, NONE]), None);
     assert_eq!(
-        first_commit_error([0, TOPIC_AUTHORIZATION_FAILED, 0]),
-        Some(29)
+        first_commit_error([NONE, TOPIC_AUTHORIZATION_FAILED, NONE]),
+        Some(TOPIC_AUTHORIZATION_FAILED)
     );
     assert_eq!(
         first_commit_error([
@@ -464,14 +465,14 @@ fn commit_helpers() {
         GroupError::RebalanceInProgress {
             group: group(),
             api: GroupApi::OffsetCommit,
-            code: KafkaCode(REBALANCE_IN_PROGRESS)
+            code: REBALANCE_IN_PROGRESS
         }
     );
     assert_eq!(
         commit_failure(GROUP, UNKNOWN_MEMBER_ID),
         GroupError::CommitFailed {
             group: group(),
-            code: KafkaCode(UNKNOWN_MEMBER_ID)
+            code: UNKNOWN_MEMBER_ID
         }
     );
 }
@@ -678,7 +679,7 @@ fn join_fatal_errors_stop_the_member() {
             member_id: String::new(),
         });
         let Action::Fatal(error) = action else {
-            panic!("{}: expected Fatal, got {action:?}", KafkaCode(code));
+            panic!("{}: expected Fatal, got {action:?}", code);
         };
         assert_eq!(m.state(), &MemberState::Fatal(error.clone()));
         assert!(m.is_terminal());
@@ -733,7 +734,7 @@ fn sync_errors() {
     let sent = generation(7, "m-1", Some("range"));
     let stale = generation(6, "m-1", Some("range"));
     // (code, sent, action, state, generation afterwards)
-    let cases: Vec<(i16, &Generation, Action, MemberState, Generation)> = vec![
+    let cases: Vec<(KafkaCode, &Generation, Action, MemberState, Generation)> = vec![
         (
             REBALANCE_IN_PROGRESS,
             &sent,
@@ -790,9 +791,9 @@ fn sync_errors() {
             sent: sent_generation.clone(),
             code,
         });
-        assert_eq!(got, action, "SyncGroup {}", KafkaCode(code));
-        assert_eq!(m.state(), &state, "SyncGroup {}", KafkaCode(code));
-        assert_eq!(m.generation(), &after, "SyncGroup {}", KafkaCode(code));
+        assert_eq!(got, action, "SyncGroup {}", code);
+        assert_eq!(m.state(), &state, "SyncGroup {}", code);
+        assert_eq!(m.generation(), &after, "SyncGroup {}", code);
     }
     for code in [
         FENCED_INSTANCE_ID,
@@ -808,7 +809,7 @@ fn sync_errors() {
         assert!(
             matches!(got, Action::Fatal(_)),
             "SyncGroup {}: {got:?}",
-            KafkaCode(code)
+            code
         );
         assert!(m.is_terminal());
     }
@@ -894,7 +895,7 @@ fn heartbeat_errors_while_stable() {
     let current = generation(7, "m-1", Some("range"));
     let stale = generation(6, "m-1", Some("range"));
     // (code, sent, action, state, generation afterwards, commit allowed)
-    let cases: Vec<(i16, &Generation, Action, MemberState, Generation, bool)> = vec![
+    let cases: Vec<(KafkaCode, &Generation, Action, MemberState, Generation, bool)> = vec![
         (
             REBALANCE_IN_PROGRESS,
             &current,
@@ -996,14 +997,14 @@ fn heartbeat_errors_while_stable() {
             sent: sent.clone(),
             code,
         });
-        assert_eq!(got, action, "Heartbeat {}", KafkaCode(code));
-        assert_eq!(m.state(), &state, "Heartbeat {}", KafkaCode(code));
-        assert_eq!(m.generation(), &after, "Heartbeat {}", KafkaCode(code));
+        assert_eq!(got, action, "Heartbeat {}", code);
+        assert_eq!(m.state(), &state, "Heartbeat {}", code);
+        assert_eq!(m.generation(), &after, "Heartbeat {}", code);
         assert_eq!(
             m.commit_generation().is_some(),
             can_commit,
             "Heartbeat {}",
-            KafkaCode(code)
+            code
         );
     }
     for code in [FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED] {
@@ -1015,7 +1016,7 @@ fn heartbeat_errors_while_stable() {
         assert!(
             matches!(got, Action::Fatal(_)),
             "Heartbeat {}: {got:?}",
-            KafkaCode(code)
+            code
         );
         assert!(m.is_terminal());
     }
@@ -1070,7 +1071,7 @@ fn commit_errors_while_stable() {
         assignment: assignment(),
     };
     // (code, action, state, generation afterwards)
-    let cases: Vec<(i16, Action, MemberState, Generation)> = vec![
+    let cases: Vec<(KafkaCode, Action, MemberState, Generation)> = vec![
         (
             COORDINATOR_LOAD_IN_PROGRESS,
             retry(),
@@ -1123,7 +1124,7 @@ fn commit_errors_while_stable() {
             OFFSET_METADATA_TOO_LARGE,
             Action::Fail(GroupError::OffsetCommitRejected {
                 group: group(),
-                code: KafkaCode(OFFSET_METADATA_TOO_LARGE),
+                code: OFFSET_METADATA_TOO_LARGE,
             }),
             stable_state(),
             current.clone(),
@@ -1132,7 +1133,7 @@ fn commit_errors_while_stable() {
             INVALID_COMMIT_OFFSET_SIZE,
             Action::Fail(GroupError::OffsetCommitRejected {
                 group: group(),
-                code: KafkaCode(INVALID_COMMIT_OFFSET_SIZE),
+                code: INVALID_COMMIT_OFFSET_SIZE,
             }),
             stable_state(),
             current.clone(),
@@ -1159,9 +1160,9 @@ fn commit_errors_while_stable() {
             sent: current.clone(),
             code,
         });
-        assert_eq!(got, action, "OffsetCommit {}", KafkaCode(code));
-        assert_eq!(m.state(), &state, "OffsetCommit {}", KafkaCode(code));
-        assert_eq!(m.generation(), &after, "OffsetCommit {}", KafkaCode(code));
+        assert_eq!(got, action, "OffsetCommit {}", code);
+        assert_eq!(m.state(), &state, "OffsetCommit {}", code);
+        assert_eq!(m.generation(), &after, "OffsetCommit {}", code);
     }
     for code in [FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED] {
         let mut m = stable();
@@ -1172,7 +1173,7 @@ fn commit_errors_while_stable() {
         assert!(
             matches!(got, Action::Fatal(_)),
             "OffsetCommit {}: {got:?}",
-            KafkaCode(code)
+            code
         );
         assert!(m.is_terminal());
     }
@@ -1192,7 +1193,7 @@ fn stale_commit_errors() {
         assert!(
             matches!(got, Action::Fail(GroupError::RebalanceInProgress { .. })),
             "{}: {got:?}",
-            KafkaCode(code)
+            code
         );
         assert_eq!(m.state(), &MemberState::Joining);
         assert_eq!(m.generation(), &Generation::none());
@@ -1460,7 +1461,9 @@ fn every_event_in_every_state_is_handled_without_panic() {
             left,
         ]
     };
-    let codes = (-2..=130).chain([i16::MIN, i16::MAX]);
+    let codes = (-2..=130)
+        .chain([i16::MIN, i16::MAX])
+        .map(KafkaCode::from_wire);
     for start in &starts {
         for code in codes.clone() {
             let sent = start.generation().clone();

@@ -11,6 +11,7 @@ use kafka_base::{
 use kafka_protocol::{
     messages::{SaslAuthenticateRequest, SaslHandshakeRequest},
     protocol::StrBytes,
+    ResponseError,
 };
 use rsasl::prelude::{Mechname, SASLClient, SASLConfig};
 use tokio::time::Instant;
@@ -24,12 +25,6 @@ use crate::error::KafkaCode;
 /// A SASL exchange that has not finished after this many rounds is broken
 /// (SCRAM needs two, PLAIN one).
 const MAX_SASL_ROUNDS: usize = 8;
-
-/// `UNSUPPORTED_SASL_MECHANISM`.
-pub(super) const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-/// `ILLEGAL_SASL_STATE`: what a broker answers `SaslHandshake` with on a
-/// listener that does not use SASL.
-pub(super) const ILLEGAL_SASL_STATE: i16 = 34;
 
 impl BrokerConnection {
     /// `SaslHandshake` then `SaslAuthenticate` rounds, as rskafka does.
@@ -52,25 +47,27 @@ impl BrokerConnection {
             .exchange(&request, version, deadline, self.request_timeout)
             .await?;
         let response = self.decode::<SaslHandshakeRequest>(body, version)?;
-        match response.error_code {
-            0 => {}
-            UNSUPPORTED_SASL_MECHANISM => {
+        let code = KafkaCode::from_wire(response.error_code);
+        match code.error() {
+            None => {}
+            Some(ResponseError::UnsupportedSaslMechanism) => {
                 return Err(ConnectionError::SaslMechanismNotEnabled {
                     broker: self.broker.clone(),
                     mechanism,
                     offered: response.mechanisms.iter().map(|m| m.to_string()).collect(),
                 })
             }
-            ILLEGAL_SASL_STATE => {
+            // What a broker answers on a listener that does not use SASL.
+            Some(ResponseError::IllegalSaslState) => {
                 return Err(ConnectionError::SaslNotExpected {
                     broker: self.broker.clone(),
                 })
             }
-            code => {
+            Some(_) => {
                 return Err(ConnectionError::Api {
                     broker: self.broker.clone(),
                     api: SaslHandshakeRequest::NAME,
-                    code: KafkaCode(code),
+                    code,
                 })
             }
         }
@@ -125,12 +122,13 @@ impl BrokerConnection {
                     .exchange(&request, version, deadline, self.request_timeout)
                     .await?;
                 let response = self.decode::<SaslAuthenticateRequest>(body, body_version)?;
-                if response.error_code != 0 {
+                let code = KafkaCode::from_wire(response.error_code);
+                if !code.is_none() {
                     return Err(ConnectionError::AuthenticationFailed {
                         broker: self.broker.clone(),
                         user: sasl.username.clone(),
                         mechanism,
-                        code: KafkaCode(response.error_code),
+                        code,
                         message: response.error_message.map(|m| m.to_string()),
                     });
                 }
@@ -207,9 +205,11 @@ pub async fn preflight(
         .with_mechanism(StrBytes::from_static_str(SaslMechanism::Plain.name()));
     let options = SendOptions::new().timeout(within.max(Duration::from_millis(1)));
     match conn.send_with(request, options).await {
-        Ok(r) if r.error_code != ILLEGAL_SASL_STATE => Ok(Preflight::SaslRequired {
-            offered: r.mechanisms.iter().map(|m| m.to_string()).collect(),
-        }),
+        Ok(r) if !KafkaCode::from_wire(r.error_code).is(ResponseError::IllegalSaslState) => {
+            Ok(Preflight::SaslRequired {
+                offered: r.mechanisms.iter().map(|m| m.to_string()).collect(),
+            })
+        }
         _ => Ok(Preflight::Ready),
     }
 }

@@ -41,6 +41,7 @@ use kafka_base::security::{SaslSettings, SecurityProtocol};
 use kafka_protocol::{
     messages::{ApiKey, RequestHeader, ResponseHeader},
     protocol::{Decodable, Encodable, HeaderVersion, StrBytes, VersionRange},
+    ResponseError,
 };
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
@@ -522,7 +523,8 @@ impl BrokerConnection {
         // answers a version it does not know with UNSUPPORTED_VERSION in the
         // v0 layout (the header is v0 for every ApiVersions version).
         let body_version = if R::KEY == ApiKey::ApiVersions as i16
-            && buf.get(..2) == Some(&versions::UNSUPPORTED_VERSION.to_be_bytes()[..])
+            && buf.get(..2)
+                == Some(&ResponseError::UnsupportedVersion.code().to_be_bytes()[..])
         {
             0
         } else {

@@ -26,7 +26,6 @@ use kafka_protocol::{
 use tokio::net::TcpListener;
 
 use super::{
-    handshake::{ILLEGAL_SASL_STATE, UNSUPPORTED_SASL_MECHANISM},
     *,
 };
 use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
@@ -393,7 +392,7 @@ async fn unreachable_and_invalid_addresses() {
 #[tokio::test]
 async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
     let handshake = SaslHandshakeResponse::default()
-        .with_error_code(UNSUPPORTED_SASL_MECHANISM)
+        .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
         .with_mechanisms(vec![
             StrBytes::from_static_str("PLAIN"),
             StrBytes::from_static_str("SCRAM-SHA-256"),
@@ -419,7 +418,7 @@ async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
 
 #[tokio::test]
 async fn sasl_on_a_listener_without_sasl_is_explained() {
-    let handshake = SaslHandshakeResponse::default().with_error_code(ILLEGAL_SASL_STATE);
+    let handshake = SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
     let (addr, _task) = fake_broker(vec![
         Reply::ApiVersions(ALL),
         Reply::Body(encode(&handshake, 1)),

@@ -9,6 +9,7 @@ use kafka_protocol::{
         SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
     },
     protocol::{Message, Request, StrBytes, VersionRange},
+    ResponseError,
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -18,10 +19,6 @@ use crate::error::KafkaCode;
 
 /// Sent in `ApiVersions` v3+ (brokers show it in their client metrics).
 const CLIENT_SOFTWARE_NAME: &str = "kind-kafka-rs";
-
-/// `UNSUPPORTED_VERSION`: the broker answers an `ApiVersions` request of a
-/// version it does not know with this code, in the v0 layout.
-pub(super) const UNSUPPORTED_VERSION: i16 = 35;
 
 /// A request this connection can negotiate. Sealed: implemented for the
 /// group-protocol APIs and the connection's own handshake APIs.
@@ -176,12 +173,13 @@ impl BrokerConnection {
                     )
                 })
                 .collect();
-            match response.error_code {
-                0 => {
+            let code = KafkaCode::from_wire(response.error_code);
+            match code.error() {
+                None => {
                     debug!(broker = %self.broker, version, "ApiVersions negotiated");
                     return Ok(());
                 }
-                UNSUPPORTED_VERSION => {
+                Some(ResponseError::UnsupportedVersion) => {
                     let theirs = self
                         .broker_versions
                         .get(&(ApiKey::ApiVersions as i16))
@@ -198,11 +196,11 @@ impl BrokerConnection {
                         }
                     }
                 }
-                code => {
+                Some(_) => {
                     return Err(ConnectionError::Api {
                         broker: self.broker.clone(),
                         api: ApiVersionsRequest::NAME,
-                        code: KafkaCode(code),
+                        code,
                     })
                 }
             }
