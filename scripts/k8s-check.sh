@@ -14,7 +14,13 @@
 #   6. compose.yaml against the Compose specification; k8s/kind/cluster.yaml
 #      parses;
 #   7. kube-linter, when it can be installed (go install); its absence is
-#      reported, the rest still has to pass.
+#      reported, the rest still has to pass;
+#   8. the KEDA component k8s/keda on k8s/overlays/kind: rendered, the
+#      ScaledObject and TriggerAuthentication against KEDA's CRD schemas made
+#      strict (k8s/keda/tests/schemas, SOURCE.md there), the Kafka trigger's
+#      keys against those KEDA's kafka scaler accepts, and every name it uses
+#      (Deployment, container, env of bootstrap/group/topic, ConfigMap and
+#      Secret keys, partitions) against k8s/base and k8s/kafka.
 # A missing required tool is a failure (.ci/run and `make tools` install them).
 #
 # Environment: K8S_VERSIONS (default "1.31.0 1.37.0").
@@ -119,6 +125,160 @@ assert roles.count("control-plane") == 1 and roles.count("worker") >= 2, roles
 assert any('config_path = "/etc/containerd/certs.d"' in p for p in c["containerdConfigPatches"])
 EOF
 ok "k8s/kind/cluster.yaml: control plane + $(grep -c 'role: worker' k8s/kind/cluster.yaml) workers, containerd certs.d"
+
+# ---- 8. KEDA autoscaling component ---------------------------------------------------------------
+# kustomize loads a kustomization's files only below its own directory: the
+# throwaway overlay lives under target/ (ignored by git).
+mkdir -p target
+KEDA_OUT=$(mktemp -d "$PWD/target/k8s-check-keda.XXXXXX")
+at_exit "rm -rf '$KEDA_OUT'"
+cat >"$KEDA_OUT/kustomization.yaml" <<'EOF'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../../k8s/overlays/kind
+components:
+  - ../../k8s/keda
+EOF
+kubectl kustomize "$KEDA_OUT" >"$OUT/keda.yaml" || die "kubectl kustomize k8s/overlays/kind + component k8s/keda"
+python3 - "$OUT" <<'EOF' || die "k8s/keda: splitting the render"
+import os, sys, yaml
+out = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(os.path.join(out, "keda.yaml"))) if d]
+keda = [d for d in docs if d["apiVersion"].startswith("keda.sh/")]
+assert sorted(d["kind"] for d in keda) == ["ScaledObject", "TriggerAuthentication"], [d["kind"] for d in keda]
+yaml.safe_dump_all([d for d in docs if d not in keda], open(os.path.join(out, "keda-builtin.yaml"), "w"), sort_keys=False)
+for d in keda:
+    yaml.safe_dump(d, open(os.path.join(out, "keda-" + d["kind"].lower() + ".yaml"), "w"), sort_keys=False)
+EOF
+kubernetes-validate --strict --quiet -k "${VERSIONS%% *}" "$OUT/keda-builtin.yaml" || die "kubernetes-validate --strict: k8s/overlays/kind + k8s/keda"
+for kind in scaledobject triggerauthentication; do
+    check-jsonschema --schemafile "k8s/keda/tests/schemas/${kind}_v1alpha1.json" "$OUT/keda-$kind.yaml" >"$OUT/keda-schema.txt" 2>&1 ||
+        { cat "$OUT/keda-schema.txt" >&2; die "check-jsonschema: $kind against the strict KEDA 2.21.0 schema"; }
+done
+ok "kubectl kustomize k8s/overlays/kind + component k8s/keda: $(grep -c '^kind:' "$OUT/keda.yaml") objects; ScaledObject and TriggerAuthentication valid against the strict KEDA 2.21.0 CRD schemas, the rest kubernetes-validate --strict"
+python3 - "$OUT/keda.yaml" "$OUT/kafka.yaml" k8s/base/configmap.yaml consumer/src/config.rs >"$OUT/keda-summary.txt" <<'EOF' || die "k8s/keda does not fit k8s/base and k8s/kafka (above)"
+import re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+kafka = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
+cm_source, consumer_config = open(sys.argv[3]).read(), open(sys.argv[4]).read()
+# What KEDA 2.21.0's kafka scaler reads (pkg/scalers/kafka_scaler.go, its
+# `keda:"name=...,order=..."` tags): trigger metadata (the resolvedEnv ones
+# also as NAMEFromEnv) and authentication parameters.
+KEDA_VERSION = "2.21.0"
+TRIGGER_KEYS = set("""bootstrapServers bootstrapServersFromEnv consumerGroup consumerGroupFromEnv
+    topic topicFromEnv partitionLimitation lagThreshold activationLagThreshold offsetResetPolicy
+    allowIdleConsumers excludePersistentLag scaleToZeroOnInvalidOffset limitToPartitionsWithLag
+    ensureEvenDistributionOfPartitions fullMetadata version tls unsafeSsl sasl saslTokenProvider
+    awsRegion""".split())
+AUTH_PARAMS = set("""tls ca cert key keyPassword sasl username password saslTokenProvider scopes
+    oauthTokenEndpointUri oauthExtensions keytab ccacheName realm kerberosConfig
+    kerberosServiceName kerberosDisableFAST""".split())
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+def one(kind, name=None, among=docs):
+    found = [d for d in among if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+so, ta = one("ScaledObject"), one("TriggerAuthentication")
+spec = so["spec"]
+ref = spec["scaleTargetRef"]
+dep = one(ref.get("kind", "Deployment"), ref["name"])
+check(ref.get("apiVersion", "apps/v1") == dep["apiVersion"], f"scaleTargetRef apiVersion {ref.get('apiVersion')} is not {dep['apiVersion']}")
+check(dep["metadata"]["name"] == "consumer", f"the ScaledObject scales {dep['kind']} {dep['metadata']['name']}, not the consumer")
+for d in (so, ta):
+    check(d["metadata"].get("namespace") == dep["metadata"]["namespace"],
+          f"{d['kind']} is in {d['metadata'].get('namespace')}, the consumer in {dep['metadata']['namespace']}")
+check("replicas" not in dep["spec"], "the consumer Deployment still sets spec.replicas: every apply would undo the autoscaler")
+containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+cname = ref.get("envSourceContainerName") or next(iter(containers))
+check(cname in containers, f"envSourceContainerName {cname!r} is not a container of the Deployment {sorted(containers)}")
+container = containers.get(cname, next(iter(containers.values())))
+# The container's environment as KEDA resolves it: envFrom ConfigMaps, then env.
+env, cms = {}, {}
+for src in container.get("envFrom", []):
+    if "configMapRef" in src:
+        cm = one("ConfigMap", src["configMapRef"]["name"])
+        cms[cm["metadata"]["name"]] = cm
+        env.update(cm["data"])
+env.update({e["name"]: e.get("value") for e in container.get("env", [])})
+
+check(len(spec["triggers"]) == 1 and spec["triggers"][0]["type"] == "kafka",
+      f"triggers: {[t['type'] for t in spec['triggers']]}, expected one kafka trigger")
+trig = spec["triggers"][0]
+md = trig["metadata"]
+for k in sorted(set(md) - TRIGGER_KEYS):
+    errors.append(f"trigger metadata key {k!r} is not one KEDA {KEDA_VERSION}'s kafka scaler reads")
+def value(key):
+    if key + "FromEnv" in md:
+        var = md[key + "FromEnv"]
+        check(var in env, f"{key}FromEnv: {var} is not in the {cname} container's environment (env, envFrom {sorted(cms)})")
+        return env.get(var)
+    return md.get(key)
+bootstrap, group, topic = value("bootstrapServers"), value("consumerGroup"), value("topic")
+check(bootstrap and bootstrap == env.get("KAFKA_BOOTSTRAP_SERVER"), f"bootstrap servers {bootstrap!r}, the consumer uses {env.get('KAFKA_BOOTSTRAP_SERVER')!r}")
+check(group and group == env.get("KAFKA_CONSUMER_GROUP"), f"consumer group {group!r}, the consumer joins {env.get('KAFKA_CONSUMER_GROUP')!r}")
+check(topic and topic == env.get("KAFKA_TOPIC"), f"topic {topic!r}, the consumer reads {env.get('KAFKA_TOPIC')!r}")
+for k in ("lagThreshold", "activationLagThreshold"):
+    check(str(md.get(k, "")).isdigit(), f"trigger metadata {k} must be a whole number, is {md.get(k)!r}")
+check(str(md.get("lagThreshold", "")).isdigit() and int(md["lagThreshold"]) > 0, "lagThreshold must be positive (KEDA rejects 0)")
+check(md.get("allowIdleConsumers") == "false", f"allowIdleConsumers is {md.get('allowIdleConsumers')!r}: must be \"false\" (no member beyond the partitions)")
+# The consumer's reset policy: its env, else the default of consumer/src/config.rs.
+default = re.search(r'"CONSUMER_AUTO_OFFSET_RESET".*?\.default\("(\w+)"\)', consumer_config, re.S).group(1)
+reset = env.get("CONSUMER_AUTO_OFFSET_RESET") or default
+check(md.get("offsetResetPolicy", "latest") == reset,
+      f"offsetResetPolicy {md.get('offsetResetPolicy', 'latest (KEDA default)')!r}, the consumer's CONSUMER_AUTO_OFFSET_RESET is {reset!r}")
+# Replicas: min <= max (the CRD's CEL rule), max = the topic's partitions.
+lo, hi = spec.get("minReplicaCount", 0), spec.get("maxReplicaCount", 100)
+check(lo <= hi, f"minReplicaCount {lo} > maxReplicaCount {hi}")
+topic_job = one("Job", among=kafka)
+tenv = {e["name"]: e.get("value") for e in topic_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+check(tenv.get("TOPIC") == topic, f"k8s/kafka creates topic {tenv.get('TOPIC')!r}, the consumer reads {topic!r}")
+check(str(hi) == tenv.get("PARTITIONS"), f"maxReplicaCount {hi}, the topic has {tenv.get('PARTITIONS')} partitions (k8s/kafka)")
+down = spec.get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior", {}).get("scaleDown", {})
+check(down.get("stabilizationWindowSeconds", 0) >= 60,
+      f"scaleDown.stabilizationWindowSeconds is {down.get('stabilizationWindowSeconds')}: each step is a rebalance, keep a window of a minute or more")
+check(any(p["type"] == "Pods" and p["value"] == 1 for p in down.get("policies", [])), "scaleDown: no policy removing one pod at a time")
+# sasl / tls as KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_MECHANISM say, in KEDA's spelling.
+proto, mech = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"), env.get("KAFKA_SASL_MECHANISM") or ""
+want_sasl = {"": "none", "PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}.get(mech if proto.startswith("SASL_") else "")
+check(md.get("sasl", "none") == want_sasl, f"sasl {md.get('sasl')!r}, but the services use {proto} {mech!r}: {want_sasl!r}")
+want_tls = "enable" if proto in ("SSL", "SASL_SSL") else "disable"
+check(md.get("tls", "disable") == want_tls, f"tls {md.get('tls')!r}, but the services use {proto}: {want_tls!r}")
+# TriggerAuthentication: the very keys the services read.
+check(trig.get("authenticationRef", {}).get("name") == ta["metadata"]["name"],
+      f"authenticationRef {trig.get('authenticationRef')} is not TriggerAuthentication {ta['metadata']['name']}")
+mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
+secrets = {v["secret"]["secretName"]: mounts.get(v["name"]) for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+# The CA file: KAFKA_SSL_CA_FILE, set, or as k8s/base/configmap.yaml documents it.
+ca_file = env.get("KAFKA_SSL_CA_FILE") or (re.search(r"KAFKA_SSL_CA_FILE:\s*(\S+)", cm_source) or [None, None])[1]
+files = {"password": env.get("KAFKA_PASSWORD_FILE"), "ca": ca_file}
+params = []
+for r in ta["spec"].get("secretTargetRef", []):
+    params.append(r["parameter"])
+    check(r["name"] in secrets, f"secretTargetRef {r['parameter']}: Secret {r['name']} is not one the consumer mounts {sorted(secrets)}")
+    got = f"{secrets.get(r['name'])}/{r['key']}"
+    check(files.get(r["parameter"]) == got, f"secretTargetRef {r['parameter']}: key {r['key']} is the file {got}, the services read {files.get(r['parameter'])}")
+for r in ta["spec"].get("configMapTargetRef", []):
+    params.append(r["parameter"])
+    check(r["key"] in cms.get(r["name"], {}).get("data", {}), f"configMapTargetRef {r['parameter']}: {r['name']}/{r['key']} is not a key of the consumer's ConfigMaps")
+    check(r["parameter"] != "username" or r["key"] == "KAFKA_USERNAME", f"username from {r['key']}, the services use KAFKA_USERNAME")
+for p in params:
+    check(p in AUTH_PARAMS, f"TriggerAuthentication parameter {p!r} is not one KEDA {KEDA_VERSION}'s kafka scaler reads")
+for p in ("username", "password", "ca"):
+    check(p in params, f"TriggerAuthentication lacks {p!r}")
+if errors:
+    print("\n".join("  " + e for e in errors), file=sys.stderr)
+    sys.exit(1)
+print(f"scales Deployment {dep['metadata']['name']} (spec.replicas removed) on group {group}, topic {topic}, bootstrap from its env;"
+      f" {lo}..{hi} replicas ({hi} partitions), lagThreshold {md['lagThreshold']}, activation {md['activationLagThreshold']},"
+      f" scale-down window {down['stabilizationWindowSeconds']}s; sasl {md.get('sasl')}, tls {md.get('tls')} as {proto};"
+      f" {', '.join(sorted(params))} from kafka-config/kafka-credentials keys the services read; keys known to KEDA {KEDA_VERSION}'s kafka scaler")
+EOF
+ok "k8s/keda: $(cat "$OUT/keda-summary.txt")"
 
 # ---- 7. kube-linter (optional) ------------------------------------------------------------------
 if ! command -v kube-linter >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
