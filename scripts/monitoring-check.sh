@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The monitoring component k8s/monitoring, checked for real (the last step
-# of `make test`). About 15 s with the broker running and the binaries built.
+# of `make test`). About 25 s with the broker running and the binaries built.
 #
 #   1. kubectl kustomize renders k8s/overlays/kind with the component; the
 #      objects land where they must (kafka-services / monitoring), the
@@ -23,7 +23,16 @@
 #      after the records flowed; kafka_* names must be in the scrape (and the
 #      labels a selector matches on must exist on that metric), any other
 #      name must be on the explicit list of Prometheus/kube-state-metrics
-#      metrics below.
+#      metrics below;
+#   6. a real Prometheus (Debian's binary, scripts/install-tools.sh) on a
+#      free port with k8s/monitoring/tests/prometheus.yml and the
+#      PrometheusRule's groups scrapes the three services of step 5 while
+#      they run; then every dashboard query (the variables and Grafana's
+#      $__rate_interval/$__range substituted as Grafana does, for "All" and
+#      for the first value of each variable) and every alert expression goes
+#      through its HTTP API: each must parse, each panel target must return
+#      series over the run, and every rule must be loaded and evaluated by
+#      Prometheus without error.
 # A missing tool is a failure (.ci/run installs them). Everything started
 # here is stopped again, the broker only if it was started here.
 #
@@ -45,7 +54,7 @@ START=$SECONDS
 
 ok() { printf 'monitoring-check: ok   %s\n' "$*" >&2; }
 
-need kubectl promtool python3 curl kubernetes-validate check-jsonschema -- "scripts/install-tools.sh installs them"
+need kubectl promtool prometheus python3 curl kubernetes-validate check-jsonschema -- "scripts/install-tools.sh installs them"
 python3 -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml (pip install pyyaml)"
 
 # kustomize only loads files below the kustomization's own directory tree,
@@ -55,7 +64,9 @@ OUT=$(mktemp -d "$PWD/target/monitoring-check.XXXXXX")
 producer_pid=
 consumer_pid=
 canary_pid=
+prometheus_pid=
 cleanup() {
+    stop_pid "$prometheus_pid"
     stop_pid "$producer_pid"
     stop_pid "$canary_pid"
     stop_pid "$consumer_pid"
@@ -301,11 +312,45 @@ EOF
 
 TOPIC=monitoring-check-$(date +%s)-$$
 GROUP=$TOPIC-group
-producer_port=$(free_port)
-consumer_port=$(free_port)
-while [[ $consumer_port == "$producer_port" ]]; do consumer_port=$(free_port); done
+# Four distinct ports: producer, consumer, canary producer, Prometheus.
+ports=()
+while ((${#ports[@]} < 4)); do
+    p=$(free_port)
+    [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+done
+producer_port=${ports[0]} consumer_port=${ports[1]} canary_port=${ports[2]} prometheus_port=${ports[3]}
 export KAFKA_BOOTSTRAP_SERVER=$BOOTSTRAP KAFKA_TOPIC=$TOPIC LOG_FORMAT=json RUST_LOG=info
 unset OTEL_EXPORTER_OTLP_ENDPOINT OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+
+# A real Prometheus scraping the three services below with the repository's
+# scrape configuration and the PrometheusRule's groups loaded; the target
+# files give the labels the operator gives on a cluster (see prometheus.yml).
+PROM=http://127.0.0.1:$prometheus_port
+mkdir -p "$OUT/prometheus"
+cp k8s/monitoring/tests/prometheus.yml "$OUT/prometheus/"
+cp "$OUT/rules.yaml" "$OUT/prometheus/rules.yaml"
+printf '[{"targets": ["127.0.0.1:%s"], "labels": {"namespace": "kafka-services", "pod": "consumer-local", "container": "consumer", "service": "consumer-metrics"}}]\n' \
+    "$consumer_port" >"$OUT/prometheus/consumer-targets.json"
+printf '[{"targets": ["127.0.0.1:%s"], "labels": {"namespace": "kafka-services", "pod": "producer-local", "container": "producer"}},
+ {"targets": ["127.0.0.1:%s"], "labels": {"namespace": "kafka-services", "pod": "producer-canary-local", "container": "producer"}}]\n' \
+    "$producer_port" "$canary_port" >"$OUT/prometheus/producer-targets.json"
+promtool check config "$OUT/prometheus/prometheus.yml" >"$OUT/promtool-config.txt" 2>&1 ||
+    { cat "$OUT/promtool-config.txt" >&2; die "promtool check config k8s/monitoring/tests/prometheus.yml"; }
+prometheus --config.file="$OUT/prometheus/prometheus.yml" --storage.tsdb.path="$OUT/prometheus/data" \
+    --web.listen-address="127.0.0.1:$prometheus_port" --log.level=warn >"$OUT/prometheus.log" 2>&1 &
+prometheus_pid=$!
+for _ in $(seq 120); do
+    http_is 200 "127.0.0.1:$prometheus_port" /-/ready && break
+    kill -0 "$prometheus_pid" 2>/dev/null || die "prometheus exited: $(tail -n 3 "$OUT/prometheus.log")"
+    sleep 0.25
+done
+http_is 200 "127.0.0.1:$prometheus_port" /-/ready || die "Prometheus not ready on $PROM within 30 s: $(tail -n 3 "$OUT/prometheus.log")"
+# Service discovery hands targets to the scrapers at most every 5 s: the
+# run starts once all three targets are known (up is 0 until they listen).
+prom_has() { curl -fsS --max-time 2 "$PROM/api/v1/query" --data-urlencode "query=$1" | grep -q '"result":\[{'; }
+wait_for 20 "Prometheus scraping its three targets" prom_has 'count(up) == 3'
+RUN_START=$(date +%s)
+ok "prometheus ($(prometheus --version 2>&1 | head -n1 | cut -d' ' -f1-3)) on $PROM: k8s/monitoring/tests/prometheus.yml, $(grep -c -- '- alert:' "$OUT/prometheus/rules.yaml") alert rules loaded"
 
 HTTP_ADDR=127.0.0.1:$producer_port "$BIN/producer" --messages "$MESSAGES" --partitions 3 \
     --create-topic --metrics-grace-secs 5 --key-template 'key-{seq % 8}' >"$OUT/producer.log" 2>&1 &
@@ -328,7 +373,6 @@ ok "consumer: $MESSAGES records handled and committed (lag 0), /metrics scraped 
 
 # The canary metrics: producer --continuous on the same topic for a few
 # seconds, its scrape and the consumer's again once canary records arrived.
-canary_port=$(free_port)
 HTTP_ADDR=127.0.0.1:$canary_port "$BIN/producer" --continuous true --rate 30 >"$OUT/canary.log" 2>&1 &
 canary_pid=$!
 wait_metrics "http://127.0.0.1:$canary_port/metrics" \
@@ -337,6 +381,15 @@ wait_metrics "http://127.0.0.1:$canary_port/metrics" \
 wait_metrics "http://127.0.0.1:$consumer_port/metrics" \
     "total('kafka_canary_records_received_total', topic='$TOPIC') >= 30 and has('kafka_canary_e2e_latency_seconds_bucket') and has('kafka_canary_e2e_availability') and has('kafka_consumergroup_lag_seconds')" \
     consumer "$consumer_pid"
+# The moment the dashboard is evaluated at (its "now"): every service is up
+# and Prometheus has scraped the canary records on the consumer.
+# Enough samples for rate() over $__rate_interval (4 scrapes) of each.
+for q in "count_over_time(kafka_canary_records_received_total{job=\"kafka-consumer\",topic=\"$TOPIC\"}[1m]) >= 4" \
+    "count_over_time(kafka_canary_produce_acks_total{job=\"kafka-producer\",topic=\"$TOPIC\"}[1m]) >= 4" \
+    "count_over_time(kafka_producer_records_sent_total{job=\"kafka-producer\",topic=\"$TOPIC\"}[1m]) >= 2"; do
+    wait_for 20 "Prometheus: $q" prom_has "$q"
+done
+EVAL_TIME=$(date +%s)
 kill -TERM "$canary_pid"
 rc=0
 wait "$canary_pid" || rc=$?
@@ -396,6 +449,125 @@ families = {re.sub(r"_(bucket|sum|count)$", "", n) if types.get(re.sub(r"_(bucke
 unused = sorted(f for f in families if not any(u == f or re.fullmatch(re.escape(f) + r"_(bucket|sum|count)", u) for u in used))
 print(f"monitoring-check: ok   all {len(used)} kafka_* names in alerts and dashboard are in the live scrape"
       + (f"; exported but unused: {', '.join(unused)}" if unused else ""), file=sys.stderr)
+EOF
+
+# ---- 6. every query through the real Prometheus ----------------------------------------------
+# As Grafana would send them: the dashboard's variables and Grafana's
+# $__range / $__interval / $__rate_interval substituted, timeseries targets
+# as range queries over the run (/api/v1/query_range), stat and table
+# targets instant (/api/v1/query) at EVAL_TIME, when every service was up.
+# Every alert expression through /api/v1/query too, and every rule loaded
+# and evaluated by Prometheus without error (/api/v1/rules).
+python3 - "$OUT" "$PROM" "$RUN_START" "$EVAL_TIME" <<'EOF' || die "queries through Prometheus (above)"
+import json, os, re, sys, urllib.parse, urllib.request, yaml
+out, prom, start, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+# Every panel target must return series: the run has records produced and
+# consumed, lag, commits, a rebalance, canary records; the services export
+# their error, stall, loss and duplicate series at 0 from the start, so
+# even those panels draw a line (a flat 0) rather than "No data".
+def get(path, **params):
+    url = prom + path + "?" + urllib.parse.urlencode(params, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return json.load(r)
+    except urllib.error.HTTPError as e:
+        return json.load(e)
+
+scrape = yaml.safe_load(open(os.path.join(out, "prometheus", "prometheus.yml")))["global"]["scrape_interval"]
+scrape_s = int(re.fullmatch(r"(\d+)s", scrape).group(1))
+rng = end - start
+# Grafana: $__interval = range / max data points (a panel's width, ~1000),
+# never below the datasource's scrape interval (timeInterval);
+# $__rate_interval = max($__interval + scrape interval, 4 x scrape interval).
+interval = max(scrape_s, rng // 1000)
+macros = {"__rate_interval": f"{max(interval + scrape_s, 4 * scrape_s)}s", "__interval": f"{interval}s",
+          "__range": f"{rng}s", "__range_s": str(rng), "__interval_ms": str(interval * 1000)}
+dash = json.load(open(os.path.join(out, "dashboard.json")))
+variables = dash.get("templating", {}).get("list", [])
+
+def regex_escape(v):  # Grafana's escape of a multi-value variable's values in PromQL
+    return re.sub(r"([\\^$*+?.()|\[\]{}])", r"\\\\\1", v)
+def substitute(expr, values):
+    def one(m):
+        name = m.group(1) or m.group(2)
+        if name in macros:
+            return macros[name]
+        if name in values:
+            return values[name]
+        raise KeyError(f"unknown variable ${name} in {expr.strip()[:80]}")
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, expr)
+
+errors, report = [], []
+# Variables: label_values(SELECTOR, LABEL) through the label values API, as
+# Grafana does; "All" (allValue) and the first value it offers are both run.
+passes = {"All": {}, "first": {}}
+for v in variables:
+    if v.get("type") != "query":
+        continue
+    q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+    m = re.fullmatch(r"\s*label_values\((.*),\s*(\w+)\)\s*", q)
+    if not m:
+        errors.append(f"variable {v['name']}: only label_values(selector, label) is evaluated here: {q}")
+        continue
+    sel = substitute(m.group(1), passes["first"])
+    r = get(f"/api/v1/label/{m.group(2)}/values", **{"match[]": sel, "start": start, "end": end})
+    vals = sorted(r.get("data") or [])
+    if r.get("status") != "success" or not vals:
+        errors.append(f"variable {v['name']}: {q} -> {r.get('error') or 'no values'}")
+        continue
+    passes["All"][v["name"]] = v.get("allValue") or "|".join(regex_escape(x) for x in vals)
+    passes["first"][v["name"]] = regex_escape(vals[0])
+    report.append(f"${v['name']} = {vals}")
+
+panels = [p for p in dash["panels"] if p.get("type") != "row"]
+checked = 0
+for pname, values in passes.items():
+    for p in panels:
+        for t in p.get("targets", []):
+            if not t.get("expr"):
+                continue
+            key = f"{p['title']}/{t.get('refId', '?')}"
+            try:
+                q = substitute(t["expr"], values)
+            except KeyError as e:
+                errors.append(f"panel {key}: {e}")
+                continue
+            instant = t.get("instant") and not t.get("range")
+            r = (get("/api/v1/query", query=q, time=end) if instant else
+                 get("/api/v1/query_range", query=q, start=start, end=end, step=interval))
+            checked += 1
+            if r.get("status") != "success":
+                errors.append(f"panel {key} ({pname}): {r.get('errorType')}: {r.get('error')}\n      {q}")
+            elif not r["data"]["result"]:
+                errors.append(f"panel {key} ({pname}): no series during the run\n      {q}")
+
+rules = yaml.safe_load(open(os.path.join(out, "rules.yaml")))
+firing = []
+for g in rules["groups"]:
+    for rule in g["rules"]:
+        r = get("/api/v1/query", query=rule["expr"], time=end)
+        checked += 1
+        if r.get("status") != "success":
+            errors.append(f"alert {rule.get('alert') or rule.get('record')}: {r.get('errorType')}: {r.get('error')}")
+        elif r["data"]["result"]:
+            firing.append(rule.get("alert") or rule.get("record"))
+loaded = get("/api/v1/rules")["data"]["groups"]
+want = sum(len(g["rules"]) for g in rules["groups"])
+got = [r for g in loaded for r in g["rules"]]
+if len(got) != want:
+    errors.append(f"Prometheus loaded {len(got)} rules, the PrometheusRule has {want}")
+for r in got:
+    if r.get("health") != "ok" or r.get("lastError"):
+        errors.append(f"rule {r['name']}: health {r.get('health')}, {r.get('lastError')}")
+if errors:
+    print("\n".join("  " + e for e in errors), file=sys.stderr)
+    sys.exit(1)
+for line in report:
+    print("monitoring-check:      " + line, file=sys.stderr)
+print(f"monitoring-check: ok   {checked} queries through Prometheus ({len(panels)} panels x {len(passes)} variable choices, {want} alerts): all parse;"
+      f" every panel target has series over the run;"
+      f" {len(got)} rules evaluated by Prometheus, health ok; conditions true at the end: {', '.join(firing) or 'none'}"
+      f" ($__rate_interval={macros['__rate_interval']}, $__range={macros['__range']})", file=sys.stderr)
 EOF
 
 echo "monitoring-check: PASS in $((SECONDS - START))s" >&2
