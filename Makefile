@@ -102,6 +102,10 @@ kafka: ## Single-node Apache Kafka (KRaft) on the cluster, wait for the topic
 deploy: ## cluster + images + push + kafka, then the services pinned by digest; runs the producer Job and shows the records
 	scripts/deploy.sh deploy
 
+.PHONY: monitoring
+monitoring: ## Prometheus (Prometheus Operator) and Grafana on the kind cluster, dashboard and alerts provisioned, the services monitored (after make deploy); prints the port-forwards
+	scripts/deploy.sh monitoring
+
 .PHONY: logs
 logs: ## Logs of the producer Job and the consumer pods on the cluster
 	scripts/deploy.sh logs
@@ -119,11 +123,11 @@ test-images: ## The Dockerfiles built for real without Docker (buildah, amd64 + 
 	scripts/image-test.sh
 
 .PHONY: deploy-check
-deploy-check: ## scripts/deploy.sh's logic (version gates, Secret, registry, port-forward) against stub docker/kind/kubectl, under dash and bash
+deploy-check: ## scripts/deploy.sh's logic (version gates, Secret, registry, port-forward, make monitoring) against stub docker/kind/kubectl, under dash and bash
 	scripts/deploy-check.sh
 
 .PHONY: k8s-check
-k8s-check: ## Render k8s/ (kustomize), validate the schemas, checkov + hadolint, compose spec
+k8s-check: ## Render k8s/ (kustomize), validate the schemas (KEDA and operator CRDs too), checkov + hadolint, compose spec
 	scripts/k8s-check.sh
 
 .PHONY: sbom

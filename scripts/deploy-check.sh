@@ -9,7 +9,9 @@
 # 3.2 as sh): the whole `make deploy` flow, the version gates, the
 # one-line refusals, the kubeconfig repair, `clean` leaving a registry it
 # did not create, the example Secret never replacing a real one, the
-# port-forward's port chosen by kubectl. What is not tested here: that
+# port-forward's port chosen by kubectl, `make monitoring` (refused before
+# a deploy, the operator bundle's sha256 checked, the Grafana Secret kept,
+# the generated overlay rendered). What is not tested here: that
 # Docker, kind and a cluster really behave as the stubs answer.
 set -euo pipefail
 # shellcheck source=lib.sh
@@ -131,6 +133,10 @@ if tool == "kubectl":
         out("", 0 if state("secret") or flag("STUB_SECRET") else 1)
     if r.startswith("create -f"):
         set_state("secret"); out("secret/kafka-credentials created")
+    if r.startswith("get secret grafana-admin"):
+        out("", 0 if state("grafana-secret") or flag("STUB_GRAFANA_SECRET") else 1)
+    if r.startswith("create secret generic grafana-admin"):
+        set_state("grafana-secret"); out("secret/grafana-admin created")
     if r.startswith("apply -k"):
         # The real render: an apply must never carry a Secret.
         rendered = subprocess.run([env["REAL_KUBECTL"], "kustomize", rest[2]], capture_output=True, text=True, check=True).stdout
@@ -175,6 +181,10 @@ EOF
 HTTP_PID=$!
 at_exit "stop_pid $HTTP_PID 2"
 wait_for 10 "the stub HTTP server" curl -fsS "http://127.0.0.1:$HTTP_PORT/v2/"
+# `make monitoring` downloads the operator's bundle: a stand-in from the stub
+# server, and its sha256 (the real one's is pinned in deploy.sh).
+BUNDLE_URL=http://127.0.0.1:$HTTP_PORT/bundle.yaml
+BUNDLE_SHA256=$(curl -fsS "$BUNDLE_URL" | sha256sum | cut -d' ' -f1)
 
 # ---- scenarios -------------------------------------------------------------------
 pass=0
@@ -276,6 +286,32 @@ for sh in "${SHELLS[@]}"; do
         STUB_REGISTRY=ours STUB_INIT=cluster -- cluster
     run "$sh" "an existing cluster with its context is used as is" ok '!kind (create|export)' 'cluster: exists' \
         STUB_REGISTRY=ours "STUB_INIT=cluster context" -- cluster
+    # make monitoring: refused before a deploy; after one (the pinned overlay
+    # of `render`), the operator bundle downloaded (here from the stub HTTP
+    # server, with that file's sha256) and applied server-side, the stack,
+    # a random Grafana password only where none exists, and the pinned
+    # overlay with the k8s/monitoring component (rendered for real by the
+    # stub's apply -k: the generated overlay's relative paths must resolve).
+    run "$sh" "monitoring before make deploy refused" fail '!apply' 'run .make deploy. first' \
+        "STUB_INIT=cluster context" -- monitoring
+    state=$WORK/$sh-monitoring-state
+    run "$sh" "render for monitoring" ok '' '' DEPLOY_STATE_DIR="$state" -- render
+    run "$sh" "monitoring after make deploy" ok \
+        'apply --server-side --force-conflicts -f .*/prometheus-operator-bundle.yaml' 'port-forward svc/grafana 3000:3000' \
+        "STUB_INIT=cluster context" DEPLOY_STATE_DIR="$state" PROM_OPERATOR_BUNDLE_URL="$BUNDLE_URL" \
+        PROM_OPERATOR_BUNDLE_SHA256="$BUNDLE_SHA256" -- monitoring
+    for call in 'create secret generic grafana-admin --from-literal=admin-user=admin --from-literal=admin-password=[0-9a-f]{36}$' \
+        'apply -k k8s/monitoring-stack$' 'delete job producer' 'apply -k .*/monitoring$' \
+        'wait --for=condition=Established .* crd/servicemonitors.monitoring.coreos.com' \
+        'rollout status statefulset/prometheus-kafka-rs' 'rollout status deployment/grafana'; do
+        also_called "$sh" "monitoring after make deploy" "$call"
+    done
+    run "$sh" "monitoring keeps a Grafana Secret, bundle cached" ok '!create secret generic grafana-admin' \
+        'secret/grafana-admin: exists, kept' "STUB_INIT=cluster context" DEPLOY_STATE_DIR="$state" \
+        STUB_GRAFANA_SECRET=1 PROM_OPERATOR_BUNDLE_URL=http://127.0.0.1:1/unreachable PROM_OPERATOR_BUNDLE_SHA256="$BUNDLE_SHA256" -- monitoring
+    run "$sh" "an operator bundle with another sha256 refused" fail '!apply --server-side' 'has sha256 [0-9a-f]{64}, expected 0{64}: not applied' \
+        "STUB_INIT=cluster context" DEPLOY_STATE_DIR="$state" PROM_OPERATOR_BUNDLE_URL="$BUNDLE_URL" \
+        PROM_OPERATOR_BUNDLE_SHA256="$(printf '0%.0s' {1..64})" -- monitoring
     # render needs no cluster; usage on no command.
     run "$sh" "render without a cluster" ok '' '^kind: Deployment' -- render
     run "$sh" "usage without a command" usage '' 'scripts/deploy.sh deploy' --

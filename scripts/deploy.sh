@@ -19,6 +19,10 @@
 #   scripts/deploy.sh render     write the digest-pinned overlay and print it
 #                                (no cluster needed; placeholder digests when
 #                                nothing was pushed) - what `deploy` applies
+#   scripts/deploy.sh monitoring Prometheus (Prometheus Operator) and Grafana in
+#                                namespace monitoring (k8s/monitoring-stack), the
+#                                deployed services again with the k8s/monitoring
+#                                component; prints how to open both
 #   scripts/deploy.sh logs       consumer and producer logs
 #   scripts/deploy.sh undeploy   delete the services and Kafka (cluster stays)
 #   scripts/deploy.sh clean      delete the kind cluster and the registry this
@@ -44,7 +48,9 @@
 # PLATFORMS (images: e.g. linux/amd64,linux/arm64; default the Docker host's),
 # DEPLOY_STATE_DIR (digests and the pinned overlay, default .state/kind),
 # KIND_CLUSTER (default kind-kafka-rs), REGISTRY_PORT (default 5001),
-# REGISTRY_NAME (default kind-kafka-rs-registry), IMAGE_TAG (default dev).
+# REGISTRY_NAME (default kind-kafka-rs-registry), IMAGE_TAG (default dev),
+# PROM_OPERATOR_BUNDLE_URL and PROM_OPERATOR_BUNDLE_SHA256 (the Prometheus
+# Operator's bundle.yaml `monitoring` applies; default v0.93.0 below).
 set -eu
 # pipefail where the shell has it (bash, also as macOS's sh; not dash 0.5.12):
 # deploy-check.sh runs this under both, so a pipeline that may fail says so.
@@ -74,6 +80,12 @@ KUBECTL_MIN=1.27.0
 DOCKER_MIN=23.0.0
 # kindnetd of kind 0.28.0's node images (kube-network-policies 0.8).
 KINDNETD_MIN=20250512
+# The Prometheus Operator (CRDs, RBAC, the operator in namespace default):
+# its bundle.yaml at tag v0.93.0, the version k8s/monitoring's CRD schemas
+# come from; the sha256 is that file's (the Go module proxy's v0.93.0 zip).
+PROM_OPERATOR_VERSION=v0.93.0
+PROM_OPERATOR_BUNDLE_URL=${PROM_OPERATOR_BUNDLE_URL:-https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/$PROM_OPERATOR_VERSION/bundle.yaml}
+PROM_OPERATOR_BUNDLE_SHA256=${PROM_OPERATOR_BUNDLE_SHA256:-a3061ceebd87de793d1ba9bed10cb763be9ce748adb53b5c5ef4c7c65ee38376}
 
 # ---- versions and tools ---------------------------------------------------------
 # version_ge A B: A >= B for dotted versions (leading v, +build ignored; a
@@ -472,6 +484,92 @@ cmd_deploy() {
     step "Deployed. \`make logs\` follows the services; scale with: kubectl --context kind-$CLUSTER -n $NS scale deployment/consumer --replicas=3"
 }
 
+# ---- monitoring ----------------------------------------------------------------------------
+# sha256_of FILE: the hex digest (sha256sum on Linux, shasum on macOS).
+sha256_of() {
+    if command -v sha256sum >/dev/null 2>&1; then
+        sha256sum "$1" | awk '{print $1}'
+    else
+        shasum -a 256 "$1" | awk '{print $1}'
+    fi
+}
+
+# Prometheus (run by the Prometheus Operator) and Grafana on the cluster,
+# and the deployed services with the k8s/monitoring component (ServiceMonitor,
+# PodMonitor, PrometheusRule, the dashboard), so that what a platform's
+# kube-prometheus-stack would do with them runs here.
+cmd_monitoring() {
+    local bundle sum overlay password
+    need_cluster
+    [ -f "$PINNED/kustomization.yaml" ] ||
+        die "no deployed services (no $PINNED/kustomization.yaml): run \`make deploy\` first"
+
+    step "Prometheus Operator $PROM_OPERATOR_VERSION (CRDs and operator, namespace default)"
+    mkdir -p "$STATE"
+    bundle=$STATE/prometheus-operator-bundle.yaml
+    if [ ! -f "$bundle" ] || [ "$(sha256_of "$bundle")" != "$PROM_OPERATOR_BUNDLE_SHA256" ]; then
+        curl -fsSL --max-time 120 -o "$bundle.new" "$PROM_OPERATOR_BUNDLE_URL" ||
+            die "cannot download the Prometheus Operator bundle from $PROM_OPERATOR_BUNDLE_URL"
+        sum=$(sha256_of "$bundle.new")
+        [ "$sum" = "$PROM_OPERATOR_BUNDLE_SHA256" ] ||
+            { rm -f "$bundle.new"; die "$PROM_OPERATOR_BUNDLE_URL has sha256 $sum, expected $PROM_OPERATOR_BUNDLE_SHA256: not applied"; }
+        mv "$bundle.new" "$bundle"
+    fi
+    # Server-side: the CRDs are too large for the last-applied annotation.
+    kctx apply --server-side --force-conflicts -f "$bundle" >/dev/null
+    kctx wait --for=condition=Established --timeout=120s \
+        crd/prometheuses.monitoring.coreos.com crd/servicemonitors.monitoring.coreos.com \
+        crd/podmonitors.monitoring.coreos.com crd/prometheusrules.monitoring.coreos.com
+    kctx -n default rollout status deployment/prometheus-operator --timeout=180s
+
+    step "Prometheus and Grafana (namespace monitoring, k8s/monitoring-stack)"
+    kctx apply -f k8s/monitoring-stack/namespace.yaml
+    if kctx -n monitoring get secret grafana-admin >/dev/null 2>&1; then
+        echo "secret/grafana-admin: exists, kept"
+    else
+        password=$(od -An -N18 -tx1 /dev/urandom | tr -d ' \n')
+        kctx -n monitoring create secret generic grafana-admin \
+            --from-literal=admin-user=admin --from-literal=admin-password="$password" >/dev/null
+        echo "secret/grafana-admin: created (user admin, random password)"
+    fi
+    kctx apply -k k8s/monitoring-stack
+
+    step "The services with the k8s/monitoring component (pinned overlay + component)"
+    mkdir -p "$STATE/monitoring"
+    overlay=$STATE/monitoring
+    cat >"$overlay/kustomization.yaml" <<EOF
+# Generated by scripts/deploy.sh monitoring: the pinned overlay plus the
+# k8s/monitoring component.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $(relpath "$PINNED" "$overlay")
+components:
+  - $(relpath k8s/monitoring "$overlay")
+EOF
+    # The component changes the Job's pod template (immutable): run it anew,
+    # which also gives the dashboard a producer run to show.
+    kctx -n "$NS" delete job producer --ignore-not-found >/dev/null 2>&1 || true
+    kctx apply -k "$overlay"
+    kctx -n "$NS" rollout status deployment/consumer --timeout=180s
+
+    step "Waiting for Prometheus and Grafana"
+    wait_for 120 "the operator to create statefulset/prometheus-kafka-rs" \
+        kctx -n monitoring get statefulset prometheus-kafka-rs
+    kctx -n monitoring rollout status statefulset/prometheus-kafka-rs --timeout=300s
+    kctx -n monitoring rollout status deployment/grafana --timeout=300s
+    wait_job "$NS" producer 300
+
+    step "Open them (each command in its own terminal; Ctrl-C ends it)"
+    cat <<EOF
+Grafana:     kubectl --context kind-$CLUSTER -n monitoring port-forward svc/grafana 3000:3000
+             then http://127.0.0.1:3000 (home: the dashboard "Kafka services", folder Kafka; anonymous viewer;
+             admin password: kubectl --context kind-$CLUSTER -n monitoring get secret grafana-admin -o jsonpath='{.data.admin-password}' | base64 -d)
+Prometheus:  kubectl --context kind-$CLUSTER -n monitoring port-forward svc/prometheus 9090:9090
+             then http://127.0.0.1:9090/targets (kafka-consumer, kafka-producer) and /alerts
+EOF
+}
+
 cmd_logs() {
     need_cluster
     kctx -n "$NS" logs job/producer --tail=20 2>/dev/null || echo "(no producer Job)"
@@ -507,7 +605,7 @@ cmd_versions() {
 }
 
 case ${1:-} in
-    cluster | images | push | kafka | deploy | render | logs | undeploy | clean | versions) "cmd_$1" ;;
+    cluster | images | push | kafka | deploy | render | monitoring | logs | undeploy | clean | versions) "cmd_$1" ;;
     *)
         sed -n '/^# The kind deployment/,/^set -eu/{/^set -eu/d;s/^# \{0,1\}//;p;}' "$0" >&2
         exit 2
