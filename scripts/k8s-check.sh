@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make k8s-check` (and a step of `make test`): the deployment files, offline.
 #
-#   1. kubectl kustomize renders k8s/base, k8s/kafka, k8s/overlays/kind and
-#      the digest-pinned overlay that scripts/deploy.sh applies;
+#   1. kubectl kustomize renders k8s/base, k8s/kafka, k8s/overlays/kind,
+#      k8s/canary, k8s/monitoring-stack and the digest-pinned overlay that
+#      scripts/deploy.sh applies;
 #   2. kubernetes-validate --strict on every rendered object (Kubernetes
 #      schemas bundled in the package, two versions);
 #   3. the pinned overlay: every image by digest, the Job's run settings set;
@@ -13,14 +14,19 @@
 #      0 failed (skips are inline, each with its reason: see .checkov.yaml);
 #   6. compose.yaml against the Compose specification; k8s/kind/cluster.yaml
 #      parses;
-#   7. kube-linter, when it can be installed (go install); its absence is
-#      reported, the rest still has to pass;
-#   8. the KEDA component k8s/keda on k8s/overlays/kind: rendered, the
+#   7. the KEDA component k8s/keda on k8s/overlays/kind: rendered, the
 #      ScaledObject and TriggerAuthentication against KEDA's CRD schemas made
 #      strict (k8s/keda/tests/schemas, SOURCE.md there), the Kafka trigger's
 #      keys against those KEDA's kafka scaler accepts, and every name it uses
 #      (Deployment, container, env of bootstrap/group/topic, ConfigMap and
-#      Secret keys, partitions) against k8s/base and k8s/kafka.
+#      Secret keys, partitions) against k8s/base and k8s/kafka;
+#   8. k8s/monitoring-stack (`make monitoring`): its built-in objects with
+#      the renders of steps 2-5, its Prometheus against the operator's CRD
+#      schema made strict (k8s/monitoring/tests/schemas), and the wiring:
+#      Prometheus selects k8s/monitoring's objects, Grafana's datasource
+#      and dashboards, the names scripts/deploy.sh uses;
+#   9. kube-linter, when it can be installed (go install); its absence is
+#      reported, the rest still has to pass.
 # A missing required tool is a failure (.ci/run and `make tools` install them).
 #
 # Environment: K8S_VERSIONS (default "1.31.0 1.37.0").
@@ -52,7 +58,20 @@ printf 'producer=sha256:%s\nconsumer=sha256:%s\n' "$(printf '1%.0s' {1..64})" "$
 DEPLOY_STATE_DIR=$OUT/state MESSAGES=42 RUN_ID=11111111-2222-3333-4444-555555555555 \
     scripts/deploy.sh render >"$OUT/kind-pinned.yaml" || die "scripts/deploy.sh render"
 ok "scripts/deploy.sh render (pinned overlay): $(grep -c '^kind:' "$OUT/kind-pinned.yaml") objects"
-RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml")
+# make monitoring's Prometheus and Grafana: the built-in objects join the
+# renders below, the Prometheus resource is checked in step 9.
+kubectl kustomize k8s/monitoring-stack >"$OUT/monitoring-stack.yaml" || die "kubectl kustomize k8s/monitoring-stack"
+python3 - "$OUT" <<'EOF' || die "k8s/monitoring-stack: splitting the render"
+import os, sys, yaml
+out = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(open(os.path.join(out, "monitoring-stack.yaml"))) if d]
+crs = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+assert [d["kind"] for d in crs] == ["Prometheus"], [d["kind"] for d in crs]
+yaml.safe_dump_all([d for d in docs if d not in crs], open(os.path.join(out, "monitoring-stack-builtin.yaml"), "w"), sort_keys=False)
+yaml.safe_dump(crs[0], open(os.path.join(out, "stack-prometheus.yaml"), "w"), sort_keys=False)
+EOF
+ok "kubectl kustomize k8s/monitoring-stack: $(grep -c '^kind:' "$OUT/monitoring-stack.yaml") objects"
+RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml" "$OUT/monitoring-stack-builtin.yaml")
 
 # ---- 2. schemas -------------------------------------------------------------------
 for v in $VERSIONS; do
@@ -126,7 +145,7 @@ assert any('config_path = "/etc/containerd/certs.d"' in p for p in c["containerd
 EOF
 ok "k8s/kind/cluster.yaml: control plane + $(grep -c 'role: worker' k8s/kind/cluster.yaml) workers, containerd certs.d"
 
-# ---- 8. KEDA autoscaling component ---------------------------------------------------------------
+# ---- 7. KEDA autoscaling component ---------------------------------------------------------------
 # kustomize loads a kustomization's files only below its own directory: the
 # throwaway overlay lives under target/ (ignored by git).
 mkdir -p target
@@ -280,7 +299,118 @@ print(f"scales Deployment {dep['metadata']['name']} (spec.replicas removed) on g
 EOF
 ok "k8s/keda: $(cat "$OUT/keda-summary.txt")"
 
-# ---- 7. kube-linter (optional) ------------------------------------------------------------------
+# ---- 8. make monitoring: k8s/monitoring-stack --------------------------------------------------
+# Its built-in objects went through steps 2-5 with the other renders; here
+# the Prometheus resource against the operator's CRD schema made strict, and
+# the wiring: what the Prometheus selects is what k8s/monitoring labels,
+# Grafana's datasource is that Prometheus' Service, its dashboards are the
+# component's ConfigMap, the names scripts/deploy.sh waits for and creates.
+check-jsonschema --schemafile k8s/monitoring/tests/schemas/prometheus_v1.json "$OUT/stack-prometheus.yaml" >"$OUT/stack-schema.txt" 2>&1 ||
+    { cat "$OUT/stack-schema.txt" >&2; die "check-jsonschema: k8s/monitoring-stack's Prometheus against the strict prometheus-operator 0.93 schema"; }
+python3 - "$OUT/monitoring-stack.yaml" k8s/monitoring scripts/deploy.sh k8s/base/networkpolicy.yaml >"$OUT/stack-summary.txt" <<'EOF' || die "k8s/monitoring-stack wiring (above)"
+import json, os, re, sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+comp_dir, deploy_sh = sys.argv[2], open(sys.argv[3]).read()
+netpol = next(d for d in yaml.safe_load_all(open(sys.argv[4])) if d and d["metadata"]["name"] == "kafka-services")
+comp = {}
+for f in os.listdir(comp_dir):
+    if f.endswith(".yaml") and f != "kustomization.yaml":
+        for d in yaml.safe_load_all(open(os.path.join(comp_dir, f))):
+            if d and "kind" in d:
+                comp[d["kind"]] = d
+comp_k = yaml.safe_load(open(os.path.join(comp_dir, "kustomization.yaml")))
+errors = []
+def check(cond, msg):
+    if not cond:
+        errors.append(msg)
+def one(kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+def matches(sel, labels):
+    return all(labels.get(k) == v for k, v in sel.get("matchLabels", {}).items()) and not sel.get("matchExpressions")
+
+prom = one("Prometheus")
+ns = prom["metadata"]["namespace"]
+ps = prom["spec"]
+check(one("Namespace")["metadata"]["name"] == ns, f"the Namespace is not {ns}")
+peers = [p for r in netpol["spec"]["ingress"] for p in r.get("from", [])]
+check(any(p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name") == ns for p in peers),
+      f"k8s/base's NetworkPolicy does not admit scrapes from namespace {ns}")
+# What the Prometheus selects: the component's objects, in any namespace.
+for field, kind in (("serviceMonitor", "ServiceMonitor"), ("podMonitor", "PodMonitor"), ("rule", "PrometheusRule")):
+    obj = comp[kind]
+    check(matches(ps.get(field + "Selector", {"matchLabels": {"": "nil selects nothing"}}), obj["metadata"].get("labels", {})),
+          f"{field}Selector {ps.get(field + 'Selector')} does not select {kind} {obj['metadata']['name']} (labels {obj['metadata'].get('labels')})")
+    check(ps.get(field + "NamespaceSelector") == {}, f"{field}NamespaceSelector is not {{}} (all namespaces): {kind} is in {obj['metadata']['namespace']}")
+# Its service account may discover targets everywhere.
+sa = ps.get("serviceAccountName")
+one("ServiceAccount", sa)
+roles = {r["metadata"]["name"]: r for r in docs if r["kind"] == "ClusterRole"}
+bound = [b["roleRef"]["name"] for b in docs if b["kind"] == "ClusterRoleBinding"
+         and any(s["kind"] == "ServiceAccount" and s["name"] == sa and s.get("namespace") == ns for s in b["subjects"])]
+granted = {(res, v) for n in bound for r in roles.get(n, {}).get("rules", []) for res in r.get("resources", []) for v in r.get("verbs", [])}
+for res in ("services", "pods", "endpointslices"):
+    for v in ("list", "watch"):
+        check((res, v) in granted, f"ServiceAccount {sa} may not {v} {res} (ClusterRoles bound: {bound})")
+# Service prometheus -> the pods the operator labels (prometheus-operator 0.93:
+# pkg/prometheus/server/operator.go) on its port "web".
+name = prom["metadata"]["name"]
+pod_labels = {"app.kubernetes.io/name": "prometheus", "app.kubernetes.io/instance": name,
+              "operator.prometheus.io/name": name, "prometheus": name}
+svc = one("Service", "prometheus")
+check(matches({"matchLabels": svc["spec"]["selector"]}, pod_labels), f"Service prometheus selects {svc['spec']['selector']}, not the operator's pods {pod_labels}")
+port = svc["spec"]["ports"][0]
+check(port["targetPort"] == "web", f"Service prometheus targets {port['targetPort']}, the operator's container port is named web")
+check(f"statefulset/prometheus-{name}" in deploy_sh, f"scripts/deploy.sh does not wait for statefulset/prometheus-{name} (what the operator creates)")
+# Grafana: the datasource is that Service; provisioning files where mounted.
+graf = one("Deployment", "grafana")
+pod = graf["spec"]["template"]["spec"]
+c = pod["containers"][0]
+mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+vols = {v["name"]: v for v in pod["volumes"]}
+cms = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+ds = yaml.safe_load(cms["grafana-datasources"]["data"]["datasources.yaml"])["datasources"]
+check(len(ds) == 1 and ds[0]["type"] == "prometheus" and ds[0].get("isDefault"), f"datasources: {ds}")
+want_url = f"http://prometheus.{ns}.svc:{port['port']}"
+check(ds[0]["url"] == want_url, f"datasource url {ds[0]['url']}, the Service is {want_url}")
+check(ds[0].get("jsonData", {}).get("timeInterval") == ps.get("scrapeInterval"),
+      f"datasource timeInterval {ds[0].get('jsonData', {}).get('timeInterval')} is not the scrapeInterval {ps.get('scrapeInterval')} ($__rate_interval)")
+prov = yaml.safe_load(cms["grafana-dashboard-providers"]["data"]["dashboards.yaml"])["providers"]
+for volname, cmname, path in (("datasources", "grafana-datasources", "/etc/grafana/provisioning/datasources"),
+                              ("dashboard-providers", "grafana-dashboard-providers", "/etc/grafana/provisioning/dashboards")):
+    check(vols.get(volname, {}).get("configMap", {}).get("name") == cmname and mounts.get(volname) == path,
+          f"volume {volname}: ConfigMap {cmname} must be mounted at {path} (Grafana's provisioning directory)")
+# The dashboards volume is the component's generated ConfigMap (namespace monitoring).
+gen = {g["name"]: g for g in comp_k["configMapGenerator"]}
+dash_cm = vols.get("dashboards", {}).get("configMap", {}).get("name")
+check(dash_cm in gen and gen[dash_cm].get("namespace") == ns, f"volume dashboards: ConfigMap {dash_cm} is not generated by k8s/monitoring in {ns}")
+keys = [f.split("=", 1)[0] for f in gen.get(dash_cm, {}).get("files", [])]
+check(len(prov) == 1 and prov[0]["options"]["path"] == mounts.get("dashboards"),
+      f"dashboard provider path {prov[0]['options']['path']}, the dashboards are mounted at {mounts.get('dashboards')}")
+env = {e["name"]: e for e in c["env"]}
+home = env.get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH", {}).get("value", "")
+check(home.rsplit("/", 1)[0] == mounts.get("dashboards") and home.rsplit("/", 1)[1] in keys, f"home dashboard {home} is not one of {keys} under {mounts.get('dashboards')}")
+dash = json.load(open(os.path.join(comp_dir, gen[dash_cm]["files"][0].split("=", 1)[1])))
+dvar = next(v for v in dash["templating"]["list"] if v["type"] == "datasource")
+check(dvar["query"] == ds[0]["type"], f"the dashboard's datasource variable wants {dvar['query']}, the datasource is {ds[0]['type']}")
+# The admin Secret: the files Grafana reads are keys scripts/deploy.sh creates.
+for var in ("GF_SECURITY_ADMIN_USER__FILE", "GF_SECURITY_ADMIN_PASSWORD__FILE"):
+    d, key = env[var]["value"].rsplit("/", 1)
+    vol = next((n for n, m in mounts.items() if m == d), None)
+    secret = vols.get(vol, {}).get("secret", {}).get("secretName")
+    check(secret and f"create secret generic {secret}" in deploy_sh and f"--from-literal={key}=" in deploy_sh,
+          f"{var}: {d}/{key} is not a key of a Secret scripts/deploy.sh creates (volume {vol}, Secret {secret})")
+if errors:
+    print("\n".join("  " + e for e in errors), file=sys.stderr)
+    sys.exit(1)
+print(f"Prometheus {name} selects the ServiceMonitor, PodMonitor and PrometheusRule of k8s/monitoring in any namespace (RBAC to discover them),"
+      f" Service prometheus -> its pods; Grafana: datasource {want_url} (timeInterval {ps['scrapeInterval']}), dashboards from ConfigMap {dash_cm} at {mounts['dashboards']},"
+      f" admin Secret keys as scripts/deploy.sh creates them")
+EOF
+ok "k8s/monitoring-stack: Prometheus valid against the strict prometheus-operator 0.93 schema; $(cat "$OUT/stack-summary.txt")"
+
+# ---- 9. kube-linter (optional) ------------------------------------------------------------------
 if ! command -v kube-linter >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
     mkdir -p "$TOOLS_DIR/bin"
     GOBIN="$TOOLS_DIR/bin" timeout 300 go install golang.stackrox.io/kube-linter/cmd/kube-linter@latest >"$OUT/kube-linter-install.txt" 2>&1 || true
