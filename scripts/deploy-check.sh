@@ -303,7 +303,8 @@ for sh in "${SHELLS[@]}"; do
     for call in 'create secret generic grafana-admin --from-literal=admin-user=admin --from-literal=admin-password=[0-9a-f]{36}$' \
         'apply -k k8s/monitoring-stack$' 'delete job producer' 'apply -k .*/monitoring$' \
         'wait --for=condition=Established .* crd/servicemonitors.monitoring.coreos.com' \
-        'rollout status statefulset/prometheus-kafka-rs' 'rollout status deployment/grafana'; do
+        'rollout status statefulset/prometheus-kafka-rs' 'rollout status deployment/grafana' \
+        'rollout status deployment/kube-state-metrics'; do
         also_called "$sh" "monitoring after make deploy" "$call"
     done
     run "$sh" "monitoring keeps a Grafana Secret, bundle cached" ok '!create secret generic grafana-admin' \

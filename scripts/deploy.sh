@@ -19,8 +19,9 @@
 #   scripts/deploy.sh render     write the digest-pinned overlay and print it
 #                                (no cluster needed; placeholder digests when
 #                                nothing was pushed) - what `deploy` applies
-#   scripts/deploy.sh monitoring Prometheus (Prometheus Operator) and Grafana in
-#                                namespace monitoring (k8s/monitoring-stack), the
+#   scripts/deploy.sh monitoring Prometheus (Prometheus Operator), Grafana and
+#                                kube-state-metrics in namespace monitoring
+#                                (k8s/monitoring-stack), the
 #                                deployed services again with the k8s/monitoring
 #                                component; prints how to open both
 #   scripts/deploy.sh logs       consumer and producer logs
@@ -558,6 +559,7 @@ EOF
         kctx -n monitoring get statefulset prometheus-kafka-rs
     kctx -n monitoring rollout status statefulset/prometheus-kafka-rs --timeout=300s
     kctx -n monitoring rollout status deployment/grafana --timeout=300s
+    kctx -n monitoring rollout status deployment/kube-state-metrics --timeout=180s
     wait_job "$NS" producer 300
 
     step "Open them (each command in its own terminal; Ctrl-C ends it)"

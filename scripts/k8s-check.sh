@@ -66,9 +66,10 @@ import os, sys, yaml
 out = sys.argv[1]
 docs = [d for d in yaml.safe_load_all(open(os.path.join(out, "monitoring-stack.yaml"))) if d]
 crs = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
-assert [d["kind"] for d in crs] == ["Prometheus"], [d["kind"] for d in crs]
+assert sorted(d["kind"] for d in crs) == ["Prometheus", "ServiceMonitor"], [d["kind"] for d in crs]
 yaml.safe_dump_all([d for d in docs if d not in crs], open(os.path.join(out, "monitoring-stack-builtin.yaml"), "w"), sort_keys=False)
-yaml.safe_dump(crs[0], open(os.path.join(out, "stack-prometheus.yaml"), "w"), sort_keys=False)
+for d in crs:
+    yaml.safe_dump(d, open(os.path.join(out, "stack-" + d["kind"].lower() + ".yaml"), "w"), sort_keys=False)
 EOF
 ok "kubectl kustomize k8s/monitoring-stack: $(grep -c '^kind:' "$OUT/monitoring-stack.yaml") objects"
 RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml" "$OUT/monitoring-stack-builtin.yaml")
@@ -305,8 +306,10 @@ ok "k8s/keda: $(cat "$OUT/keda-summary.txt")"
 # the wiring: what the Prometheus selects is what k8s/monitoring labels,
 # Grafana's datasource is that Prometheus' Service, its dashboards are the
 # component's ConfigMap, the names scripts/deploy.sh waits for and creates.
-check-jsonschema --schemafile k8s/monitoring/tests/schemas/prometheus_v1.json "$OUT/stack-prometheus.yaml" >"$OUT/stack-schema.txt" 2>&1 ||
-    { cat "$OUT/stack-schema.txt" >&2; die "check-jsonschema: k8s/monitoring-stack's Prometheus against the strict prometheus-operator 0.93 schema"; }
+for kind in prometheus servicemonitor; do
+    check-jsonschema --schemafile "k8s/monitoring/tests/schemas/${kind}_v1.json" "$OUT/stack-$kind.yaml" >"$OUT/stack-schema.txt" 2>&1 ||
+        { cat "$OUT/stack-schema.txt" >&2; die "check-jsonschema: k8s/monitoring-stack's $kind against the strict prometheus-operator 0.93 schema"; }
+done
 python3 - "$OUT/monitoring-stack.yaml" k8s/monitoring scripts/deploy.sh k8s/base/networkpolicy.yaml >"$OUT/stack-summary.txt" <<'EOF' || die "k8s/monitoring-stack wiring (above)"
 import json, os, re, sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
@@ -401,14 +404,33 @@ for var in ("GF_SECURITY_ADMIN_USER__FILE", "GF_SECURITY_ADMIN_PASSWORD__FILE"):
     secret = vols.get(vol, {}).get("secret", {}).get("secretName")
     check(secret and f"create secret generic {secret}" in deploy_sh and f"--from-literal={key}=" in deploy_sh,
           f"{var}: {d}/{key} is not a key of a Secret scripts/deploy.sh creates (volume {vol}, Secret {secret})")
+# kube-state-metrics: scraped by that Prometheus, covering every kube_*
+# metric the alerts read, with the permissions for them.
+ksm, ksm_sm, ksm_svc = one("Deployment", "kube-state-metrics"), one("ServiceMonitor", "kube-state-metrics"), one("Service", "kube-state-metrics")
+check(matches(ps["serviceMonitorSelector"], ksm_sm["metadata"].get("labels", {})), "the Prometheus does not select ServiceMonitor kube-state-metrics")
+check(matches(ksm_sm["spec"]["selector"], ksm_svc["metadata"]["labels"]) and matches({"matchLabels": ksm_svc["spec"]["selector"]}, ksm["spec"]["template"]["metadata"]["labels"]),
+      "ServiceMonitor kube-state-metrics -> Service -> pods do not select each other")
+check(all(ep["port"] in {p["name"] for p in ksm_svc["spec"]["ports"]} and ep.get("honorLabels") for ep in ksm_sm["spec"]["endpoints"]),
+      "ServiceMonitor kube-state-metrics: a port the Service lacks, or honorLabels not set (namespace/pod would become exported_*)")
+args = ksm["spec"]["template"]["spec"]["containers"][0]["args"]
+resources = set(next(a for a in args if a.startswith("--resources=")).split("=", 1)[1].split(","))
+rules_text = open(os.path.join(comp_dir, "prometheusrule.yaml")).read()
+needed = {{"pod": "pods", "job": "jobs"}[m] for m in re.findall(r"\bkube_(pod|job)_\w+", rules_text)}
+check(needed <= resources, f"the alerts read kube_* metrics of {sorted(needed)}, kube-state-metrics collects {sorted(resources)}")
+ksa = ksm["spec"]["template"]["spec"]["serviceAccountName"]
+kbound = [b["roleRef"]["name"] for b in docs if b["kind"] == "ClusterRoleBinding"
+          and any(s["kind"] == "ServiceAccount" and s["name"] == ksa and s.get("namespace") == ns for s in b["subjects"])]
+kgranted = {(res, v) for n in kbound for r in roles.get(n, {}).get("rules", []) for res in r.get("resources", []) for v in r.get("verbs", [])}
+for res in sorted(resources):
+    check((res, "list") in kgranted and (res, "watch") in kgranted, f"kube-state-metrics may not list/watch {res}")
 if errors:
     print("\n".join("  " + e for e in errors), file=sys.stderr)
     sys.exit(1)
 print(f"Prometheus {name} selects the ServiceMonitor, PodMonitor and PrometheusRule of k8s/monitoring in any namespace (RBAC to discover them),"
       f" Service prometheus -> its pods; Grafana: datasource {want_url} (timeInterval {ps['scrapeInterval']}), dashboards from ConfigMap {dash_cm} at {mounts['dashboards']},"
-      f" admin Secret keys as scripts/deploy.sh creates them")
+      f" admin Secret keys as scripts/deploy.sh creates them; kube-state-metrics ({','.join(sorted(resources))}) scraped with honorLabels, covering the alerts' kube_* metrics")
 EOF
-ok "k8s/monitoring-stack: Prometheus valid against the strict prometheus-operator 0.93 schema; $(cat "$OUT/stack-summary.txt")"
+ok "k8s/monitoring-stack: Prometheus, ServiceMonitor valid against the strict prometheus-operator 0.93 schemas; $(cat "$OUT/stack-summary.txt")"
 
 # ---- 9. kube-linter (optional) ------------------------------------------------------------------
 if ! command -v kube-linter >/dev/null 2>&1 && command -v go >/dev/null 2>&1; then
