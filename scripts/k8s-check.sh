@@ -46,6 +46,22 @@ need kubectl kubernetes-validate checkov hadolint check-jsonschema python3 -- "s
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/k8s-check.XXXXXX")
 at_exit "rm -rf '$OUT'"
 
+# split_crs RENDER PREFIX API-PREFIX KIND...: the built-in objects of RENDER
+# into PREFIX-builtin.yaml (for kubernetes-validate), each custom resource
+# (apiVersion API-PREFIX..., exactly one of each KIND) into PREFIX-KIND.yaml.
+split_crs() {
+    python3 - "$@" <<'EOF'
+import sys, yaml
+render, prefix, api, kinds = sys.argv[1], sys.argv[2], sys.argv[3], sorted(sys.argv[4:])
+docs = [d for d in yaml.safe_load_all(open(render)) if d]
+crs = [d for d in docs if d["apiVersion"].startswith(api)]
+assert sorted(d["kind"] for d in crs) == kinds, f"{render}: custom resources {[d['kind'] for d in crs]}, expected {kinds}"
+yaml.safe_dump_all([d for d in docs if d not in crs], open(prefix + "-builtin.yaml", "w"), sort_keys=False)
+for d in crs:
+    yaml.safe_dump(d, open(prefix + "-" + d["kind"].lower() + ".yaml", "w"), sort_keys=False)
+EOF
+}
+
 # ---- 1. render ----------------------------------------------------------------
 for dir in base kafka overlays/kind canary; do
     name=${dir//\//-}
@@ -61,18 +77,9 @@ ok "scripts/deploy.sh render (pinned overlay): $(grep -c '^kind:' "$OUT/kind-pin
 # make monitoring's Prometheus and Grafana: the built-in objects join the
 # renders below, the Prometheus resource is checked in step 9.
 kubectl kustomize k8s/monitoring-stack >"$OUT/monitoring-stack.yaml" || die "kubectl kustomize k8s/monitoring-stack"
-python3 - "$OUT" <<'EOF' || die "k8s/monitoring-stack: splitting the render"
-import os, sys, yaml
-out = sys.argv[1]
-docs = [d for d in yaml.safe_load_all(open(os.path.join(out, "monitoring-stack.yaml"))) if d]
-crs = [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
-assert sorted(d["kind"] for d in crs) == ["Prometheus", "ServiceMonitor"], [d["kind"] for d in crs]
-yaml.safe_dump_all([d for d in docs if d not in crs], open(os.path.join(out, "monitoring-stack-builtin.yaml"), "w"), sort_keys=False)
-for d in crs:
-    yaml.safe_dump(d, open(os.path.join(out, "stack-" + d["kind"].lower() + ".yaml"), "w"), sort_keys=False)
-EOF
+split_crs "$OUT/monitoring-stack.yaml" "$OUT/stack" monitoring.coreos.com/ Prometheus ServiceMonitor || die "k8s/monitoring-stack: its render (above)"
 ok "kubectl kustomize k8s/monitoring-stack: $(grep -c '^kind:' "$OUT/monitoring-stack.yaml") objects"
-RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml" "$OUT/monitoring-stack-builtin.yaml")
+RENDERED=("$OUT/base.yaml" "$OUT/kafka.yaml" "$OUT/overlays-kind.yaml" "$OUT/canary.yaml" "$OUT/kind-pinned.yaml" "$OUT/stack-builtin.yaml")
 
 # ---- 2. schemas -------------------------------------------------------------------
 for v in $VERSIONS; do
@@ -161,16 +168,7 @@ components:
   - ../../k8s/keda
 EOF
 kubectl kustomize "$KEDA_OUT" >"$OUT/keda.yaml" || die "kubectl kustomize k8s/overlays/kind + component k8s/keda"
-python3 - "$OUT" <<'EOF' || die "k8s/keda: splitting the render"
-import os, sys, yaml
-out = sys.argv[1]
-docs = [d for d in yaml.safe_load_all(open(os.path.join(out, "keda.yaml"))) if d]
-keda = [d for d in docs if d["apiVersion"].startswith("keda.sh/")]
-assert sorted(d["kind"] for d in keda) == ["ScaledObject", "TriggerAuthentication"], [d["kind"] for d in keda]
-yaml.safe_dump_all([d for d in docs if d not in keda], open(os.path.join(out, "keda-builtin.yaml"), "w"), sort_keys=False)
-for d in keda:
-    yaml.safe_dump(d, open(os.path.join(out, "keda-" + d["kind"].lower() + ".yaml"), "w"), sort_keys=False)
-EOF
+split_crs "$OUT/keda.yaml" "$OUT/keda" keda.sh/ ScaledObject TriggerAuthentication || die "k8s/keda: its render (above)"
 kubernetes-validate --strict --quiet -k "${VERSIONS%% *}" "$OUT/keda-builtin.yaml" || die "kubernetes-validate --strict: k8s/overlays/kind + k8s/keda"
 for kind in scaledobject triggerauthentication; do
     check-jsonschema --schemafile "k8s/keda/tests/schemas/${kind}_v1alpha1.json" "$OUT/keda-$kind.yaml" >"$OUT/keda-schema.txt" 2>&1 ||
