@@ -280,7 +280,8 @@ mod tests {
     fn liveness_fails_when_the_loop_goes_silent() {
         let health = Health::new(Duration::from_millis(0));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(health.liveness().is_err());
+        let why = health.liveness().expect_err("silent past stall_after");
+        assert!(why.starts_with("main loop silent for "), "{why}");
     }
 }
 

@@ -400,8 +400,44 @@ fn oversized_topic_name_fails_to_encode() {
     assert!(matches!(sub.encode(3), Err(ProtocolError::Encode { .. })));
 }
 
+/// What any input gives: a value whose own encoding decodes to the same
+/// (a fixed point, as the fuzz target checks), or an error naming the
+/// payload. Says which decoded.
+fn decodes_to_a_fixed_point_or_names_the_payload(bytes: &[u8]) -> [bool; 2] {
+    let sub = Subscription::decode(bytes);
+    match &sub {
+        Ok(sub) => {
+            let first = sub.encode(3).expect("a decoded subscription re-encodes");
+            let again = Subscription::decode(&first).expect("our own encoding decodes");
+            assert_eq!(again.encode(3).expect("re-encodes"), first, "{bytes:?}");
+        }
+        Err(e) => assert!(e.to_string().contains("subscription"), "{bytes:?}: {e}"),
+    }
+    let asg = Assignment::decode(bytes);
+    match &asg {
+        Ok(asg) => {
+            let first = asg.encode(3).expect("a decoded assignment re-encodes");
+            let again = Assignment::decode(&first).expect("our own encoding decodes");
+            assert_eq!(&again, asg, "{bytes:?}");
+        }
+        Err(e) => assert!(e.to_string().contains("assignment"), "{bytes:?}: {e}"),
+    }
+    [sub.is_ok(), asg.is_ok()]
+}
+
 #[test]
 fn random_and_mutated_input_never_panics() {
+    // How many inputs decoded as [subscription, assignment], and how many
+    // did not: both paths must have been taken for the test to mean much.
+    let mut decoded = [0usize; 2];
+    let mut tried = 0usize;
+    let mut tally = |bytes: &[u8]| {
+        tried += 1;
+        let ok = decodes_to_a_fixed_point_or_names_the_payload(bytes);
+        for (count, ok) in decoded.iter_mut().zip(ok) {
+            *count += usize::from(ok);
+        }
+    };
     // Deterministic xorshift so failures reproduce.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
@@ -416,8 +452,7 @@ fn random_and_mutated_input_never_panics() {
         if let Some(b) = bytes.get_mut(0) {
             *b = 0; // keep the version plausible so the body gets parsed
         }
-        let _ = Subscription::decode(&bytes);
-        let _ = Assignment::decode(&bytes);
+        tally(&bytes);
     }
     for seed in [JAVA_SUBSCRIPTION_V3, JAVA_ASSIGNMENT_V3] {
         for _ in 0..5_000 {
@@ -429,9 +464,14 @@ fn random_and_mutated_input_never_panics() {
                     *b = next().to_le_bytes()[0];
                 }
             }
-            let _ = Subscription::decode(&bytes);
-            let _ = Assignment::decode(&bytes);
+            tally(&bytes);
         }
+    }
+    for (kind, count) in ["subscription", "assignment"].iter().zip(decoded) {
+        assert!(
+            count > 0 && count < tried,
+            "{kind}: {count} of {tried} inputs decoded"
+        );
     }
 }
 

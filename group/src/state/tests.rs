@@ -433,12 +433,33 @@ fn classify_offset_fetch_find_coordinator_and_leave() {
 #[test]
 fn classify_is_total() {
     // Every code Kafka defines (and some it does not), every request,
-    // every context: an answer, never a panic.
+    // every context: an answer, never a panic; an error that names the
+    // group and the code that caused it; the context's backoff; leaving is
+    // best effort.
     for api in ALL_APIS {
         for code in (-5..=140).chain([i16::MIN, i16::MAX]).map(KafkaCode::from_wire) {
             for bits in 0..8u8 {
                 let c = ctx(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
-                let _ = classify(api, code, &c);
+                let action = classify(api, code, &c);
+                let what = format!("{api} {code} {c:?}: {action:?}");
+                match &action {
+                    Action::Fail(e) | Action::Fatal(e) => {
+                        assert_eq!(e.group(), GROUP, "{what}");
+                        let shown = e.to_string();
+                        assert!(shown.contains(&format!("({})", code.code())), "{what}");
+                    }
+                    Action::Retry { backoff } | Action::RediscoverCoordinator { backoff } => {
+                        assert_eq!(*backoff, BACKOFF, "{what}");
+                    }
+                    Action::RejoinWithMemberId(id) => {
+                        assert_eq!((api, code), (GroupApi::JoinGroup, MEMBER_ID_REQUIRED));
+                        assert_eq!(id, "member-from-broker", "{what}");
+                    }
+                    Action::Continue | Action::Rejoin { .. } => {}
+                }
+                if api == GroupApi::LeaveGroup || code.is_none() {
+                    assert_eq!(action, Action::Continue, "{what}");
+                }
             }
         }
     }
@@ -1511,7 +1532,19 @@ fn every_event_in_every_state_is_handled_without_panic() {
             Event::LeaveRequested,
             Event::LeaveGroupDone,
         ] {
-            let _ = start.clone().handle(event);
+            let mut m = start.clone();
+            let action = m.handle(event.clone());
+            // Success never ends a membership, and nothing revives one
+            // that has ended.
+            assert!(
+                !matches!(action, Action::Fatal(_)) && !matches!(m.state(), MemberState::Fatal(_))
+                    || start.is_terminal(),
+                "{event:?} from {:?}: {action:?}",
+                start.state()
+            );
+            if start.is_terminal() {
+                assert_eq!(m.state(), start.state(), "{event:?}");
+            }
         }
     }
 }

@@ -198,7 +198,12 @@ mod tests {
             .map(|(t, _)| t)
             .collect();
         assert_eq!(topics, ["BB", "Aa", "b", "c"]);
-        assert!(sticky_user_data([("x".repeat(40_000).as_str(), 0)], 1).is_err());
+        let e = sticky_user_data([("x".repeat(40_000).as_str(), 0)], 1).expect_err("too long");
+        assert!(
+            e.to_string()
+                .contains("sticky assignor userData: topic name of 40000 bytes"),
+            "{e}"
+        );
     }
 
     #[test]
