@@ -71,7 +71,11 @@ pub fn service_bin(name: &str) -> PathBuf {
         path.is_file(),
         "{} missing after cargo build{}",
         path.display(),
-        if prebuilt { " (SKIP_BUILD=1: build it first)" } else { "" }
+        if prebuilt {
+            " (SKIP_BUILD=1: build it first)"
+        } else {
+            ""
+        }
     );
     path
 }
