@@ -52,10 +52,12 @@ unit: ## Unit tests only (no broker needed), the vendored rskafka's included
 		-- --exact --skip client::consumer::tests::test_consumer
 
 .PHONY: lint
-lint: ## cargo fmt --check, clippy -D warnings, shellcheck (and POSIX sh for what macOS runs)
+lint: ## cargo fmt --check, clippy -D warnings, cargo machete (unused dependencies), shellcheck (and POSIX sh for what macOS runs)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p e2e --test cluster -- -D warnings # test = false: not in --all-targets
+	@command -v cargo-machete >/dev/null 2>&1 || { echo "lint: cargo-machete not installed: scripts/install-tools.sh (make install-tools)" >&2; exit 1; }
+	$(CARGO) machete
 	@command -v shellcheck >/dev/null 2>&1 || { echo "lint: shellcheck not installed: scripts/install-tools.sh (make install-tools)" >&2; exit 1; }
 	shellcheck scripts/*.sh .ci/run
 	shellcheck --shell=sh scripts/deploy.sh scripts/lib.sh

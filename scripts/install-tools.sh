@@ -11,7 +11,8 @@
 #   $TOOLS_DIR/pytools   checkov, hadolint, kubernetes-validate, check-jsonschema
 #   $TOOLS_DIR/bench-venv  the benchmark's Python clients (bench/requirements.txt)
 #   $TOOLS_DIR/bin/{prometheus,promtool}  from Debian's prometheus package, binaries only
-#   rustup components rustfmt, clippy; the Kafka jars into ~/.m2 (Maven)
+#   rustup components rustfmt, clippy; cargo-machete (cargo install, for
+#                     make lint); the Kafka jars into ~/.m2 (Maven)
 #
 # TOOLS_DIR is ${KIND_KAFKA_TOOLS:-~/.cache/kind-kafka-rs}. Where something
 # cannot be installed (no root and no sudo, no apt-get), one line says what
@@ -100,6 +101,8 @@ need cargo rustup java mvn kubectl -- "install Rust (rustup), Java 17, Maven and
 for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
 done
+# make lint's unused-dependency check.
+command -v cargo-machete >/dev/null 2>&1 || cargo install --locked cargo-machete@0.9.2
 # kafka-local.sh would resolve them at the broker's first start; doing it
 # here makes a network problem show up as itself. Its cached classpath makes
 # this instant when the jars are there.
