@@ -206,18 +206,8 @@ launch_node() {
     jvm+=(-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1
           -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true
           "-Dlog4j2.configurationFile=$d/log4j2.properties" "-Dkafka.logs.dir=$d/logs")
-    # As kafka-local.sh: own session, no inherited descriptors (the lock).
-    (
-        exec 9>&-
-        for fd in "/proc/$BASHPID/fd/"*; do
-            fd=${fd##*/}
-            if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-"; fi
-        done
-        setsid=()
-        command -v setsid >/dev/null && setsid=(setsid)
-        exec "${setsid[@]}" nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$d/server.properties" \
-            >"$d/kafka.out" 2>&1 </dev/null
-    ) &
+    # Its own session, without the lock (fd 9): lib.sh's detach.
+    detach "$d/kafka.out" java "${jvm[@]}" -cp "$CP" kafka.Kafka "$d/server.properties"
     pid=$!
     echo "$pid" >"$d/kafka.pid"
 }

@@ -456,21 +456,8 @@ cmd_start() {
           -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
           "-Dlog4j2.configurationFile=$DIR/log4j2.properties"
           "-Dkafka.logs.dir=$DIR/logs")
-    # setsid: own session, so the broker survives the caller's terminal/job
-    # control; nohup+setsid exec in place, so $! is the java pid. Inherited
-    # descriptors other than stdio are closed: the lock (fd 9) must not be
-    # held by the broker, nor a CI runner's pipes.
-    (
-        exec 9>&-
-        for fd in "/proc/$BASHPID/fd/"*; do
-            fd=${fd##*/}
-            if [[ $fd =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-"; fi
-        done
-        setsid=()
-        command -v setsid >/dev/null && setsid=(setsid)  # absent on macOS
-        exec "${setsid[@]}" nohup java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG" \
-            >"$OUT_FILE" 2>&1 </dev/null
-    ) &
+    # Its own session, without the lock (fd 9): lib.sh's detach.
+    detach "$OUT_FILE" java "${jvm[@]}" -cp "$CP" kafka.Kafka "$CONFIG"
     pid=$!
     echo "$pid" >"$PID_FILE"
 

@@ -21,6 +21,8 @@
 #                                   contains TEXT (e.g. 'topic="t"'); 0 if none
 #   metric_is VALUE HOST:PORT METRIC [TEXT]  that sum is VALUE
 #   stop_pid PID [SECS]             SIGTERM, SIGKILL after SECS (default 5)
+#   detach OUT CMD...               CMD in the background, in its own session,
+#                                   no inherited descriptor; $! is its pid
 #   broker_ensure                   the local broker (scripts/kafka-local.sh):
 #                                   use it when running, else start it and
 #                                   stop it at exit (KEEP_BROKER=1 keeps it)
@@ -145,6 +147,29 @@ stop_pid() {
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# detach OUT CMD...: runs CMD in the background, output to OUT, stdin from
+# /dev/null. setsid (absent on macOS) gives it its own session, so it
+# survives the caller's terminal and job control; nohup and setsid exec in
+# place, so $! after this call is CMD's pid. Descriptors other than stdio
+# are closed first: a lock the caller holds (flock on fd 9) must not be held
+# by a broker, nor a CI runner's pipes.
+detach() {
+    local out="$1" fd
+    shift
+    (
+        exec 9>&-
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            case $fd in '' | *[!0-9]*) continue ;; esac
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        if command -v setsid >/dev/null 2>&1; then
+            exec setsid nohup "$@" >"$out" 2>&1 </dev/null
+        fi
+        exec nohup "$@" >"$out" 2>&1 </dev/null
+    ) &
 }
 
 # ---- network -------------------------------------------------------------------
