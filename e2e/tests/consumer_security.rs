@@ -180,29 +180,22 @@ async fn a_client_certificate_the_broker_does_not_trust_is_refused() {
 
 #[tokio::test]
 async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
-    let b = broker();
     let password = random_secret();
     let http = free_addr();
     let topic = unique("sec-cons-pw");
+    let mistake = wrong_password(&password);
+    let expected = &mistake.says[0];
     let env = merged(
         merged(
-            with(
-                Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
-                "KAFKA_PASSWORD",
-                password.clone(),
-            ),
+            mistake.settings.clone(),
             quick_group(&topic, &unique("g-sec-pw")),
         ),
         vec![("HTTP_ADDR", http.to_string())],
     );
     let run = Running::start(service_bin("consumer"), &[], &env);
     let scraper = Scraper::start(http);
-    let expected = format!(
-        "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
-        b.user, b.sasl_plaintext
-    );
     let ((status, body), ok) = poll_until(http, "/readyz", Duration::from_secs(5), |s, body| {
-        s == 503 && body.contains(&expected)
+        s == 503 && mistake.reported_in(body)
     })
     .await;
     assert!(ok, "/readyz: {status} {body}");
@@ -224,7 +217,7 @@ async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
             l["level"] == "WARN"
                 && l["error"]
                     .as_str()
-                    .is_some_and(|e| e.starts_with(&expected))
+                    .is_some_and(|e| e.starts_with(expected.as_str()))
         })
         .collect();
     let waits: Vec<u64> = attempts
@@ -267,60 +260,20 @@ async fn consumer_wrong_password_is_not_ready_with_the_reason_and_backs_off() {
 
 #[tokio::test]
 async fn consumer_reports_certificate_and_protocol_errors_on_readyz() {
-    let b = broker();
     let dir = tempfile::tempdir().expect("tmp");
-    let (other_ca, _) = self_signed(dir.path(), "other-ca", "/CN=not the broker's CA");
-    let (name, _) = wrong_name();
-    let cases = [
-        (
-            "unknown CA",
-            with(
-                Security::Ssl.pairs(),
-                "KAFKA_SSL_CA_FILE",
-                other_ca.display().to_string(),
-            ),
-            format!(
-                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
-                b.ssl
-            ),
-        ),
-        (
-            "wrong host name",
-            with(Security::Ssl.pairs(), "KAFKA_BOOTSTRAP_SERVER", name.clone()),
-            format!(
-                "TLS handshake with Kafka broker {name} failed: invalid peer certificate: \
-                 certificate not valid for name"
-            ),
-        ),
-        (
-            "SSL to the PLAINTEXT port",
-            with(
-                Security::Ssl.pairs(),
-                "KAFKA_BOOTSTRAP_SERVER",
-                b.plaintext.clone(),
-            ),
-            format!(
-                "TLS handshake with Kafka broker {} failed: tls handshake eof (the broker does not \
-                 speak TLS on this port",
-                b.plaintext
-            ),
-        ),
-        (
-            "PLAINTEXT to the SSL port",
-            with(
-                Security::Plaintext.pairs(),
-                "KAFKA_BOOTSTRAP_SERVER",
-                b.ssl.clone(),
-            ),
-            format!("Kafka broker {} answered with TLS", b.ssl),
-        ),
-    ];
-    let runs = cases.map(|(case, settings, expected)| async move {
+    let mut cases = tls_mistakes(dir.path());
+    cases.extend(protocol_mistakes());
+    let runs = cases.into_iter().map(|mistake| async move {
+        let case = mistake.case;
         let topic = unique("sec-cons-err");
-        let c = spawn_consumer(&merged(settings, quick_group(&topic, &unique("g-sec-err")))).await;
+        let c = spawn_consumer(&merged(
+            mistake.settings.clone(),
+            quick_group(&topic, &unique("g-sec-err")),
+        ))
+        .await;
         let ((status, body), ok) =
             poll_until(c.addr, "/readyz", Duration::from_secs(5), |s, body| {
-                s == 503 && body.contains(&expected)
+                s == 503 && mistake.reported_in(body)
             })
             .await;
         assert!(ok, "{case}: /readyz {status} {body}");
@@ -336,21 +289,12 @@ async fn consumer_reports_certificate_and_protocol_errors_on_readyz() {
 
 #[tokio::test]
 async fn consumer_warns_at_start_when_hostname_verification_is_off() {
-    let b = broker();
     let topic = unique("sec-cons-noverify");
     produce(&Security::Plaintext.pairs(), &topic, 10).await;
-    let (name, dns) = wrong_name();
-    let bootstrap = if dns { name } else { b.ssl.clone() };
+    let (settings, bootstrap) = hostname_verification_off();
     let http = free_addr();
     let env = merged(
-        merged(
-            with(
-                with(Security::Ssl.pairs(), "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
-                "KAFKA_BOOTSTRAP_SERVER",
-                bootstrap.clone(),
-            ),
-            quick_group(&topic, &unique("g-sec-noverify")),
-        ),
+        merged(settings, quick_group(&topic, &unique("g-sec-noverify"))),
         vec![("HTTP_ADDR", http.to_string())],
     );
     let run = Running::start(service_bin("consumer"), &[], &env);
@@ -369,9 +313,9 @@ async fn consumer_warns_at_start_when_hostname_verification_is_off() {
         .iter()
         .position(|l| {
             l["level"] == "WARN"
-                && l["message"].as_str().is_some_and(|m| {
-                    m.contains("TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false)")
-                })
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(HOSTNAME_VERIFICATION_OFF))
         })
         .unwrap_or_else(|| panic!("no warning: {}", out.stdout));
     assert!(at < 3, "the warning is line {at}: {}", out.stdout);
@@ -389,62 +333,12 @@ async fn consumer_warns_at_start_when_hostname_verification_is_off() {
 
 #[tokio::test]
 async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
-    let user = unique("sec-cons-user");
-    let password = random_secret();
-    create_scram_user(&user, &password);
-    let dir = tempfile::tempdir().expect("tmp");
-    let password_file = dir.path().join("password");
-    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let secret = SecretUser::create("sec-cons-user");
     let topic = unique("sec-cons-secret");
     let n = 25;
     produce(&Security::Plaintext.pairs(), &topic, n).await;
 
-    let as_user = |security: Security| {
-        with(
-            with(security.pairs(), "KAFKA_USERNAME", user.clone()),
-            "KAFKA_PASSWORD",
-            password.clone(),
-        )
-    };
-    let runs: Vec<(&str, Pairs, bool)> = vec![
-        (
-            "SASL_SSL SCRAM-SHA-512, KAFKA_PASSWORD_FILE, DEBUG=true",
-            merged(
-                with(
-                    without(
-                        as_user(Security::SaslSsl("SCRAM-SHA-512")),
-                        "KAFKA_PASSWORD",
-                    ),
-                    "KAFKA_PASSWORD_FILE",
-                    password_file.display().to_string(),
-                ),
-                vec![("DEBUG", "true".to_owned())],
-            ),
-            true,
-        ),
-        (
-            "SASL_SSL SCRAM-SHA-256, RUST_LOG=trace",
-            with(
-                as_user(Security::SaslSsl("SCRAM-SHA-256")),
-                "RUST_LOG",
-                "trace",
-            ),
-            true,
-        ),
-        (
-            "SASL_SSL PLAIN with that string as a wrong password, RUST_LOG=trace",
-            with(
-                with(
-                    Security::SaslSsl("PLAIN").pairs(),
-                    "KAFKA_PASSWORD",
-                    password.clone(),
-                ),
-                "RUST_LOG",
-                "trace",
-            ),
-            false,
-        ),
-    ];
+    let runs = secret.verbose_runs();
     for (case, settings, succeeds) in runs {
         let http = free_addr();
         let env = merged(
@@ -477,14 +371,14 @@ async fn consumer_password_is_nowhere_in_logs_errors_metrics_or_help() {
         let served = scraper.finish().await;
         assert!(ok, "{case}: {got}\n{}", out.all());
         assert_eq!(out.code, Some(0), "{case}: {}", out.all());
-        assert_verbose_run_kept_secret(case, &out, &served, &password);
+        assert_verbose_run_kept_secret(case, &out, &served, &secret.password);
     }
 
     assert_password_not_printed(
         &service_bin("consumer"),
         &[&["--help"][..], &["--group", ""][..]],
-        &user,
-        &password,
+        &secret.user,
+        &secret.password,
     )
     .await;
 }

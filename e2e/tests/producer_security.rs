@@ -35,7 +35,7 @@ async fn run_producer(settings: Pairs, timeout_secs: u64) -> Finished {
 
 /// Exit 1 within the timeout (plus start-up slack), the last line an ERROR
 /// carrying `expected`, nothing panicked.
-fn assert_failed_with(case: &str, out: &Finished, timeout_secs: u64, expected: &[&str]) {
+fn assert_failed_with(case: &str, out: &Finished, timeout_secs: u64, expected: &[String]) {
     let last = out.last_line();
     assert_eq!(out.code, Some(1), "{case}: exit code; last line: {last}");
     assert!(
@@ -45,7 +45,10 @@ fn assert_failed_with(case: &str, out: &Finished, timeout_secs: u64, expected: &
     );
     assert!(last.contains("\"level\":\"ERROR\""), "{case}: {last}");
     for e in expected {
-        assert!(last.contains(e), "{case}: last line lacks {e:?}: {last}");
+        assert!(
+            last.contains(e.as_str()),
+            "{case}: last line lacks {e:?}: {last}"
+        );
     }
     assert!(
         !out.all().contains("panicked"),
@@ -57,26 +60,17 @@ fn assert_failed_with(case: &str, out: &Finished, timeout_secs: u64, expected: &
 
 #[tokio::test]
 async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after_the_timeout() {
-    let b = broker();
     let password = random_secret();
     let http = free_addr();
     let timeout = 5;
-    let settings = with(
-        Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
-        "KAFKA_PASSWORD",
-        password.clone(),
-    );
-    let env = merged(base(timeout, http), settings);
+    let mistake = wrong_password(&password);
+    let env = merged(base(timeout, http), mistake.settings.clone());
     let run = Running::start(service_bin("producer"), &[], &env);
     let scraper = Scraper::start(http);
 
     // While it retries: not ready, with the reason.
-    let expected = format!(
-        "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
-        b.user, b.sasl_plaintext
-    );
     let ((status, body), ok) = poll_until(http, "/readyz", Duration::from_secs(4), |s, body| {
-        s == 503 && body.contains(&expected)
+        s == 503 && mistake.reported_in(body)
     })
     .await;
     assert!(ok, "/readyz while failing: {status} {body}");
@@ -84,7 +78,7 @@ async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after
 
     let out = run.finish(Duration::from_secs(timeout + 15)).await;
     let served = scraper.finish().await;
-    assert_failed_with("wrong password", &out, timeout, &[&expected]);
+    assert_failed_with(mistake.case, &out, timeout, &mistake.says);
     // It gave up because the timeout was up, not at the first refusal.
     assert!(
         out.elapsed >= Duration::from_secs(timeout - 1),
@@ -125,57 +119,30 @@ async fn wrong_password_is_one_clear_line_retried_with_backoff_then_exit_1_after
 async fn certificate_errors_name_the_broker_and_fail_within_the_timeout() {
     let b = broker();
     let dir = tempfile::tempdir().expect("tmp");
-    let (other_ca, _) = self_signed(dir.path(), "other-ca", "/CN=not the broker's CA");
-    let (name, _) = wrong_name();
-    let ssl = Security::Ssl.pairs();
     let timeout = 3;
-    let cases = [
-        (
-            "unknown CA",
-            with(ssl.clone(), "KAFKA_SSL_CA_FILE", other_ca.display().to_string()),
-            format!(
-                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
-                b.ssl
-            ),
-        ),
-        (
+    let mut cases = tls_mistakes(dir.path());
+    let unknown_ca = cases[0].clone();
+    cases.extend([
+        Mistake {
             // A certificate from the broker's dir that is not its CA.
-            "client certificate as the CA",
-            with(
-                ssl.clone(),
+            case: "client certificate as the CA",
+            settings: with(
+                Security::Ssl.pairs(),
                 "KAFKA_SSL_CA_FILE",
                 b.client_cert.display().to_string(),
             ),
-            format!(
-                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
-                b.ssl
-            ),
-        ),
-        (
-            "wrong host name",
-            with(ssl.clone(), "KAFKA_BOOTSTRAP_SERVER", name.clone()),
-            format!(
-                "TLS handshake with Kafka broker {name} failed: invalid peer certificate: \
-                 certificate not valid for name"
-            ),
-        ),
-        (
+            says: unknown_ca.says.clone(),
+        },
+        Mistake {
             // Turning the name check off does not turn the CA check off.
-            "unknown CA, hostname verification off",
-            with(
-                with(ssl.clone(), "KAFKA_SSL_CA_FILE", other_ca.display().to_string()),
-                "KAFKA_SSL_VERIFY_HOSTNAME",
-                "false",
-            ),
-            format!(
-                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
-                b.ssl
-            ),
-        ),
-    ];
-    let runs = cases.map(|(case, settings, expected)| async move {
-        let out = run_producer(settings, timeout).await;
-        assert_failed_with(case, &out, timeout, &[&expected]);
+            case: "unknown CA, hostname verification off",
+            settings: with(unknown_ca.settings, "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+            says: unknown_ca.says,
+        },
+    ]);
+    let runs = cases.into_iter().map(|mistake| async move {
+        let out = run_producer(mistake.settings, timeout).await;
+        assert_failed_with(mistake.case, &out, timeout, &mistake.says);
     });
     futures::future::join_all(runs).await;
 }
@@ -184,69 +151,43 @@ async fn certificate_errors_name_the_broker_and_fail_within_the_timeout() {
 async fn security_protocol_mismatch_fails_clearly_within_the_timeout() {
     let b = broker();
     let timeout = 3;
-    let cases = [
-        (
-            "SSL to the PLAINTEXT port",
-            with(
-                Security::Ssl.pairs(),
-                "KAFKA_BOOTSTRAP_SERVER",
-                b.plaintext.clone(),
-            ),
-            vec![
-                format!("TLS handshake with Kafka broker {} failed", b.plaintext),
-                "the broker does not speak TLS on this port".to_owned(),
-            ],
-        ),
-        (
-            "PLAINTEXT to the SSL port",
-            with(
-                Security::Plaintext.pairs(),
-                "KAFKA_BOOTSTRAP_SERVER",
-                b.ssl.clone(),
-            ),
-            vec![format!(
-                "Kafka broker {} answered with TLS: it is a TLS listener, set the security \
-                 protocol to SSL or SASL_SSL",
-                b.ssl
-            )],
-        ),
-        (
-            "PLAINTEXT to the SASL_PLAINTEXT port",
-            with(
+    let mut cases = protocol_mistakes();
+    cases.extend([
+        Mistake {
+            case: "PLAINTEXT to the SASL_PLAINTEXT port",
+            settings: with(
                 Security::Plaintext.pairs(),
                 "KAFKA_BOOTSTRAP_SERVER",
                 b.sasl_plaintext.clone(),
             ),
-            vec![format!(
+            says: vec![format!(
                 "Kafka broker {} requires SASL authentication (it offers ",
                 b.sasl_plaintext
             )],
-        ),
-        (
-            "SASL_PLAINTEXT to the PLAINTEXT port",
-            with(
+        },
+        Mistake {
+            case: "SASL_PLAINTEXT to the PLAINTEXT port",
+            settings: with(
                 Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
                 "KAFKA_BOOTSTRAP_SERVER",
                 b.plaintext.clone(),
             ),
-            vec![format!(
+            says: vec![format!(
                 "Kafka broker {} does not expect SASL authentication",
                 b.plaintext
             )],
-        ),
-    ];
-    let runs = cases.map(|(case, settings, expected)| async move {
-        let out = run_producer(settings, timeout).await;
-        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-        assert_failed_with(case, &out, timeout, &expected);
+        },
+    ]);
+    let runs = cases.into_iter().map(|mistake| async move {
+        let out = run_producer(mistake.settings, timeout).await;
+        assert_failed_with(mistake.case, &out, timeout, &mistake.says);
     });
     futures::future::join_all(runs).await;
 }
 
 #[tokio::test]
 async fn hostname_verification_off_must_be_explicit_and_is_logged_as_a_warning() {
-    let b = broker();
-    let warning = "TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false)";
+    let warning = HOSTNAME_VERIFICATION_OFF;
 
     // Default: verified, no warning.
     let out = run_producer(Security::Ssl.pairs(), 20).await;
@@ -255,15 +196,7 @@ async fn hostname_verification_off_must_be_explicit_and_is_logged_as_a_warning()
 
     // Explicitly off: works against a name the certificate does not cover,
     // and says so at start.
-    let (name, dns) = wrong_name();
-    // rskafka cannot use a bracketed IPv6 address with TLS; then the broker's
-    // own address shows the warning and the connection.
-    let bootstrap = if dns { name } else { b.ssl.clone() };
-    let settings = with(
-        with(Security::Ssl.pairs(), "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
-        "KAFKA_BOOTSTRAP_SERVER",
-        bootstrap.clone(),
-    );
+    let (settings, bootstrap) = hostname_verification_off();
     let out = run_producer(settings, 20).await;
     assert_eq!(out.code, Some(0), "{bootstrap}: {}", out.all());
     let lines = out.lines();
@@ -291,76 +224,24 @@ async fn hostname_verification_off_must_be_explicit_and_is_logged_as_a_warning()
 #[tokio::test]
 async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_help() {
     let b = broker();
-    let user = unique("sec-user");
-    let password = random_secret();
-    create_scram_user(&user, &password);
-    let dir = tempfile::tempdir().expect("tmp");
-    let password_file = dir.path().join("password");
-    // As a mounted Secret has it: with a trailing newline.
-    std::fs::write(&password_file, format!("{password}\n")).expect("write");
+    let secret = SecretUser::create("sec-user");
+    let (user, password) = (&secret.user, &secret.password);
     let key_pem = std::fs::read_to_string(&b.client_key).expect("client key");
     let key_body: Vec<&str> = key_pem
         .lines()
         .filter(|l| !l.starts_with("-----") && l.len() > 16)
         .collect();
 
-    let as_user = |security: Security| {
-        with(
-            with(security.pairs(), "KAFKA_USERNAME", user.clone()),
-            "KAFKA_PASSWORD",
-            password.clone(),
-        )
-    };
-    let runs: Vec<(&str, Pairs, Option<i32>)> = vec![
-        (
-            // KAFKA_PASSWORD_FILE end to end, DEBUG=true.
-            "SASL_SSL SCRAM-SHA-512, password file, DEBUG=true",
-            with(
-                without(
-                    as_user(Security::SaslSsl("SCRAM-SHA-512")),
-                    "KAFKA_PASSWORD",
-                ),
-                "KAFKA_PASSWORD_FILE",
-                password_file.display().to_string(),
-            )
-            .into_iter()
-            .chain([("DEBUG", "true".to_owned())])
-            .collect(),
-            Some(0),
-        ),
-        (
-            "SASL_SSL SCRAM-SHA-256, RUST_LOG=trace",
-            with(
-                as_user(Security::SaslSsl("SCRAM-SHA-256")),
-                "RUST_LOG",
-                "trace",
-            ),
-            Some(0),
-        ),
-        (
-            // PLAIN sends the password itself; a wrong one is refused.
-            "SASL_SSL PLAIN, wrong password, RUST_LOG=trace and DEBUG=true",
-            with(
-                with(
-                    with(
-                        Security::SaslSsl("PLAIN").pairs(),
-                        "KAFKA_PASSWORD",
-                        password.clone(),
-                    ),
-                    "RUST_LOG",
-                    "trace",
-                ),
-                "DEBUG",
-                "true",
-            ),
-            Some(1),
-        ),
-        (
-            "SSL with a client certificate, RUST_LOG=trace",
-            with(Security::SslMutual.pairs(), "RUST_LOG", "trace"),
-            Some(0),
-        ),
-    ];
+    let mut runs: Vec<(&str, Pairs, Option<i32>)> = secret
+        .verbose_runs()
+        .into_iter()
+        .map(|(case, settings, succeeds)| (case, settings, Some(if succeeds { 0 } else { 1 })))
+        .collect();
+    runs.push((
+        "SSL with a client certificate, RUST_LOG=trace",
+        with(Security::SslMutual.pairs(), "RUST_LOG", "trace"),
+        Some(0),
+    ));
     for (case, settings, code) in runs {
         let http = free_addr();
         let env = merged(
@@ -377,7 +258,7 @@ async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_he
         let served = scraper.finish().await;
         assert_eq!(out.code, code, "{case}: {}", out.last_line());
         // The logs really were verbose.
-        assert_verbose_run_kept_secret(case, &out, &served, &password);
+        assert_verbose_run_kept_secret(case, &out, &served, password);
         for line in &key_body {
             assert_absent(line, &[("stdout", &out.stdout), ("stderr", &out.stderr)]);
         }
@@ -387,19 +268,19 @@ async fn the_password_is_nowhere_in_logs_at_debug_and_trace_errors_metrics_or_he
     assert_password_not_printed(
         &service_bin("producer"),
         &[&["--help"][..], &["--messages", "lots"][..]],
-        &user,
-        &password,
+        user,
+        password,
     )
     .await;
     let out = Running::start(
         service_bin("producer"),
         &["--help"],
-        &[("KAFKA_PASSWORD_FILE", password_file.display().to_string())],
+        &[(
+            "KAFKA_PASSWORD_FILE",
+            secret.password_file.display().to_string(),
+        )],
     )
     .finish(Duration::from_secs(10))
     .await;
-    assert_absent(
-        &password,
-        &[("--help with KAFKA_PASSWORD_FILE", &out.all())],
-    );
+    assert_absent(password, &[("--help with KAFKA_PASSWORD_FILE", &out.all())]);
 }

@@ -312,6 +312,216 @@ fn reaches(addr: &str) -> bool {
         .is_some_and(|s| TcpStream::connect_timeout(&s, Duration::from_secs(2)).is_ok())
 }
 
+/// A setting gone wrong, and the texts of the one line that must report
+/// it: the producer's last log line, the consumer's `/readyz`.
+#[derive(Debug, Clone)]
+pub struct Mistake {
+    /// What is wrong, for messages.
+    pub case: &'static str,
+    /// The settings with the mistake.
+    pub settings: Pairs,
+    /// Each of these is in the line.
+    pub says: Vec<String>,
+}
+
+impl Mistake {
+    /// Whether `text` holds everything the line must say.
+    pub fn reported_in(&self, text: &str) -> bool {
+        self.says.iter().all(|s| text.contains(s.as_str()))
+    }
+}
+
+/// SCRAM-SHA-512 on the SASL_PLAINTEXT listener as the broker's user with
+/// `password`, which is not theirs.
+pub fn wrong_password(password: &str) -> Mistake {
+    let b = broker();
+    Mistake {
+        case: "wrong password",
+        settings: with(
+            Security::SaslPlaintext("SCRAM-SHA-512").pairs(),
+            "KAFKA_PASSWORD",
+            password,
+        ),
+        says: vec![format!(
+            "authentication failed for user {} with SCRAM-SHA-512 at Kafka broker {}",
+            b.user, b.sasl_plaintext
+        )],
+    }
+}
+
+/// TLS set up wrong: a CA (made in `dir`) that did not sign the broker's
+/// certificate, and a host name the certificate does not cover.
+pub fn tls_mistakes(dir: &Path) -> Vec<Mistake> {
+    let b = broker();
+    let (other_ca, _) = self_signed(dir, "other-ca", "/CN=not the broker's CA");
+    let (name, _) = wrong_name();
+    vec![
+        Mistake {
+            case: "unknown CA",
+            settings: with(
+                Security::Ssl.pairs(),
+                "KAFKA_SSL_CA_FILE",
+                other_ca.display().to_string(),
+            ),
+            says: vec![format!(
+                "TLS handshake with Kafka broker {} failed: invalid peer certificate: UnknownIssuer",
+                b.ssl
+            )],
+        },
+        Mistake {
+            case: "wrong host name",
+            settings: with(Security::Ssl.pairs(), "KAFKA_BOOTSTRAP_SERVER", name.clone()),
+            says: vec![format!(
+                "TLS handshake with Kafka broker {name} failed: invalid peer certificate: \
+                 certificate not valid for name"
+            )],
+        },
+    ]
+}
+
+/// A security protocol that does not match the port: SSL to the PLAINTEXT
+/// port, PLAINTEXT to the SSL port.
+pub fn protocol_mistakes() -> Vec<Mistake> {
+    let b = broker();
+    vec![
+        Mistake {
+            case: "SSL to the PLAINTEXT port",
+            settings: with(
+                Security::Ssl.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.plaintext.clone(),
+            ),
+            says: vec![format!(
+                "TLS handshake with Kafka broker {} failed: tls handshake eof (the broker does \
+                 not speak TLS on this port",
+                b.plaintext
+            )],
+        },
+        Mistake {
+            case: "PLAINTEXT to the SSL port",
+            settings: with(
+                Security::Plaintext.pairs(),
+                "KAFKA_BOOTSTRAP_SERVER",
+                b.ssl.clone(),
+            ),
+            says: vec![format!(
+                "Kafka broker {} answered with TLS: it is a TLS listener, set the security \
+                 protocol to SSL or SASL_SSL",
+                b.ssl
+            )],
+        },
+    ]
+}
+
+/// The warning a service logs at start when hostname verification is off.
+pub const HOSTNAME_VERIFICATION_OFF: &str =
+    "TLS hostname verification is OFF (KAFKA_SSL_VERIFY_HOSTNAME=false)";
+
+/// SSL with hostname verification off, to a name the broker's certificate
+/// does not cover (or, where that name is a bracketed IPv6 address rskafka
+/// cannot use with TLS, the broker's own address). Returns the settings and
+/// the bootstrap address.
+pub fn hostname_verification_off() -> (Pairs, String) {
+    let (name, dns) = wrong_name();
+    let bootstrap = if dns { name } else { broker().ssl.clone() };
+    let settings = with(
+        with(Security::Ssl.pairs(), "KAFKA_SSL_VERIFY_HOSTNAME", "false"),
+        "KAFKA_BOOTSTRAP_SERVER",
+        bootstrap.clone(),
+    );
+    (settings, bootstrap)
+}
+
+/// A SCRAM user made for one test, with a random password, also in a file
+/// as a mounted Secret has it (with a trailing newline).
+#[derive(Debug)]
+pub struct SecretUser {
+    /// The user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// The file holding the password.
+    pub password_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SecretUser {
+    /// Creates the user on the broker.
+    pub fn create(prefix: &str) -> Self {
+        let user = crate::unique(prefix);
+        let password = random_secret();
+        create_scram_user(&user, &password);
+        let dir = tempfile::tempdir().expect("tmp");
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, format!("{password}\n")).expect("write");
+        Self {
+            user,
+            password,
+            password_file,
+            _dir: dir,
+        }
+    }
+
+    /// Verbose runs that must keep the password secret, as (case, settings,
+    /// whether they succeed): `KAFKA_PASSWORD_FILE` with `DEBUG=true`,
+    /// `RUST_LOG=trace`, and the password sent as a wrong one in the clear
+    /// (PLAIN).
+    pub fn verbose_runs(&self) -> Vec<(&'static str, Pairs, bool)> {
+        let as_user = |security: Security| {
+            with(
+                with(security.pairs(), "KAFKA_USERNAME", self.user.clone()),
+                "KAFKA_PASSWORD",
+                self.password.clone(),
+            )
+        };
+        vec![
+            (
+                "SASL_SSL SCRAM-SHA-512, KAFKA_PASSWORD_FILE, DEBUG=true",
+                with(
+                    with(
+                        without(
+                            as_user(Security::SaslSsl("SCRAM-SHA-512")),
+                            "KAFKA_PASSWORD",
+                        ),
+                        "KAFKA_PASSWORD_FILE",
+                        self.password_file.display().to_string(),
+                    ),
+                    "DEBUG",
+                    "true",
+                ),
+                true,
+            ),
+            (
+                "SASL_SSL SCRAM-SHA-256, RUST_LOG=trace",
+                with(
+                    as_user(Security::SaslSsl("SCRAM-SHA-256")),
+                    "RUST_LOG",
+                    "trace",
+                ),
+                true,
+            ),
+            (
+                // PLAIN sends the password itself; a wrong one is refused.
+                "SASL_SSL PLAIN, that string as a wrong password, RUST_LOG=trace and DEBUG=true",
+                with(
+                    with(
+                        with(
+                            Security::SaslSsl("PLAIN").pairs(),
+                            "KAFKA_PASSWORD",
+                            self.password.clone(),
+                        ),
+                        "RUST_LOG",
+                        "trace",
+                    ),
+                    "DEBUG",
+                    "true",
+                ),
+                false,
+            ),
+        ]
+    }
+}
+
 /// A random password-like string that appears nowhere else.
 pub fn random_secret() -> String {
     format!("pw{:032x}", rand::random::<u128>())
