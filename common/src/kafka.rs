@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use kafka_base::backoff::{jitter, Backoff};
+use kafka_base::backoff::Backoff;
 pub use kafka_base::security::{
     tls_client_config, SaslMechanism, SaslSettings, SecurityProtocol, TlsError, TlsSettings,
 };
@@ -381,7 +381,7 @@ impl KafkaSettings {
         // The last attempt starts at least this long before the deadline, so
         // the error reported is the broker's answer, not a cut-off attempt.
         let last_attempt = FINAL_ATTEMPT_BUDGET.min(deadline / 4);
-        let mut backoff = self.backoff_initial;
+        let mut retries = Backoff::new(self.backoff_initial, self.backoff_max).retries();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -403,7 +403,7 @@ impl KafkaSettings {
             if !(e.is_retriable() || retry_all) || remaining <= last_attempt {
                 return Err(e);
             }
-            let wait = jitter(backoff).min(remaining - last_attempt);
+            let wait = retries.next_delay().min(remaining - last_attempt);
             warn!(
                 bootstrap = %self.bootstrap.join(","),
                 error = %e,
@@ -412,7 +412,6 @@ impl KafkaSettings {
                 "cannot connect to Kafka; retrying"
             );
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.backoff_max);
         }
     }
 
