@@ -337,13 +337,7 @@ impl KafkaSettings {
             };
             on_failure(&e);
             let wait = retries.next_delay();
-            warn!(
-                bootstrap = %self.bootstrap.join(","),
-                error = %e,
-                attempt,
-                retry_in_ms = wait.as_millis() as u64,
-                "cannot connect to Kafka; retrying"
-            );
+            self.warn_retry(&e, attempt, wait);
             tokio::select! {
                 () = cancel.cancelled() => return None,
                 () = tokio::time::sleep(wait) => {}
@@ -404,15 +398,21 @@ impl KafkaSettings {
                 return Err(e);
             }
             let wait = retries.next_delay().min(remaining - last_attempt);
-            warn!(
-                bootstrap = %self.bootstrap.join(","),
-                error = %e,
-                attempt,
-                retry_in_ms = wait.as_millis() as u64,
-                "cannot connect to Kafka; retrying"
-            );
+            self.warn_retry(&e, attempt, wait);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The one warning per failed connection attempt, with the wait before
+    /// the next.
+    fn warn_retry(&self, e: &KafkaError, attempt: u32, wait: Duration) {
+        warn!(
+            bootstrap = %self.bootstrap.join(","),
+            error = %e,
+            attempt,
+            retry_in_ms = wait.as_millis() as u64,
+            "cannot connect to Kafka; retrying"
+        );
     }
 
     /// rskafka's client, after a successful probe.
