@@ -38,7 +38,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::payload::{java_string_cmp, Assignment, ProtocolError, Subscription, TopicPartitions};
-use self::sticky::{StickyAssignor, STICKY};
+use self::sticky::{CooperativeStickyAssignor, StickyAssignor, COOPERATIVE_STICKY, STICKY};
 
 #[cfg(feature = "unstable-fuzzing")]
 pub mod sticky;
@@ -131,7 +131,8 @@ pub trait Assignor: Send + Sync + fmt::Debug {
 }
 
 /// Whether this crate implements the assignor of that protocol name
-/// (`range`, `roundrobin`, `sticky`; exact match, as in Java).
+/// (`range`, `roundrobin`, `sticky`, `cooperative-sticky`; exact match, as
+/// in Java).
 pub fn is_known_assignor(name: &str) -> bool {
     assignor_by_name(name).is_some()
 }
@@ -142,8 +143,19 @@ pub fn assignor_by_name(name: &str) -> Option<Box<dyn Assignor>> {
         RANGE => Some(Box::new(RangeAssignor)),
         ROUND_ROBIN => Some(Box::new(RoundRobinAssignor)),
         STICKY => Some(Box::new(StickyAssignor)),
+        COOPERATIVE_STICKY => Some(Box::new(CooperativeStickyAssignor)),
         _ => None,
     }
+}
+
+/// Whether a member offering `assignors` follows KIP-429's COOPERATIVE
+/// rebalance protocol. Java's `ConsumerCoordinator` picks the most advanced
+/// protocol that *every* configured assignor supports, and only
+/// `cooperative-sticky` supports COOPERATIVE: a list that also names an
+/// eager assignor (`range,cooperative-sticky`, the first step of the
+/// rolling upgrade) stays EAGER whichever assignor the group selects.
+pub fn is_cooperative(assignors: &[String]) -> bool {
+    !assignors.is_empty() && assignors.iter().all(|a| a == COOPERATIVE_STICKY)
 }
 
 /// Every topic any member subscribes to: what the leader needs metadata for
@@ -416,9 +428,22 @@ mod tests {
         );
         assert_eq!(assignor_by_name("sticky").map(|a| a.name()), Some("sticky"));
         assert!(assignor_by_name("Range").is_none());
-        // Needs KIP-429's incremental rebalance, which our member lacks.
-        assert!(assignor_by_name("cooperative-sticky").is_none());
+        assert_eq!(
+            assignor_by_name("cooperative-sticky").map(|a| a.name()),
+            Some("cooperative-sticky")
+        );
         assert!(assignor_by_name("").is_none());
+    }
+
+    #[test]
+    fn cooperative_only_when_every_assignor_is() {
+        let list = |s: &str| s.split(',').map(str::to_owned).collect::<Vec<_>>();
+        assert!(is_cooperative(&list("cooperative-sticky")));
+        // Java: the most advanced protocol *all* assignors support.
+        assert!(!is_cooperative(&list("range,cooperative-sticky")));
+        assert!(!is_cooperative(&list("cooperative-sticky,range")));
+        assert!(!is_cooperative(&list("sticky")));
+        assert!(!is_cooperative(&[]));
     }
 
     // --- RangeAssignorTest ---

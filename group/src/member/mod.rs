@@ -14,8 +14,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     assignor::{
-        assignor_by_name, encode_group_assignment,
-        sticky::{sticky_user_data, STICKY},
+        assignor_by_name, encode_group_assignment, is_cooperative,
+        sticky::{cooperative_sticky_user_data, sticky_user_data, COOPERATIVE_STICKY, STICKY},
         MemberSubscription,
     },
     coordinator::{
@@ -23,9 +23,7 @@ use crate::{
         OffsetToCommit,
     },
     error::{GroupError, KafkaCode},
-    payload::{
-        Assignment, Subscription, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION,
-    },
+    payload::{Assignment, Subscription, ASSIGNMENT_VERSION, SUBSCRIPTION_VERSION},
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
 };
 
@@ -199,7 +197,8 @@ impl Member {
             settings.group.clone(),
             settings.group_instance_id.clone(),
             settings.retry_backoff,
-        );
+        )
+        .with_cooperative(is_cooperative(&settings.assignors));
         Self {
             settings,
             machine,
@@ -234,12 +233,15 @@ impl Member {
 
     /// Joins until Stable and returns this member's assignment.
     /// `partition_counts` is asked for the subscribed topics' partition
-    /// counts when this member leads the generation.
+    /// counts when this member leads the generation. `None`: a cooperative
+    /// member lost the partitions it kept through the rejoin (the
+    /// coordinator reset its generation); the caller revokes them as lost,
+    /// then joins again.
     pub async fn join<F, Fut>(
         &mut self,
         partition_counts: F,
         cancel: &CancellationToken,
-    ) -> Result<Assignment, SessionError>
+    ) -> Result<Option<Assignment>, SessionError>
     where
         F: Fn(Vec<String>) -> Fut,
         Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
@@ -254,10 +256,11 @@ impl Member {
                 MemberState::Stable { assignment } => {
                     self.previous =
                         Some((assignment.clone(), self.machine.generation().generation_id));
-                    return Ok(assignment);
+                    return Ok(Some(assignment));
                 }
                 MemberState::Fatal(e) => return Err(SessionError::Fatal(e)),
                 MemberState::Left | MemberState::Leaving => return Err(SessionError::Cancelled),
+                MemberState::Revoking { .. } if self.machine.is_cooperative() => return Ok(None),
                 MemberState::Revoking { .. } => {
                     // The caller revoked before calling join.
                     self.machine.handle(Event::RevocationDone);
@@ -354,29 +357,43 @@ impl Member {
             api: crate::error::GroupApi::JoinGroup,
             source: e,
         };
-        let subscription = Subscription::new(self.settings.topics.iter().cloned());
+        // As Java: every assignor's subscription carries the partitions kept
+        // through the rejoin (none when eager: they were revoked) and the
+        // current generation.
+        let generation = self.machine.generation().generation_id;
+        let subscription = Subscription {
+            owned_partitions: self.machine.owned().partitions.clone(),
+            generation_id: (generation >= 0).then_some(generation),
+            ..Subscription::new(self.settings.topics.iter().cloned())
+        };
         let plain = subscription
             .encode(SUBSCRIPTION_VERSION)
             .map_err(protocol_error)?;
         let mut protocols = Vec::with_capacity(self.settings.assignors.len());
         for name in &self.settings.assignors {
-            let metadata = match (name.as_str(), &self.previous) {
+            let user_data = match (name.as_str(), &self.previous) {
                 // What we had, for the sticky leader (none before the first
                 // assignment, as in Java).
                 (STICKY, Some((assignment, generation))) => {
                     let previous = assignment.partitions.iter().flat_map(|tp| {
                         tp.partitions.iter().map(move |&p| (tp.topic.as_str(), p))
                     });
-                    let user_data =
-                        sticky_user_data(previous, *generation).map_err(protocol_error)?;
-                    Subscription {
-                        user_data: Some(user_data),
-                        ..subscription.clone()
-                    }
-                    .encode(SUBSCRIPTION_VERSION)
-                    .map_err(protocol_error)?
+                    Some(sticky_user_data(previous, *generation).map_err(protocol_error)?)
                 }
-                _ => plain.clone(),
+                // The generation of the last assignment received, −1 before.
+                (COOPERATIVE_STICKY, previous) => Some(cooperative_sticky_user_data(
+                    previous.as_ref().map_or(-1, |(_, g)| *g),
+                )),
+                _ => None,
+            };
+            let metadata = match user_data {
+                Some(user_data) => Subscription {
+                    user_data: Some(user_data),
+                    ..subscription.clone()
+                }
+                .encode(SUBSCRIPTION_VERSION)
+                .map_err(protocol_error)?,
+                None => plain.clone(),
             };
             protocols.push(JoinProtocol {
                 name: name.clone(),
@@ -671,6 +688,12 @@ impl Member {
             }
             _ => None,
         }
+    }
+
+    /// Whether a rejoin was asked for while the last rebalance ran (asked
+    /// once: see [`Membership::take_rejoin_after_sync`]).
+    pub fn take_rejoin_after_sync(&mut self) -> bool {
+        self.machine.take_rejoin_after_sync()
     }
 
     /// The caller finished revoking (committed unless lost).

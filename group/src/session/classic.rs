@@ -1,9 +1,19 @@
 //! The classic protocol's session task: joins, heartbeats, commits and
 //! revokes for one member, in the order Java's classic consumer does, and
 //! tells the service only what it must act on.
+//!
+//! With the EAGER rebalance protocol (`range`, `roundrobin`, `sticky`)
+//! every rebalance revokes everything before the JoinGroup. With KIP-429's
+//! COOPERATIVE one (`cooperative-sticky` alone, as Java decides) the
+//! service keeps consuming through the JoinGroup, and commits asked for
+//! meanwhile wait for the rebalance; after the SyncGroup only the
+//! partitions the new assignment leaves out are revoked (their handled
+//! offsets committed first), then the new ones are assigned, and a member
+//! that revoked something rejoins at once so that the leader can hand
+//! those partitions to their new owner (Java's `onJoinComplete`).
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -24,7 +34,8 @@ use super::{
 use crate::{
     coordinator::OffsetToCommit,
     member::{spawn_heartbeat, CommitDone, HeartbeatReport, Member},
-    state::Action,
+    payload::{Assignment, TopicPartitions},
+    state::{Action, MemberState},
 };
 
 /// How long a partition-count check may take before it counts as
@@ -35,12 +46,16 @@ type Reply = oneshot::Sender<Result<(), SessionError>>;
 
 /// The session task's state.
 pub(super) struct Task {
-    pub(super) member: Member,
-    pub(super) settings: SessionSettings,
-    pub(super) metadata: Arc<dyn TopicMetadata>,
-    pub(super) events: mpsc::Sender<SessionEvent>,
-    pub(super) commands: mpsc::UnboundedReceiver<Command>,
-    pub(super) shared: Arc<Shared>,
+    member: Member,
+    settings: SessionSettings,
+    metadata: Arc<dyn TopicMetadata>,
+    events: mpsc::Sender<SessionEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+    /// Commits asked for and not answered yet.
+    commits: Commits,
+    /// The partitions the service was told to start and not yet to stop.
+    held: BTreeSet<(String, i32)>,
 }
 
 /// Why a generation ended.
@@ -140,14 +155,46 @@ impl Commits {
 }
 
 impl Task {
+    pub(super) fn new(
+        member: Member,
+        settings: SessionSettings,
+        metadata: Arc<dyn TopicMetadata>,
+        events: mpsc::Sender<SessionEvent>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            member,
+            settings,
+            metadata,
+            events,
+            commands,
+            shared,
+            commits: Commits::default(),
+            held: BTreeSet::new(),
+        }
+    }
+
     pub(super) async fn run(mut self) {
         let mut rejoin = self.settings.rejoin_backoff.retries();
         loop {
             if !self.join(&mut rejoin).await {
                 return;
             }
+            // A cooperative member that revoked something rejoins at once.
+            if !matches!(self.member.machine().state(), MemberState::Stable { .. }) {
+                continue;
+            }
             let ended = self.generation().await;
             match ended {
+                // Cooperative members keep their partitions into the
+                // JoinGroup unless the membership is gone.
+                Ended::Rebalance
+                    if self.member.machine().is_cooperative()
+                        && !matches!(
+                            self.member.machine().state(),
+                            MemberState::Revoking { .. }
+                        ) => {}
                 Ended::Rebalance => {
                     if !self.revoke().await {
                         return;
@@ -162,12 +209,14 @@ impl Task {
         }
     }
 
-    /// Joins (with the committed offsets read) and announces the
-    /// assignment; `false` when the session ends instead.
+    /// Joins, gives up what a cooperative assignment left out, reads the
+    /// committed offsets of the new partitions and announces them; `false`
+    /// when the session ends instead.
     async fn join(&mut self, rejoin: &mut Retries) -> bool {
         loop {
             let cancel = CancellationToken::new();
             let metadata = Arc::clone(&self.metadata);
+            let cooperative = self.member.machine().is_cooperative();
             let joined = {
                 let join = self
                     .member
@@ -181,9 +230,14 @@ impl Task {
                             None => Ok(r),
                         },
                         Some(command) = self.commands.recv(), if closing.is_none() => match command {
-                            Command::Close { handled: _, within, reply } => {
-                                closing = Some((within, reply));
+                            Command::Close { handled, within, reply } => {
+                                closing = Some((handled, within, reply));
                                 cancel.cancel();
+                            }
+                            // The partitions are still ours: their commits go
+                            // out once the rebalance is through.
+                            Command::Commit { offsets, within, reply } if cooperative => {
+                                self.commits.push(&offsets, within, reply);
                             }
                             other => refuse(other, self.settings.group.as_str()),
                         },
@@ -191,13 +245,30 @@ impl Task {
                 }
             };
             let assignment = match joined {
-                Err((within, reply)) => {
-                    self.member.leave(within).await;
-                    let _ = reply.send(Ok(()));
+                Err((handled, within, reply)) => {
+                    // Eager members hold nothing here; cooperative ones
+                    // commit with the generation they still have.
+                    self.finish_and_close(handled, within, reply).await;
                     return false;
                 }
-                Ok(Ok(a)) => a,
+                Ok(Ok(Some(a))) => a,
+                Ok(Ok(None)) => {
+                    // Cooperative: the coordinator ended the membership while
+                    // the partitions were kept through the rejoin.
+                    self.commits.refuse_queued(|| SessionError::Commit {
+                        group: self.settings.group.clone(),
+                        detail: "the membership ended during the rebalance (partitions lost)"
+                            .to_owned(),
+                    });
+                    let partitions = self.held.iter().cloned().collect();
+                    if self.hand_back(partitions, true).await.is_none() {
+                        return false;
+                    }
+                    self.member.revocation_done();
+                    continue;
+                }
                 Ok(Err(e @ SessionError::Fatal(_))) => {
+                    self.commits.refuse_queued(|| SessionError::Cancelled);
                     let _ = self.events.send(SessionEvent::Fatal(e)).await;
                     return false;
                 }
@@ -212,8 +283,30 @@ impl Task {
                 }
             };
             rejoin.reset();
-            let committed = {
-                let fetch = self.member.committed(&assignment);
+            // Commits asked for during the rebalance go out before anything
+            // is given up, in the order asked.
+            if let Some(fatal) = self.commits.drain(&mut self.member).await {
+                let _ = self.events.send(SessionEvent::Fatal(fatal)).await;
+                return false;
+            }
+            let now: BTreeSet<(String, i32)> = assignment
+                .topic_partitions()
+                .map(|(t, p)| (t.to_owned(), p))
+                .collect();
+            let revoked: Vec<(String, i32)> = self.held.difference(&now).cloned().collect();
+            let second_phase = !revoked.is_empty();
+            if second_phase {
+                info!(group = %self.settings.group, ?revoked, "the new assignment leaves these partitions out: revoking them, then rejoining");
+                if self.hand_back(revoked, false).await.is_none() {
+                    return false;
+                }
+            }
+            let added: Vec<(String, i32)> = now.difference(&self.held).cloned().collect();
+            let committed = if added.is_empty() {
+                Ok(Ok(BTreeMap::new()))
+            } else {
+                let wanted = assignment_of(&added);
+                let fetch = self.member.committed(&wanted);
                 tokio::pin!(fetch);
                 tokio::select! {
                     r = &mut fetch => Ok(r),
@@ -226,10 +319,11 @@ impl Task {
                     // Abandoned mid-request: leave on a fresh connection.
                     self.member.reset_connection();
                     match command {
-                        Command::Close { within, reply, .. } => {
-                            self.member.leave(within).await;
-                            let _ = reply.send(Ok(()));
-                        }
+                        Command::Close {
+                            handled,
+                            within,
+                            reply,
+                        } => self.close(handled, within, reply).await,
                         other => refuse(other, self.settings.group.as_str()),
                     }
                     return false;
@@ -238,22 +332,29 @@ impl Task {
                     warn!(error = %e, "reading committed offsets failed; rejoining");
                     let _ = self.events.send(SessionEvent::Retrying(e)).await;
                     self.member.request_rejoin();
-                    self.member.revocation_done();
+                    if matches!(self.member.machine().state(), MemberState::Revoking { .. }) {
+                        // Eager: nothing of this assignment was started.
+                        self.member.revocation_done();
+                    }
                     if !self.pause(rejoin).await {
                         return false;
                     }
                     continue;
                 }
             };
-            let partitions = assignment
-                .topic_partitions()
-                .map(|(topic, partition)| AssignedPartition {
-                    topic: topic.to_owned(),
-                    partition,
-                    committed: committed
-                        .get(&(topic.to_owned(), partition))
+            let partitions = added
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let committed = committed
+                        .get(&(topic.clone(), partition))
                         .copied()
-                        .filter(|o| *o >= 0),
+                        .filter(|o| *o >= 0);
+                    self.held.insert((topic.clone(), partition));
+                    AssignedPartition {
+                        topic,
+                        partition,
+                        committed,
+                    }
                 })
                 .collect();
             let assigned = Assigned {
@@ -267,6 +368,9 @@ impl Task {
                 .is_err()
             {
                 return false;
+            }
+            if self.member.take_rejoin_after_sync() || second_phase {
+                self.member.request_rejoin();
             }
             return true;
         }
@@ -326,7 +430,9 @@ impl Task {
         );
         refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut check: Option<JoinHandle<Option<BTreeMap<String, i32>>>> = None;
-        let mut commits = Commits::default();
+        // Held here while the generation runs (the select below borrows it
+        // beside the member), back in `self` for the rebalance.
+        let mut commits = std::mem::take(&mut self.commits);
 
         let ended = loop {
             commits.start_next(&mut self.member);
@@ -392,32 +498,35 @@ impl Task {
         if let Ok(mut h) = self.shared.heartbeat.lock() {
             *h = None;
         }
+        self.commits = commits;
         if let Ended::Close {
             handled,
             within,
             reply,
         } = ended
         {
-            // Within the close's own deadline: what was asked for first,
-            // then the final commit and LeaveGroup.
-            let deadline = Instant::now() + within;
-            if tokio::time::timeout(within, commits.drain(&mut self.member))
-                .await
-                .is_err()
-            {
-                self.member.reset_connection();
-            }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            self.close(handled, remaining, reply).await;
+            self.finish_and_close(handled, within, reply).await;
             return Ended::Closed;
         }
         ended
     }
 
-    /// Announces the revocation and waits for the service's
-    /// [`Session::revoked`](super::Session::revoked); commits what it
-    /// handled unless the partitions were lost. `false` when the session
-    /// ends instead.
+    /// Within the close's own deadline: the commits asked for first, then
+    /// the final commit and LeaveGroup.
+    async fn finish_and_close(&mut self, handled: Offsets, within: Duration, reply: Reply) {
+        let deadline = Instant::now() + within;
+        if tokio::time::timeout(within, self.commits.drain(&mut self.member))
+            .await
+            .is_err()
+        {
+            self.member.reset_connection();
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.close(handled, remaining, reply).await;
+    }
+
+    /// The eager revocation (and a lost membership's): everything held
+    /// goes. `false` when the session ends instead.
     async fn revoke(&mut self) -> bool {
         let lost = self.member.revocation_pending().unwrap_or(true);
         let partitions = self
@@ -430,18 +539,29 @@ impl Task {
                     .collect()
             })
             .unwrap_or_default();
-        if self
-            .events
-            .send(SessionEvent::Revoke(Revocation { partitions, lost }))
-            .await
-            .is_err()
-        {
+        if self.hand_back(partitions, lost).await.is_none() {
             return false;
         }
+        self.member.revocation_done();
+        info!(group = %self.settings.group, lost, "partitions revoked; rejoining");
+        true
+    }
+
+    /// Announces the revocation of `partitions` and waits for the
+    /// service's [`Session::revoked`](super::Session::revoked); commits what
+    /// it handled unless the partitions were lost. `None` when the session
+    /// ends instead.
+    async fn hand_back(&mut self, partitions: Vec<(String, i32)>, lost: bool) -> Option<()> {
+        for tp in &partitions {
+            self.held.remove(tp);
+        }
+        self.events
+            .send(SessionEvent::Revoke(Revocation { partitions, lost }))
+            .await
+            .ok()?;
         loop {
-            match self.commands.recv().await {
-                None => return false,
-                Some(Command::Revoked { handled, reply }) => {
+            match self.commands.recv().await? {
+                Command::Revoked { handled, reply } => {
                     let result = if lost {
                         Ok(())
                     } else {
@@ -451,20 +571,18 @@ impl Task {
                             .await
                     };
                     let _ = reply.send(result);
-                    self.member.revocation_done();
-                    info!(group = %self.settings.group, lost, "partitions revoked; rejoining");
-                    return true;
+                    return Some(());
                 }
-                Some(Command::Close {
+                Command::Close {
                     handled,
                     within,
                     reply,
-                }) => {
+                } => {
                     self.close(if lost { Offsets::new() } else { handled }, within, reply)
                         .await;
-                    return false;
+                    return None;
                 }
-                Some(other) => refuse(other, self.settings.group.as_str()),
+                other => refuse(other, self.settings.group.as_str()),
             }
         }
     }
@@ -478,6 +596,20 @@ impl Task {
         self.member.leave(remaining).await;
         let _ = reply.send(committed);
     }
+}
+
+/// `partitions` as an assignment, grouped per topic.
+fn assignment_of(partitions: &[(String, i32)]) -> Assignment {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    Assignment::new(
+        by_topic
+            .into_iter()
+            .map(|(topic, ps)| TopicPartitions::new(topic, ps))
+            .collect(),
+    )
 }
 
 /// Answers a request that makes no sense now: a commit outside a

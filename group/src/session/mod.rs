@@ -269,14 +269,14 @@ impl Session {
         let shared = Arc::new(Shared::default());
         let session_timeout = settings.session_timeout;
         let task = tokio::spawn(
-            classic::Task {
+            classic::Task::new(
                 member,
                 settings,
                 metadata,
-                events: events_tx,
-                commands: commands_rx,
-                shared: Arc::clone(&shared),
-            }
+                events_tx,
+                commands_rx,
+                Arc::clone(&shared),
+            )
             .run(),
         );
         Self {

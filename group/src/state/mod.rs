@@ -239,6 +239,12 @@ pub struct Membership {
     /// A rejoin was requested mid-rebalance; honour it once synced (Java
     /// re-checks subscription and metadata after every rebalance).
     rejoin_after_sync: bool,
+    /// KIP-429's COOPERATIVE rebalance protocol: a rejoin keeps the
+    /// partitions (see [`Membership::owned`]) instead of revoking them all.
+    cooperative: bool,
+    /// The partitions kept through a cooperative rejoin, while not
+    /// [`Stable`](MemberState::Stable): they go into the subscription.
+    owned: Assignment,
     /// Consecutive retries per request type, for the backoff.
     attempts: Attempts,
 }
@@ -258,8 +264,30 @@ impl Membership {
             generation: Generation::none(),
             state: MemberState::Unjoined,
             rejoin_after_sync: false,
+            cooperative: false,
+            owned: Assignment::default(),
             attempts: Attempts::default(),
         }
+    }
+
+    /// The same member with KIP-429's COOPERATIVE rebalance protocol (Java
+    /// chooses it when every configured assignor supports it): a rejoin
+    /// keeps the assignment; partitions are given up only when the new
+    /// assignment leaves them out, or lost when the membership is.
+    pub fn with_cooperative(mut self, cooperative: bool) -> Self {
+        self.cooperative = cooperative;
+        self
+    }
+
+    /// Whether the member follows the COOPERATIVE rebalance protocol.
+    pub fn is_cooperative(&self) -> bool {
+        self.cooperative
+    }
+
+    /// The partitions held through a cooperative rejoin (empty when eager,
+    /// and once the new assignment arrived): Java's `ownedPartitions`.
+    pub fn owned(&self) -> &Assignment {
+        &self.owned
     }
 
     /// The group id.
@@ -299,10 +327,20 @@ impl Membership {
     /// be committed now (Java's `generationIfStable`, plus the commit Java
     /// makes in `onJoinPrepare` before revoking). Never a reset generation:
     /// Java fails such commits before sending them.
+    ///
+    /// *Deviation*: a cooperative member that still holds its partitions
+    /// before its JoinGroup is answered commits with the generation it has
+    /// (the coordinator accepts it while preparing the rebalance); Java
+    /// fails commits until the rebalance completes.
     pub fn commit_generation(&self) -> Option<&Generation> {
         match &self.state {
             MemberState::Stable { .. } | MemberState::Revoking { lost: false, .. }
                 if !self.generation.is_lost() =>
+            {
+                Some(&self.generation)
+            }
+            MemberState::Unjoined | MemberState::Joining
+                if !self.owned.partitions.is_empty() && !self.generation.is_lost() =>
             {
                 Some(&self.generation)
             }
@@ -518,7 +556,10 @@ impl Membership {
             }
         };
         self.reset_attempts(GroupApi::SyncGroup);
-        if std::mem::take(&mut self.rejoin_after_sync) {
+        self.owned = Assignment::default();
+        // Cooperative: the caller gives up what the assignment left out and
+        // rejoins ([`Membership::take_rejoin_after_sync`]).
+        if !self.cooperative && std::mem::take(&mut self.rejoin_after_sync) {
             self.state = MemberState::Revoking {
                 assignment,
                 lost: false,
@@ -528,6 +569,13 @@ impl Membership {
         }
         self.state = MemberState::Stable { assignment };
         Action::Continue
+    }
+
+    /// Whether a rejoin was requested while the last rebalance ran (a
+    /// cooperative member is Stable first and rejoins once it has revoked);
+    /// cleared by asking.
+    pub fn take_rejoin_after_sync(&mut self) -> bool {
+        std::mem::take(&mut self.rejoin_after_sync)
     }
 
     fn on_coordinator_lost(&mut self) -> Action {
@@ -549,13 +597,8 @@ impl Membership {
 
     fn on_rejoin_requested(&mut self) -> Action {
         match &mut self.state {
-            MemberState::Stable { assignment } => {
-                let assignment = std::mem::take(assignment);
-                self.state = MemberState::Revoking {
-                    assignment,
-                    lost: self.generation.is_lost(),
-                    then: AfterRevoke::Rejoin,
-                };
+            MemberState::Stable { .. } => {
+                self.give_up_or_keep();
                 Action::Rejoin {
                     reset_member_id: false,
                     reset_generation: false,
@@ -600,6 +643,27 @@ impl Membership {
         Action::Continue
     }
 
+    /// Leaves Stable for a rejoin, as Java's `onJoinPrepare`: eager, or with
+    /// the membership gone, everything is given up (revoked, or lost);
+    /// cooperative, everything is kept.
+    fn give_up_or_keep(&mut self) {
+        let MemberState::Stable { assignment } = &mut self.state else {
+            return;
+        };
+        let assignment = std::mem::take(assignment);
+        let lost = self.generation.is_lost();
+        self.state = if self.cooperative && !lost {
+            self.owned = assignment;
+            MemberState::Unjoined
+        } else {
+            MemberState::Revoking {
+                assignment,
+                lost,
+                then: AfterRevoke::Rejoin,
+            }
+        };
+    }
+
     /// Java's `maybeLeaveGroup`: only dynamic members that are in (or
     /// joining) the group with a member id send LeaveGroup; static members
     /// leave by session timeout.
@@ -612,6 +676,7 @@ impl Membership {
     /// Java's `resetGenerationOnLeaveGroup`.
     fn leave_now(&mut self) {
         self.generation = Generation::none();
+        self.owned = Assignment::default();
         self.rejoin_after_sync = false;
         self.state = MemberState::Left;
     }
@@ -666,11 +731,15 @@ impl Membership {
         }
         let reset = reset_generation || reset_member_id;
         match &mut self.state {
-            MemberState::Stable { assignment } => {
-                let assignment = std::mem::take(assignment);
+            MemberState::Stable { .. } => self.give_up_or_keep(),
+            // Java's next onJoinPrepare: what a cooperative member kept
+            // through the rejoin is lost with the generation.
+            MemberState::Unjoined | MemberState::Joining | MemberState::AwaitingSync { .. }
+                if self.generation.is_lost() && !self.owned.partitions.is_empty() =>
+            {
                 self.state = MemberState::Revoking {
-                    assignment,
-                    lost: self.generation.is_lost(),
+                    assignment: std::mem::take(&mut self.owned),
+                    lost: true,
                     then: AfterRevoke::Rejoin,
                 };
             }

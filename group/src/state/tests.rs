@@ -1548,3 +1548,87 @@ fn every_event_in_every_state_is_handled_without_panic() {
         }
     }
 }
+
+/// A cooperative member, Stable in generation 7 with `t-0`, `t-1`.
+fn cooperative_stable() -> Membership {
+    let mut m = stable().with_cooperative(true);
+    assert!(m.is_cooperative());
+    assert!(m.owned().partitions.is_empty());
+    m.handle(Event::HeartbeatOk);
+    m
+}
+
+#[test]
+fn cooperative_rejoin_keeps_the_partitions_and_may_commit_until_answered() {
+    let mut m = cooperative_stable();
+    assert_eq!(
+        m.handle(Event::HeartbeatError {
+            sent: m.generation().clone(),
+            code: REBALANCE_IN_PROGRESS,
+        }),
+        rejoin(false, false)
+    );
+    // No revocation: straight to JoinGroup, owning what it had.
+    assert_eq!(m.state(), &MemberState::Unjoined);
+    assert_eq!(m.owned(), &assignment());
+    assert_eq!(m.commit_generation(), Some(&generation(7, "m-1", Some("range"))));
+    m.handle(Event::JoinSent);
+    assert_eq!(m.commit_generation(), Some(&generation(7, "m-1", Some("range"))));
+    m.handle(join_ok("m-1", 8));
+    // Between JoinGroup and SyncGroup the coordinator refuses commits.
+    assert_eq!(m.commit_generation(), None);
+    assert_eq!(m.owned(), &assignment());
+    // A rejoin asked for meanwhile waits for the caller, who is Stable
+    // first (it revokes what the assignment left out, then rejoins).
+    m.handle(Event::RejoinRequested);
+    assert_eq!(m.handle(sync_ok()), Action::Continue);
+    assert_eq!(
+        m.state(),
+        &MemberState::Stable {
+            assignment: assignment()
+        }
+    );
+    assert!(m.owned().partitions.is_empty());
+    assert!(m.take_rejoin_after_sync());
+    assert!(!m.take_rejoin_after_sync());
+}
+
+#[test]
+fn cooperative_partitions_kept_through_a_rejoin_are_lost_with_the_generation() {
+    let mut m = cooperative_stable();
+    m.handle(Event::RejoinRequested);
+    m.handle(Event::JoinSent);
+    // The coordinator forgot us while we joined: other members may own our
+    // partitions now (Java's next onJoinPrepare: onPartitionsLost).
+    assert_eq!(
+        m.handle(Event::JoinGroupError {
+            code: UNKNOWN_MEMBER_ID,
+            member_id: String::new(),
+        }),
+        rejoin(true, true)
+    );
+    assert_eq!(m.state(), &revoking(true, AfterRevoke::Rejoin));
+    assert!(m.owned().partitions.is_empty());
+    assert_eq!(m.commit_generation(), None);
+    m.handle(Event::RevocationDone);
+    assert_eq!(m.state(), &MemberState::Unjoined);
+}
+
+#[test]
+fn cooperative_member_with_the_membership_gone_revokes_as_lost() {
+    let mut m = cooperative_stable();
+    m.handle(Event::HeartbeatError {
+        sent: m.generation().clone(),
+        code: UNKNOWN_MEMBER_ID,
+    });
+    assert_eq!(m.state(), &revoking(true, AfterRevoke::Rejoin));
+    assert!(m.owned().partitions.is_empty());
+}
+
+#[test]
+fn eager_member_still_revokes_everything_before_joining() {
+    let mut m = stable();
+    m.handle(Event::RejoinRequested);
+    assert_eq!(m.state(), &revoking(false, AfterRevoke::Rejoin));
+    assert!(m.owned().partitions.is_empty());
+}

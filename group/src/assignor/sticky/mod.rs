@@ -11,15 +11,13 @@
 //! is the older eager variant: everyone gives up everything before joining
 //! and says in its userData what it had.
 //!
-//! Only `sticky` can be chosen by name
-//! ([`assignor_by_name`](crate::assignor::assignor_by_name)): our member
-//! remembers its last assignment and generation for that userData.
-//! `cooperative-sticky` is implemented and held to Kafka's vectors, but not
-//! offered: Java's `CooperativeStickyAssignor` only works with the
-//! COOPERATIVE rebalance protocol (a member keeps its partitions through
-//! the JoinGroup, revokes what the leader left out, and rejoins), which our
-//! eager member does not implement. It is compiled for the tests and the
-//! fuzz targets only until it does.
+//! Both can be chosen by name
+//! ([`assignor_by_name`](crate::assignor::assignor_by_name)). For `sticky`
+//! our member remembers its last assignment and generation for the
+//! userData; for `cooperative-sticky` it follows the COOPERATIVE rebalance
+//! protocol when every assignor it offers supports it, as Java does (it
+//! keeps its partitions through the JoinGroup, sends them as owned
+//! partitions, revokes what the leader left out, and rejoins).
 //!
 //! Any member of a group may be its leader, Java or ours, so the result must
 //! be Kafka's for the same input, or partitions would move back and forth as
@@ -71,14 +69,12 @@ mod vectors;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use self::java::{string_hash, topic_partition_hash, JavaHashOrder};
-#[cfg(any(test, feature = "unstable-fuzzing"))]
 pub use self::user_data::cooperative_sticky_user_data;
 pub use self::user_data::sticky_user_data;
 use crate::assignor::{Assignor, GroupAssignment, MemberSubscription, ResultBuilder};
 use crate::payload::java_string_cmp;
 
 /// Name of the cooperative sticky assignor in JoinGroup protocols.
-#[cfg(any(test, feature = "unstable-fuzzing"))]
 pub const COOPERATIVE_STICKY: &str = "cooperative-sticky";
 
 /// Name of the eager sticky assignor in JoinGroup protocols.
@@ -92,12 +88,11 @@ pub const STICKY: &str = "sticky";
 /// ([`MemberSubscription::owned_partitions`], `generation_id`, and for
 /// subscriptions older than version 2 the userData of
 /// [`cooperative_sticky_user_data`]).
-#[cfg(any(test, feature = "unstable-fuzzing"))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CooperativeStickyAssignor;
 
-#[cfg(any(test, feature = "unstable-fuzzing"))]
 impl Assignor for CooperativeStickyAssignor {
+    #[cfg(any(test, feature = "unstable-fuzzing"))]
     fn name(&self) -> &'static str {
         COOPERATIVE_STICKY
     }
@@ -134,9 +129,6 @@ impl Assignor for StickyAssignor {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
-    /// Not offered yet (see the module docs): built only by tests and
-    /// fuzz targets.
-    #[cfg_attr(not(any(test, feature = "unstable-fuzzing")), allow(dead_code))]
     Cooperative,
     Eager,
 }
@@ -525,8 +517,8 @@ mod tests {
     fn looked_up_by_name() {
         let a = assignor_by_name(STICKY).expect("registered");
         assert_eq!(a.name(), "sticky");
-        // Not without KIP-429's incremental rebalance in our member.
-        assert!(assignor_by_name(COOPERATIVE_STICKY).is_none());
+        let a = assignor_by_name(COOPERATIVE_STICKY).expect("registered");
+        assert_eq!(a.name(), "cooperative-sticky");
         assert_eq!(CooperativeStickyAssignor.name(), "cooperative-sticky");
     }
 

@@ -20,7 +20,6 @@ use crate::payload::{PayloadKind, ProtocolError, SUBSCRIPTION_VERSION};
 
 /// The `cooperative-sticky` userData: the generation of the last assignment
 /// this member received, −1 before the first (Java's `DEFAULT_GENERATION`).
-#[cfg(any(test, feature = "unstable-fuzzing"))]
 pub fn cooperative_sticky_user_data(generation: i32) -> Bytes {
     Bytes::copy_from_slice(&generation.to_be_bytes())
 }
