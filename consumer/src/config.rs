@@ -49,7 +49,7 @@ mod keys {
     pub const ASSIGNORS: Key = Key::new(
         "CONSUMER_ASSIGNORS",
         Allowed::Text,
-        "partition assignors offered, in preference order: a comma-separated list of range, roundrobin, sticky",
+        "partition assignors offered, in preference order: a comma-separated list of range, roundrobin, sticky, cooperative-sticky (alone: incremental rebalances, KIP-429; listed with others: eager, the first step of a rolling upgrade)",
     )
     .flag("--assignors", "LIST")
     .default("range,roundrobin");
@@ -356,7 +356,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         return Err(src.invalid(
             keys::ASSIGNORS.env,
             "unknown assignor",
-            "a comma-separated list of range, roundrobin, sticky",
+            "a comma-separated list of range, roundrobin, sticky, cooperative-sticky",
         ));
     }
     let auto_offset_reset = src.pick(
@@ -546,11 +546,14 @@ mod tests {
         assert!(e.contains("CONSUMER_HEARTBEAT_INTERVAL_MS"), "{e}");
         let e = cfg(&[
             ("KAFKA_CONSUMER_GROUP", "g"),
-            ("CONSUMER_ASSIGNORS", "cooperative-sticky"),
+            ("CONSUMER_ASSIGNORS", "range,cooperative"),
         ])
         .expect_err("assignor")
         .to_string();
-        assert!(e.contains("range, roundrobin, sticky"), "{e}");
+        assert!(
+            e.contains("range, roundrobin, sticky, cooperative-sticky"),
+            "{e}"
+        );
         let e = cfg(&[
             ("KAFKA_CONSUMER_GROUP", "g"),
             ("CONSUMER_AUTO_OFFSET_RESET", "none"),

@@ -175,14 +175,25 @@ async fn consume(
                     status_tick.reset_immediately();
                 }
                 Some(SessionEvent::Revoke(revocation)) => {
-                    health.set_not_ready("rebalancing");
-                    in_group = false;
+                    // Readiness is this member's: while some of its
+                    // partitions keep flowing (a cooperative rebalance
+                    // revokes only those that move) it stays ready.
+                    let keeps = partitions
+                        .workers
+                        .keys()
+                        .any(|k| !revocation.partitions.contains(k));
+                    if !keeps {
+                        health.set_not_ready("rebalancing");
+                        in_group = false;
+                    }
                     if let Some(flight) = in_flight.take() {
                         flight.wait(health, &partitions).await;
                     }
                     revoke(config, &session, &mut partitions, &revocation, health).await;
                     assigned_gauge.set(partitions.workers.len() as f64);
-                    health.set_not_ready("joining the consumer group");
+                    if !keeps {
+                        health.set_not_ready("joining the consumer group");
+                    }
                 }
                 Some(SessionEvent::Retrying(e)) => {
                     metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
@@ -302,17 +313,6 @@ struct Partitions {
 impl Partitions {
     /// Starts a worker for each assigned partition not running yet.
     fn start(&mut self, config: &Config, assigned: &Assigned) {
-        let names: Vec<String> = assigned
-            .partitions
-            .iter()
-            .map(|p| format!("{}-{}", p.topic, p.partition))
-            .collect();
-        info!(
-            group = %config.group,
-            generation = assigned.generation,
-            partitions = %names.join(","),
-            "assignment received"
-        );
         let total = self.workers.len()
             + assigned
                 .partitions
@@ -360,6 +360,25 @@ impl Partitions {
             }
             self.workers.insert(key, worker);
         }
+        // Every partition held now (a cooperative rebalance assigns only
+        // the new ones and keeps the rest running).
+        let held: Vec<String> = self
+            .workers
+            .keys()
+            .map(|(topic, partition)| format!("{topic}-{partition}"))
+            .collect();
+        let added: Vec<String> = assigned
+            .partitions
+            .iter()
+            .map(|p| format!("{}-{}", p.topic, p.partition))
+            .collect();
+        info!(
+            group = %config.group,
+            generation = assigned.generation,
+            partitions = %held.join(","),
+            added = %added.join(","),
+            "assignment received"
+        );
     }
 
     /// Stops the workers of `keys` together, each within `within`; returns

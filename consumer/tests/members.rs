@@ -307,8 +307,8 @@ fn bad_configuration_exits_2_with_one_line() {
         ("CONSUMER_SESSION_TIMEOUT_MS", "5s", "whole number"),
         (
             "CONSUMER_ASSIGNORS",
-            "cooperative-sticky",
-            "range, roundrobin, sticky",
+            "cooperative",
+            "range, roundrobin, sticky, cooperative-sticky",
         ),
     ] {
         let mut cmd = Command::new(CONSUMER);
