@@ -1,0 +1,252 @@
+//! `CONSUMER_ASSIGNORS=cooperative-sticky` (KIP-429's incremental
+//! rebalance): the `consumer` binary as real group members against the real
+//! broker, and in one group with Kafka's own Java consumer using
+//! `CooperativeStickyAssignor`.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use testkit::{broker::*, process::*, services, unique};
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
+const COOPERATIVE: (&str, &str) = ("CONSUMER_ASSIGNORS", "cooperative-sticky");
+
+fn delete_topic(topic: &str) {
+    kafka_tool(&[
+        "topics",
+        "--bootstrap-server",
+        &bootstrap(),
+        "--delete",
+        "--topic",
+        topic,
+    ]);
+}
+
+/// Every `/readyz` status of `members` sampled every 100 ms until `stop`.
+fn sample_readiness(
+    members: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(String, u16, String)>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for addr in &members {
+                let (status, body) =
+                    testkit::scrape::http_probe_blocking(addr, "/readyz", Duration::from_secs(2));
+                samples.push((addr.clone(), status, body));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        samples
+    })
+}
+
+/// Two members own six partitions; a third joins while records flow. The
+/// two give up only the partitions the newcomer gets (the rest keep
+/// flowing), stay ready throughout, and no record is lost or handled twice
+/// (each revoked partition's handled offsets are committed before it moves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_member_moves_only_its_partitions_and_the_others_stay_ready() {
+    let bootstrap = bootstrap();
+    let topic = unique("coop-members");
+    let group = unique("g-coop-members");
+    create_topic(&topic, 6).await;
+
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    let sizes = |ms: &[&Member], n: usize| {
+        balanced(ms, 6)
+            && ms
+                .iter()
+                .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == n))
+    };
+    assert!(
+        wait_until(Duration::from_secs(40), || sizes(&[&a, &b], 3)),
+        "three partitions each: {:?} {:?}\n{}",
+        a.assignment(),
+        b.assignment(),
+        a.log_tail(20)
+    );
+    let before = [a.assignment().expect("a").1, b.assignment().expect("b").1];
+    services::produce(&topic, 300, "run-coop-1", "key-{seq}").await;
+    assert!(wait_until(Duration::from_secs(30), || {
+        a.records().len() + b.records().len() >= 300
+    }));
+    assert!(
+        wait_until(Duration::from_secs(10), || a.get("/readyz").0 == 200
+            && b.get("/readyz").0 == 200),
+        "both ready before the rebalance"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_readiness(vec![a.http.clone(), b.http.clone()], Arc::clone(&stop));
+    let c = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    for i in 0..6 {
+        services::produce(&topic, 50, &format!("run-coop-2-{i}"), "key-{seq}").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(40), || sizes(&[&a, &b, &c], 2)),
+        "two partitions each: {:?} {:?} {:?}",
+        a.assignment(),
+        b.assignment(),
+        c.assignment()
+    );
+    let all = [&a, &b, &c];
+    assert!(
+        wait_until(Duration::from_secs(30), || deliveries(&all).len() >= 600),
+        "{} of 600 handled",
+        deliveries(&all).len()
+    );
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().expect("sampler");
+
+    // The old members kept what they did not give to the newcomer.
+    let moved = c.assignment().expect("c").1;
+    for (m, before) in [&a, &b].into_iter().zip(&before) {
+        let after = m.assignment().expect("assigned").1;
+        assert!(after.is_subset(before), "{before:?} -> {after:?}");
+        assert!(
+            before.difference(&after).all(|p| moved.contains(p)),
+            "gave up only what the newcomer got: {before:?} -> {after:?}, newcomer {moved:?}"
+        );
+        assert!(!m.log_text().contains("\"lost\":true"));
+    }
+    // Ready on every sample: their partitions kept flowing.
+    let not_ready: Vec<_> = samples.iter().filter(|(_, s, _)| *s != 200).collect();
+    assert!(
+        !samples.is_empty() && not_ready.is_empty(),
+        "{} of {} /readyz samples not 200: {:?}",
+        not_ready.len(),
+        samples.len(),
+        not_ready.first()
+    );
+    // Nothing lost, nothing twice.
+    let delivered = deliveries(&all);
+    let twice: BTreeMap<_, _> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(delivered.len(), 600, "every record handled");
+    assert!(twice.is_empty(), "handled twice: {twice:?}");
+    eprintln!(
+        "{} readiness samples, all 200; moved {moved:?}",
+        samples.len()
+    );
+    drop((a, b, c));
+    delete_topic(&topic);
+}
+
+/// Kafka's Java consumer with `CooperativeStickyAssignor` leads the group;
+/// ours joins: Java's leader takes partitions from its own member in a
+/// first rebalance and gives them to ours in the second, which ours follows.
+/// Together they consume every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_a_cooperative_group_with_the_java_consumer() {
+    let bootstrap = bootstrap();
+    let topic = unique("coop-interop");
+    let group = unique("g-coop-interop");
+    create_topic(&topic, 4).await;
+
+    let java_out = tempfile::NamedTempFile::new().expect("tmp");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut java = Command::new(root.join("scripts/kafka-tool.sh"))
+        .args([
+            "console-consumer",
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--group",
+            &group,
+            "--consumer-property",
+            "group.protocol=classic",
+            "--consumer-property",
+            "partition.assignment.strategy=org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+            "--consumer-property",
+            "auto.offset.reset=earliest",
+            "--consumer-property",
+            "session.timeout.ms=10000",
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.offset=true",
+        ])
+        .stdout(java_out.reopen().expect("reopen"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("java console consumer");
+    let members = || {
+        kafka_tool(&[
+            "consumer-groups",
+            "--bootstrap-server",
+            &bootstrap,
+            "--describe",
+            "--group",
+            &group,
+            "--members",
+        ])
+    };
+    let rows = |out: &str, n: usize, each: &str| {
+        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with(&group)).collect();
+        rows.len() == n
+            && rows
+                .iter()
+                .all(|r| r.split_whitespace().nth(4) == Some(each))
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || rows(&members(), 1, "4")),
+        "the Java consumer alone holds the four partitions:\n{}",
+        members()
+    );
+
+    let ours = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            ours.assignment().is_some_and(|(_, p)| p.len() == 2) && rows(&members(), 2, "2")
+        }),
+        "two partitions each:\n{}\n{}",
+        members(),
+        ours.log_tail(20)
+    );
+
+    services::produce(&topic, 200, "run-coop-interop", "key-{seq}").await;
+    let java_records = || -> Vec<(i64, i64)> {
+        std::fs::read_to_string(java_out.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut fields = l.split('\t');
+                let p = fields.next()?.strip_prefix("Partition:")?.parse().ok()?;
+                let o = fields.next()?.strip_prefix("Offset:")?.parse().ok()?;
+                Some((p, o))
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ours.records().len()
+            + java_records().len()
+            >= 200),
+        "ours {} + java {}",
+        ours.records().len(),
+        java_records().len()
+    );
+    let ours_records = ours.records();
+    let java_seen = java_records();
+    let distinct: BTreeSet<(i64, i64)> = ours_records.iter().chain(&java_seen).copied().collect();
+    assert_eq!(distinct.len(), 200, "every record");
+    assert_eq!(ours_records.len() + java_seen.len(), 200, "once");
+    assert!(
+        !ours_records.is_empty() && !java_seen.is_empty(),
+        "both consumed"
+    );
+    let _ = java.kill();
+    let _ = java.wait();
+    drop(ours);
+    delete_topic(&topic);
+}
