@@ -1,7 +1,10 @@
-//! KIP-429's incremental cooperative rebalance, seen through the session
-//! API, against the real local broker: members with `cooperative-sticky`
-//! give up only the partitions that move, and the others see no
-//! revocation at all. No broker is a failure, never a skip.
+//! Rebalances seen through the session API, against the real local
+//! broker: KIP-429's incremental cooperative rebalance (members with
+//! `cooperative-sticky` give up only the partitions that move, the others
+//! see no revocation at all) and static membership (a member restarted
+//! within the session timeout causes no rebalance; a second one with the
+//! same `group.instance.id` fences the first). No broker is a failure,
+//! never a skip.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -42,19 +45,36 @@ struct Seen {
     held: BTreeSet<Tp>,
     revoked: Vec<Vec<Tp>>,
     lost: bool,
+    /// The generation of every Assigned.
+    generations: Vec<i32>,
+    fatal: Option<String>,
 }
 
 /// A member whose "service" starts and stops nothing: it only records the
 /// events and answers revocations at once.
 struct Member {
     seen: Arc<Mutex<Seen>>,
-    task: tokio::task::JoinHandle<()>,
+    /// Ends the event loop, which hands the session back.
+    stop: Arc<tokio::sync::Notify>,
+    task: tokio::task::JoinHandle<Option<Session>>,
 }
 
 impl Member {
+    /// A `cooperative-sticky` member.
     fn start(group: &str, topic: &str, partitions: i32) -> Self {
+        Self::start_with(group, topic, partitions, "cooperative-sticky", None)
+    }
+
+    fn start_with(
+        group: &str,
+        topic: &str,
+        partitions: i32,
+        assignors: &str,
+        instance: Option<&str>,
+    ) -> Self {
         let mut settings = SessionSettings::new(group, vec![topic.to_owned()]);
-        settings.assignors = vec!["cooperative-sticky".to_owned()];
+        settings.assignors = vec![assignors.to_owned()];
+        settings.group_instance_id = instance.map(str::to_owned);
         settings.session_timeout = Duration::from_secs(10);
         settings.heartbeat_interval = Duration::from_millis(300);
         settings.rebalance_timeout = Duration::from_secs(20);
@@ -75,11 +95,18 @@ impl Member {
         );
         let seen = Arc::new(Mutex::new(Seen::default()));
         let record = Arc::clone(&seen);
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = Arc::clone(&stop);
         let task = tokio::spawn(async move {
-            while let Some(event) = session.next_event().await {
+            loop {
+                let event = tokio::select! {
+                    () = stopped.notified() => return Some(session),
+                    event = session.next_event() => event?,
+                };
                 match event {
                     SessionEvent::Assigned(a) => {
                         let mut s = record.lock().expect("lock");
+                        s.generations.push(a.generation);
                         for p in a.partitions {
                             assert!(
                                 s.held.insert((p.topic, p.partition)),
@@ -99,12 +126,15 @@ impl Member {
                         session.revoked(BTreeMap::new()).await.expect("revoked");
                     }
                     SessionEvent::Retrying(e) => eprintln!("retrying: {e}"),
-                    SessionEvent::Fatal(e) => panic!("fatal: {e}"),
+                    SessionEvent::Fatal(e) => {
+                        record.lock().expect("lock").fatal = Some(e.to_string());
+                        return None;
+                    }
                     _ => {}
                 }
             }
         });
-        Self { seen, task }
+        Self { seen, stop, task }
     }
 
     fn held(&self) -> BTreeSet<Tp> {
@@ -113,6 +143,14 @@ impl Member {
 
     fn revoked(&self) -> Vec<Vec<Tp>> {
         self.seen.lock().expect("lock").revoked.clone()
+    }
+
+    fn generations(&self) -> Vec<i32> {
+        self.seen.lock().expect("lock").generations.clone()
+    }
+
+    fn fatal(&self) -> Option<String> {
+        self.seen.lock().expect("lock").fatal.clone()
     }
 }
 
@@ -210,12 +248,91 @@ async fn a_new_member_takes_partitions_from_their_owners_only() {
         assert!(!m.seen.lock().expect("lock").lost, "nothing lost");
         m.task.abort();
     }
+    delete_topic(&topic);
+}
+
+fn delete_topic(topic: &str) {
     kafka_tool(&[
         "topics",
         "--bootstrap-server",
         &bootstrap(),
         "--delete",
         "--topic",
-        &topic,
+        topic,
     ]);
+}
+
+/// Static membership (`group.instance.id`, KIP-345) with the eager `range`
+/// assignor, where any rebalance would revoke everything: a member that
+/// closes (no LeaveGroup, as Java's static members) and comes back within
+/// the session timeout gets its partitions back in the same generation,
+/// and the other member sees no Revoke. A second process with the same
+/// instance id then fences the first, which ends with FENCED_INSTANCE_ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_member_restarted_within_the_session_timeout_causes_no_rebalance() {
+    let topic = unique("static");
+    let group = unique("g-static");
+    let (id_a, id_b) = (unique("pod-a"), unique("pod-b"));
+    create_topic(&topic, 4).await;
+    let a = Member::start_with(&group, &topic, 4, "range", Some(&id_a));
+    let b = Member::start_with(&group, &topic, 4, "range", Some(&id_b));
+    let stable = |a: &Member, b: &Member| {
+        split(&[a, b], 4, vec![2, 2])
+            && a.generations().last().is_some()
+            && a.generations().last() == b.generations().last()
+    };
+    assert!(
+        eventually(Duration::from_secs(40), || stable(&a, &b)).await,
+        "two partitions each: {:?} {:?}",
+        a.held(),
+        b.held()
+    );
+    let generation = *b.generations().last().expect("assigned");
+    let held_a = a.held();
+    let revocations_b = b.revoked().len();
+
+    // Close: nothing to commit here, and no LeaveGroup (a static member).
+    a.stop.notify_one();
+    let session = a.task.await.expect("event loop").expect("session");
+    session
+        .close(BTreeMap::new(), Duration::from_secs(5))
+        .await
+        .expect("close");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = Member::start_with(&group, &topic, 4, "range", Some(&id_a));
+    assert!(
+        eventually(Duration::from_secs(20), || again.held() == held_a).await,
+        "the restarted member got its partitions back: {:?}, had {held_a:?}",
+        again.held()
+    );
+    assert_eq!(
+        again.generations(),
+        vec![generation],
+        "no new generation: the coordinator handed back the assignment"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        b.revoked().len(),
+        revocations_b,
+        "the other member saw no Revoke"
+    );
+    assert_eq!(b.generations().last(), Some(&generation));
+
+    // The same instance id twice: the newer one replaces the older, which
+    // is fenced on its next heartbeat and stops with a clear error.
+    let twin = Member::start_with(&group, &topic, 4, "range", Some(&id_a));
+    assert!(
+        eventually(Duration::from_secs(20), || again.fatal().is_some()).await,
+        "the older instance was fenced"
+    );
+    let fatal = again.fatal().expect("fatal");
+    assert!(
+        fatal.contains("FENCED_INSTANCE_ID") && fatal.contains(&group),
+        "{fatal}"
+    );
+    assert!(twin.fatal().is_none());
+    for m in [&b, &again, &twin] {
+        m.task.abort();
+    }
+    delete_topic(&topic);
 }
