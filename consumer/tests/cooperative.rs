@@ -250,3 +250,92 @@ async fn shares_a_cooperative_group_with_the_java_consumer() {
     drop(ours);
     delete_topic(&topic);
 }
+
+/// The upgrade from an eager assignor to `cooperative-sticky` by rolling
+/// restarts, as Java documents it: first every member offers both (the
+/// rebalance protocol stays EAGER while an eager assignor is listed), then
+/// only `cooperative-sticky`. Records flow between the steps; none is lost
+/// or handled twice, and the group ends on `cooperative-sticky`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrade_from_range_to_cooperative_sticky() {
+    let bootstrap = bootstrap();
+    let topic = unique("coop-upgrade");
+    let group = unique("g-coop-upgrade");
+    create_topic(&topic, 4).await;
+    let start = |assignors: &str| {
+        Member::start(
+            CONSUMER,
+            &topic,
+            &group,
+            &bootstrap,
+            &[("CONSUMER_ASSIGNORS", assignors)],
+        )
+    };
+    let two_each = |ms: [&Member; 2]| {
+        balanced(&ms, 4)
+            && ms
+                .iter()
+                .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == 2))
+    };
+    let mut slots = [start("range"), start("range")];
+    let mut retired: Vec<Member> = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(40), || two_each([&slots[0], &slots[1]])),
+        "range: two partitions each"
+    );
+    services::produce(&topic, 100, "run-upgrade-0", "key-{seq}").await;
+    let mut produced = 100;
+    for (step, assignors) in ["range,cooperative-sticky", "cooperative-sticky"]
+        .into_iter()
+        .enumerate()
+    {
+        for slot in 0..2 {
+            let mut old = std::mem::replace(&mut slots[slot], start(assignors));
+            old.sigterm();
+            assert_eq!(
+                old.wait_exit(Duration::from_secs(8)),
+                Some(0),
+                "clean exit:\n{}",
+                old.log_tail(10)
+            );
+            retired.push(old);
+            assert!(
+                wait_until(Duration::from_secs(40), || two_each([&slots[0], &slots[1]])),
+                "{assignors}: two partitions each: {:?} {:?}\n{}",
+                slots[0].assignment(),
+                slots[1].assignment(),
+                slots[slot].log_tail(10)
+            );
+            services::produce(
+                &topic,
+                100,
+                &format!("run-upgrade-{step}-{slot}"),
+                "key-{seq}",
+            )
+            .await;
+            produced += 100;
+        }
+    }
+    let all: Vec<&Member> = slots.iter().chain(&retired).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || deliveries(&all).len()
+            >= produced),
+        "{} of {produced} handled",
+        deliveries(&all).len()
+    );
+    let delivered = deliveries(&all);
+    let twice: BTreeMap<_, _> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!(delivered.len(), produced, "every record handled");
+    assert!(twice.is_empty(), "handled twice: {twice:?}");
+    for m in &slots {
+        let protocol = m
+            .lines()
+            .into_iter()
+            .rfind(|v| v["message"] == "joined group")
+            .map(|v| v["protocol"].as_str().unwrap_or_default().to_owned());
+        assert_eq!(protocol.as_deref(), Some("cooperative-sticky"));
+    }
+    drop(all);
+    drop((slots, retired));
+    delete_topic(&topic);
+}
