@@ -5,8 +5,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::Path,
-    process::{Command, Stdio},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -18,17 +16,6 @@ use testkit::{broker::*, process::*, services, unique};
 
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 const COOPERATIVE: (&str, &str) = ("CONSUMER_ASSIGNORS", "cooperative-sticky");
-
-fn delete_topic(topic: &str) {
-    kafka_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--delete",
-        "--topic",
-        topic,
-    ]);
-}
 
 /// Every `/readyz` status of `members` sampled every 100 ms until `stop`.
 fn sample_readiness(
@@ -153,54 +140,21 @@ async fn shares_a_cooperative_group_with_the_java_consumer() {
     let group = unique("g-coop-interop");
     create_topic(&topic, 4).await;
 
-    let java_out = tempfile::NamedTempFile::new().expect("tmp");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut java = Command::new(root.join("scripts/kafka-tool.sh"))
-        .args([
-            "console-consumer",
-            "--bootstrap-server",
-            &bootstrap,
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--consumer-property",
-            "group.protocol=classic",
-            "--consumer-property",
-            "partition.assignment.strategy=org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
-            "--consumer-property",
-            "auto.offset.reset=earliest",
-            "--consumer-property",
-            "session.timeout.ms=10000",
-            "--property",
-            "print.partition=true",
-            "--property",
-            "print.offset=true",
-        ])
-        .stdout(java_out.reopen().expect("reopen"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("java console consumer");
-    let members = || {
-        kafka_tool(&[
-            "consumer-groups",
-            "--bootstrap-server",
-            &bootstrap,
-            "--describe",
-            "--group",
-            &group,
-            "--members",
-        ])
-    };
-    let rows = |out: &str, n: usize, each: &str| {
-        let rows: Vec<&str> = out.lines().filter(|l| l.starts_with(&group)).collect();
-        rows.len() == n
-            && rows
-                .iter()
-                .all(|r| r.split_whitespace().nth(4) == Some(each))
-    };
+    let java = JavaConsumer::start(
+        &bootstrap,
+        &topic,
+        &group,
+        "CooperativeStickyAssignor",
+        &["session.timeout.ms=10000"],
+    );
+    let members = || describe_members(&bootstrap, &group);
     assert!(
-        wait_until(Duration::from_secs(60), || rows(&members(), 1, "4")),
+        wait_until(Duration::from_secs(60), || members_hold(
+            &members(),
+            &group,
+            1,
+            4
+        )),
         "the Java consumer alone holds the four partitions:\n{}",
         members()
     );
@@ -208,7 +162,8 @@ async fn shares_a_cooperative_group_with_the_java_consumer() {
     let ours = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
     assert!(
         wait_until(Duration::from_secs(60), || {
-            ours.assignment().is_some_and(|(_, p)| p.len() == 2) && rows(&members(), 2, "2")
+            ours.assignment().is_some_and(|(_, p)| p.len() == 2)
+                && members_hold(&members(), &group, 2, 2)
         }),
         "two partitions each:\n{}\n{}",
         members(),
@@ -216,18 +171,7 @@ async fn shares_a_cooperative_group_with_the_java_consumer() {
     );
 
     services::produce(&topic, 200, "run-coop-interop", "key-{seq}").await;
-    let java_records = || -> Vec<(i64, i64)> {
-        std::fs::read_to_string(java_out.path())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let mut fields = l.split('\t');
-                let p = fields.next()?.strip_prefix("Partition:")?.parse().ok()?;
-                let o = fields.next()?.strip_prefix("Offset:")?.parse().ok()?;
-                Some((p, o))
-            })
-            .collect()
-    };
+    let java_records = || java.records();
     assert!(
         wait_until(Duration::from_secs(30), || ours.records().len()
             + java_records().len()
@@ -245,9 +189,7 @@ async fn shares_a_cooperative_group_with_the_java_consumer() {
         !ours_records.is_empty() && !java_seen.is_empty(),
         "both consumed"
     );
-    let _ = java.kill();
-    let _ = java.wait();
-    drop(ours);
+    drop((java, ours));
     delete_topic(&topic);
 }
 

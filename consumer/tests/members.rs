@@ -3,8 +3,7 @@
 
 use std::{
     collections::BTreeSet,
-    path::Path,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -115,53 +114,13 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
 
     let ours = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     // Kafka's own Java consumer, classic protocol, range assignor (which we offer too).
-    let java_out = tempfile::NamedTempFile::new().expect("tmp");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut java = Command::new(root.join("scripts/kafka-tool.sh"))
-        .args([
-            "console-consumer",
-            "--bootstrap-server",
-            &bootstrap,
-            "--topic",
-            &topic,
-            "--group",
-            &group,
-            "--consumer-property",
-            "group.protocol=classic",
-            "--consumer-property",
-            "partition.assignment.strategy=org.apache.kafka.clients.consumer.RangeAssignor",
-            "--consumer-property",
-            "auto.offset.reset=earliest",
-            "--property",
-            "print.partition=true",
-            "--property",
-            "print.offset=true",
-        ])
-        .stdout(java_out.reopen().expect("reopen"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("java console consumer");
+    let java = JavaConsumer::start(&bootstrap, &topic, &group, "RangeAssignor", &[]);
 
     // Both members in one generation, partitions split between them.
-    let members_line = || {
-        kafka_tool(&[
-            "consumer-groups",
-            "--bootstrap-server",
-            &bootstrap,
-            "--describe",
-            "--group",
-            &group,
-            "--members",
-        ])
-    };
+    let members_line = || describe_members(&bootstrap, &group);
     assert!(
         wait_until(Duration::from_secs(60), || {
-            let out = members_line();
-            let rows: Vec<&str> = out.lines().filter(|l| l.starts_with(&group)).collect();
-            rows.len() == 2
-                && rows
-                    .iter()
-                    .all(|r| r.split_whitespace().nth(4) == Some("2"))
+            members_hold(&members_line(), &group, 2, 2)
                 && ours.assignment().is_some_and(|(_, p)| p.len() == 2)
         }),
         "two members with two partitions each:\n{}",
@@ -174,13 +133,7 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
     );
 
     produce(&topic, 200, "run-interop").await;
-    let java_records = || {
-        std::fs::read_to_string(java_out.path())
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with("Partition:"))
-            .count()
-    };
+    let java_records = || java.records().len();
     assert!(
         wait_until(Duration::from_secs(30), || ours.records().len()
             + java_records()
@@ -222,8 +175,7 @@ async fn shares_a_group_with_the_java_console_consumer_and_shows_in_kafka_tools(
         "lag 0 everywhere:\n{}",
         describe()
     );
-    let _ = java.kill();
-    let _ = java.wait();
+    drop(java);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use kafka_group::{
     ConnectionConfig,
 };
 use testkit::{
-    broker::{bootstrap, create_topic, kafka_tool},
+    broker::{bootstrap, create_topic, delete_topic},
     unique,
 };
 
@@ -249,17 +249,6 @@ async fn a_new_member_takes_partitions_from_their_owners_only() {
         m.task.abort();
     }
     delete_topic(&topic);
-}
-
-fn delete_topic(topic: &str) {
-    kafka_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--delete",
-        "--topic",
-        topic,
-    ]);
 }
 
 /// Static membership (`group.instance.id`, KIP-345) with the eager `range`

@@ -194,6 +194,119 @@ pub fn kafka_tool(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Deletes `topic` on the shared broker (Kafka's own tool), so a test leaves
+/// no topic behind.
+pub fn delete_topic(topic: &str) {
+    kafka_tool(&[
+        "topics",
+        "--bootstrap-server",
+        &bootstrap(),
+        "--delete",
+        "--topic",
+        topic,
+    ]);
+}
+
+/// `kafka-consumer-groups --describe --members` of `group`: one row per
+/// member, its column 5 the number of partitions it holds.
+pub fn describe_members(bootstrap: &str, group: &str) -> String {
+    kafka_tool(&[
+        "consumer-groups",
+        "--bootstrap-server",
+        bootstrap,
+        "--describe",
+        "--group",
+        group,
+        "--members",
+    ])
+}
+
+/// Whether [`describe_members`]' answer lists `n` members of `group`,
+/// each holding `each` partitions.
+pub fn members_hold(described: &str, group: &str, n: usize, each: usize) -> bool {
+    let each = each.to_string();
+    let rows: Vec<&str> = described.lines().filter(|l| l.starts_with(group)).collect();
+    rows.len() == n
+        && rows
+            .iter()
+            .all(|r| r.split_whitespace().nth(4) == Some(each.as_str()))
+}
+
+/// Kafka's own Java consumer (`kafka-console-consumer`, classic protocol)
+/// as a member of `group` with the assignor class `assignor`, printing
+/// partition and offset of each record to a file. Killed on drop.
+#[derive(Debug)]
+pub struct JavaConsumer {
+    child: std::process::Child,
+    out: tempfile::NamedTempFile,
+}
+
+impl JavaConsumer {
+    /// Starts it from the earliest offset (when the group has none), with
+    /// `extra` consumer properties (`key=value`).
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        assignor: &str,
+        extra: &[&str],
+    ) -> Self {
+        let out = tempfile::NamedTempFile::new().expect("tmp");
+        let strategy =
+            format!("partition.assignment.strategy=org.apache.kafka.clients.consumer.{assignor}");
+        let mut args = vec![
+            "console-consumer",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--consumer-property",
+            "group.protocol=classic",
+            "--consumer-property",
+            &strategy,
+            "--consumer-property",
+            "auto.offset.reset=earliest",
+            "--property",
+            "print.partition=true",
+            "--property",
+            "print.offset=true",
+        ];
+        for property in extra {
+            args.extend(["--consumer-property", property]);
+        }
+        let child = Command::new(repo_root().join("scripts/kafka-tool.sh"))
+            .args(&args)
+            .stdout(out.reopen().expect("reopen"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("java console consumer");
+        Self { child, out }
+    }
+
+    /// (partition, offset) of every record it printed so far.
+    pub fn records(&self) -> Vec<(i64, i64)> {
+        std::fs::read_to_string(self.out.path())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut fields = l.split('\t');
+                let p = fields.next()?.strip_prefix("Partition:")?.parse().ok()?;
+                let o = fields.next()?.strip_prefix("Offset:")?.parse().ok()?;
+                Some((p, o))
+            })
+            .collect()
+    }
+}
+
+impl Drop for JavaConsumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A topic of demo records as Kafka's own console consumer reads it back.
 #[derive(Debug, Default)]
 pub struct ReadBack {
