@@ -22,8 +22,11 @@
 //!
 //! # One API, two protocols
 //!
-//! The classic protocol ([`Session::start`]) is eager: every rebalance
-//! revokes every partition, then assigns the new set. KIP-848's
+//! The classic protocol ([`Session::start`]) is eager with `range`,
+//! `roundrobin` and `sticky`: every rebalance revokes every partition, then
+//! assigns the new set. With `cooperative-sticky` alone it follows KIP-429:
+//! the service keeps its partitions through the rebalance, is told to
+//! revoke only those assigned away, and is assigned only new ones. KIP-848's
 //! `ConsumerGroupHeartbeat` member reconciles incrementally: the
 //! coordinator sends a target assignment, the member revokes what it no
 //! longer owns, acknowledges in the next heartbeat, then gets the new
