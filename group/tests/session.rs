@@ -33,6 +33,10 @@ impl TopicMetadata for TwoPartitions {
 }
 
 fn start(fake: &FakeCoordinator) -> Session {
+    start_with(fake, "range")
+}
+
+fn start_with(fake: &FakeCoordinator, assignors: &str) -> Session {
     let connection = ConnectionConfig::new(
         "session-test",
         SecurityProtocol::Plaintext,
@@ -48,6 +52,7 @@ fn start(fake: &FakeCoordinator) -> Session {
     settings.retry_backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(10));
     settings.rejoin_backoff = settings.retry_backoff;
     settings.metadata_refresh = Duration::from_secs(60);
+    settings.assignors = assignors.split(',').map(str::to_owned).collect();
     Session::start(
         settings,
         connection,
@@ -214,6 +219,121 @@ async fn lost_partitions_are_not_committed() {
         "lost partitions are not committed"
     );
     assert_eq!(fake.join_ids(), ["", ""], "rejoined as a new member");
+}
+
+/// `cooperative-sticky` (KIP-429): the rebalance revokes nothing up front;
+/// the new assignment leaves `t-1` out, so only `t-1` is revoked (its
+/// handled offset committed in the new generation), nothing new is
+/// assigned, and the member rejoins at once for the second phase.
+#[tokio::test]
+async fn a_cooperative_rebalance_revokes_only_what_the_assignment_leaves_out() {
+    let fake = FakeCoordinator::start().await;
+    let first = Assignment::new(vec![TopicPartitions::new("t", vec![0])]);
+    fake.script(Api::Join, [joined(1), joined(2), joined(3)]);
+    fake.script(
+        Api::Sync,
+        [
+            Reply::Assigned(both()),
+            Reply::Assigned(first.clone()),
+            Reply::Assigned(first),
+        ],
+    );
+    fake.script(Api::Fetch, [Reply::Offsets(vec![(("t", 0), 7)])]);
+    fake.script(Api::Commit, [code_none(), code_none()]);
+    fake.script(
+        Api::Heartbeat,
+        std::iter::once(code(ResponseError::RebalanceInProgress))
+            .chain(std::iter::repeat_with(code_none).take(100)),
+    );
+    fake.script(Api::Leave, [code_none()]);
+    let mut session = start_with(&fake, "cooperative-sticky");
+
+    let SessionEvent::Assigned(assigned) = next(&mut session).await else {
+        panic!("assigned first");
+    };
+    assert_eq!(assigned.partitions.len(), 2);
+    let SessionEvent::Revoke(revocation) = next(&mut session).await else {
+        panic!("revoke what the assignment left out");
+    };
+    assert!(!revocation.lost);
+    assert_eq!(revocation.partitions, [("t".to_owned(), 1)], "only t-1");
+    timeout(LIMIT, session.revoked(offsets(&[(1, 5)])))
+        .await
+        .expect("in time")
+        .expect("committed before giving up");
+    for generation in [2, 3] {
+        let SessionEvent::Assigned(assigned) = next(&mut session).await else {
+            panic!("assigned in generation {generation}");
+        };
+        assert_eq!(assigned.generation, generation);
+        assert!(assigned.partitions.is_empty(), "t-0 kept, nothing new");
+    }
+    timeout(LIMIT, session.close(offsets(&[(0, 9)]), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
+
+    let commits: Vec<_> = fake
+        .sent(Api::Commit)
+        .into_iter()
+        .map(|s| (s.generation_id, s.offsets))
+        .collect();
+    assert_eq!(
+        commits,
+        [(2, offsets(&[(1, 5)])), (3, offsets(&[(0, 9)]))],
+        "the revoked partition committed in the generation that took it away"
+    );
+    assert_eq!(
+        fake.sent(Api::Fetch).len(),
+        1,
+        "no offsets read for kept partitions"
+    );
+    assert_eq!(fake.join_ids(), ["", "m-1", "m-1"]);
+}
+
+/// A cooperative member keeps its partitions into the JoinGroup; when the
+/// coordinator answers that it forgot the member, those partitions are
+/// lost (another member may own them): revoked as lost, nothing committed,
+/// before it joins again as a new member.
+#[tokio::test]
+async fn a_cooperative_member_forgotten_mid_join_revokes_its_partitions_as_lost() {
+    let fake = FakeCoordinator::start().await;
+    fake.script(
+        Api::Join,
+        [joined(1), code(ResponseError::UnknownMemberId), joined(2)],
+    );
+    fake.script(
+        Api::Sync,
+        [Reply::Assigned(both()), Reply::Assigned(both())],
+    );
+    fake.script(Api::Fetch, [Reply::Offsets(vec![]), Reply::Offsets(vec![])]);
+    fake.script(
+        Api::Heartbeat,
+        std::iter::once(code(ResponseError::RebalanceInProgress))
+            .chain(std::iter::repeat_with(code_none).take(100)),
+    );
+    let mut session = start_with(&fake, "cooperative-sticky");
+
+    assert!(matches!(
+        next(&mut session).await,
+        SessionEvent::Assigned(_)
+    ));
+    let SessionEvent::Revoke(revocation) = next(&mut session).await else {
+        panic!("revoke");
+    };
+    assert!(revocation.lost, "UNKNOWN_MEMBER_ID mid-join: lost");
+    assert_eq!(revocation.partitions.len(), 2);
+    timeout(LIMIT, session.revoked(offsets(&[(0, 99)])))
+        .await
+        .expect("in time")
+        .expect("nothing to commit");
+    let SessionEvent::Assigned(again) = next(&mut session).await else {
+        panic!("assigned again");
+    };
+    assert_eq!(again.generation, 2);
+    assert_eq!(again.partitions.len(), 2, "started afresh");
+    assert!(fake.sent(Api::Commit).is_empty(), "nothing committed");
+    assert_eq!(fake.join_ids(), ["", "m-1", ""], "rejoined as a new member");
 }
 
 fn code_none() -> Reply {
