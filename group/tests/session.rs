@@ -336,6 +336,56 @@ async fn a_cooperative_member_forgotten_mid_join_revokes_its_partitions_as_lost(
     assert_eq!(fake.join_ids(), ["", "m-1", ""], "rejoined as a new member");
 }
 
+/// A cooperative member keeps consuming while its JoinGroup is pending: a
+/// commit asked for meanwhile waits, and a close then commits it and the
+/// final offsets with the generation the member still holds, and leaves.
+#[tokio::test]
+async fn a_cooperative_member_closed_mid_join_commits_what_it_kept() {
+    let fake = FakeCoordinator::start().await;
+    fake.script(Api::Join, [joined(1), Reply::Hang]);
+    fake.script(Api::Sync, [Reply::Assigned(both())]);
+    fake.script(Api::Fetch, [Reply::Offsets(vec![])]);
+    fake.script(Api::Commit, [code_none(), code_none()]);
+    fake.script(Api::Heartbeat, [code(ResponseError::RebalanceInProgress)]);
+    fake.script(Api::Leave, [code_none()]);
+    let mut session = start_with(&fake, "cooperative-sticky");
+    assert!(matches!(
+        next(&mut session).await,
+        SessionEvent::Assigned(_)
+    ));
+    timeout(LIMIT, async {
+        while fake.join_ids().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the second JoinGroup went out");
+    let pending = session.commit(offsets(&[(0, 4)]), LIMIT);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        fake.sent(Api::Commit).is_empty(),
+        "the commit waits for the rebalance"
+    );
+    timeout(LIMIT, session.close(offsets(&[(0, 5), (1, 6)]), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
+    timeout(LIMIT, pending)
+        .await
+        .expect("in time")
+        .expect("the waiting commit went out");
+    let commits: Vec<_> = fake
+        .sent(Api::Commit)
+        .into_iter()
+        .map(|s| (s.generation_id, s.offsets))
+        .collect();
+    assert_eq!(
+        commits,
+        [(1, offsets(&[(0, 4)])), (1, offsets(&[(0, 5), (1, 6)]))]
+    );
+    assert_eq!(fake.sent(Api::Leave).len(), 1);
+}
+
 fn code_none() -> Reply {
     Reply::Code(KafkaCode::NONE)
 }

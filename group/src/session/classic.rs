@@ -229,18 +229,12 @@ impl Task {
                             Some(close) => Err(close),
                             None => Ok(r),
                         },
-                        Some(command) = self.commands.recv(), if closing.is_none() => match command {
-                            Command::Close { handled, within, reply } => {
-                                closing = Some((handled, within, reply));
+                        Some(command) = self.commands.recv(), if closing.is_none() => {
+                            closing = between_generations(command, &mut self.commits, cooperative, &self.settings.group);
+                            if closing.is_some() {
                                 cancel.cancel();
                             }
-                            // The partitions are still ours: their commits go
-                            // out once the rebalance is through.
-                            Command::Commit { offsets, within, reply } if cooperative => {
-                                self.commits.push(&offsets, within, reply);
-                            }
-                            other => refuse(other, self.settings.group.as_str()),
-                        },
+                        }
                     }
                 }
             };
@@ -383,15 +377,18 @@ impl Task {
         loop {
             tokio::select! {
                 () = &mut wait => return true,
-                command = self.commands.recv() => match command {
-                    None => return false,
-                    Some(Command::Close { within, reply, .. }) => {
-                        self.member.leave(within).await;
-                        let _ = reply.send(Ok(()));
+                command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        return false;
+                    };
+                    let cooperative = self.member.machine().is_cooperative();
+                    if let Some((handled, within, reply)) =
+                        between_generations(command, &mut self.commits, cooperative, &self.settings.group)
+                    {
+                        self.finish_and_close(handled, within, reply).await;
                         return false;
                     }
-                    Some(other) => refuse(other, self.settings.group.as_str()),
-                },
+                }
             }
         }
     }
@@ -610,6 +607,36 @@ fn assignment_of(partitions: &[(String, i32)]) -> Assignment {
             .map(|(topic, ps)| TopicPartitions::new(topic, ps))
             .collect(),
     )
+}
+
+/// A command while no generation runs (joining, or waiting to join again):
+/// a cooperative member still owns its partitions, so its commits wait for
+/// the next generation; a close is handed back to the caller.
+fn between_generations(
+    command: Command,
+    commits: &mut Commits,
+    cooperative: bool,
+    group: &str,
+) -> Option<(Offsets, Duration, Reply)> {
+    match command {
+        Command::Close {
+            handled,
+            within,
+            reply,
+        } => Some((handled, within, reply)),
+        Command::Commit {
+            offsets,
+            within,
+            reply,
+        } if cooperative => {
+            commits.push(&offsets, within, reply);
+            None
+        }
+        other => {
+            refuse(other, group);
+            None
+        }
+    }
 }
 
 /// Answers a request that makes no sense now: a commit outside a
