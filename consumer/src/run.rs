@@ -537,12 +537,15 @@ async fn drain(
     info!(group = %config.group, partitions = partitions.workers.len(), "shutdown: draining, committing and leaving the group");
     let deadline = Instant::now() + config.drain_timeout;
     let work = async {
+        let handled = partitions.stop_all(config.drain_timeout / 2).await;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // The session sends a commit still on its way before the final one,
+        // so it is not awaited first: a cooperative member's may be waiting
+        // for a rebalance to end, which a member shutting down need not.
+        let committed = session.close(handled.clone(), remaining).await;
         if let Some(flight) = in_flight {
             flight.wait(health, &partitions).await;
         }
-        let handled = partitions.stop_all(config.drain_timeout / 2).await;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let committed = session.close(handled.clone(), remaining).await;
         if committed.is_ok() && !handled.is_empty() {
             record_commit(&handled);
             info!(group = %config.group, partitions = handled.len(), "final offsets committed");

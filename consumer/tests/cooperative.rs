@@ -281,3 +281,64 @@ async fn rolling_upgrade_from_range_to_cooperative_sticky() {
     drop((slots, retired));
     delete_topic(&topic);
 }
+
+/// `kill -SIG pid`.
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// SIGTERM while a cooperative rebalance cannot finish (a frozen member
+/// holds it up): the member still owns its partitions and keeps consuming,
+/// its periodic commit waits for the rebalance, and the shutdown does not
+/// wait for that: it commits what was handled with the generation it holds,
+/// leaves and exits 0 within the drain timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_cooperative_rebalance_commits_and_exits_cleanly() {
+    let bootstrap = bootstrap();
+    let topic = unique("coop-sigterm");
+    let group = unique("g-coop-sigterm");
+    create_topic(&topic, 4).await;
+    let env = [COOPERATIVE, ("CONSUMER_MAX_POLL_INTERVAL_MS", "30000")];
+    let mut a = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
+    let mut b = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
+    assert!(
+        wait_until(Duration::from_secs(40), || balanced(&[&a, &b], 4)),
+        "two members: {:?} {:?}",
+        a.assignment(),
+        b.assignment()
+    );
+    // b stops answering: the next rebalance waits for it (its session
+    // timeout is 10 s).
+    signal(b.child.id(), "-STOP");
+    let c = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    services::produce(&topic, 100, "run-coop-sigterm", "key-{seq}").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || !a.records().is_empty()),
+        "a keeps consuming its partitions during the rebalance"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        c.assignment().is_none(),
+        "the rebalance is still under way:\n{}",
+        c.log_tail(10)
+    );
+    a.sigterm();
+    let code = a.wait_exit(Duration::from_secs(8));
+    let log = a.log_text();
+    assert_eq!(code, Some(0), "clean exit:\n{}", a.log_tail(15));
+    assert!(
+        log.contains("final offsets committed"),
+        "{}",
+        a.log_tail(15)
+    );
+    signal(b.child.id(), "-CONT");
+    b.kill9();
+    drop(c);
+    delete_topic(&topic);
+}
