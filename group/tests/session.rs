@@ -85,6 +85,14 @@ async fn next(session: &mut Session) -> SessionEvent {
         .expect("the session goes on")
 }
 
+/// (generation, offsets) of every OffsetCommit the fake received.
+fn commits(fake: &FakeCoordinator) -> Vec<(i32, Offsets)> {
+    fake.sent(Api::Commit)
+        .into_iter()
+        .map(|s| (s.generation_id, s.offsets))
+        .collect()
+}
+
 fn offsets(pairs: &[(i32, i64)]) -> Offsets {
     pairs
         .iter()
@@ -161,13 +169,8 @@ async fn a_rebalance_revokes_commits_what_was_handled_and_assigns_again() {
         .expect("in time")
         .expect("closed");
 
-    let commits: Vec<_> = fake
-        .sent(Api::Commit)
-        .into_iter()
-        .map(|s| (s.generation_id, s.offsets))
-        .collect();
     assert_eq!(
-        commits,
+        commits(&fake),
         [
             (1, offsets(&[(0, 10)])),
             (1, offsets(&[(0, 12), (1, 3)])),
@@ -273,13 +276,8 @@ async fn a_cooperative_rebalance_revokes_only_what_the_assignment_leaves_out() {
         .expect("in time")
         .expect("closed");
 
-    let commits: Vec<_> = fake
-        .sent(Api::Commit)
-        .into_iter()
-        .map(|s| (s.generation_id, s.offsets))
-        .collect();
     assert_eq!(
-        commits,
+        commits(&fake),
         [(2, offsets(&[(1, 5)])), (3, offsets(&[(0, 9)]))],
         "the revoked partition committed in the generation that took it away"
     );
@@ -374,13 +372,8 @@ async fn a_cooperative_member_closed_mid_join_commits_what_it_kept() {
         .await
         .expect("in time")
         .expect("the waiting commit went out");
-    let commits: Vec<_> = fake
-        .sent(Api::Commit)
-        .into_iter()
-        .map(|s| (s.generation_id, s.offsets))
-        .collect();
     assert_eq!(
-        commits,
+        commits(&fake),
         [(1, offsets(&[(0, 4)])), (1, offsets(&[(0, 5), (1, 6)]))]
     );
     assert_eq!(fake.sent(Api::Leave).len(), 1);
