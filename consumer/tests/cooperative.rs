@@ -303,7 +303,13 @@ async fn sigterm_during_a_cooperative_rebalance_commits_and_exits_cleanly() {
     let topic = unique("coop-sigterm");
     let group = unique("g-coop-sigterm");
     create_topic(&topic, 4).await;
-    let env = [COOPERATIVE, ("CONSUMER_MAX_POLL_INTERVAL_MS", "30000")];
+    // A long session and rebalance timeout: the rebalance stays stuck on
+    // the frozen member for as long as the test needs, even on a busy machine.
+    let env = [
+        COOPERATIVE,
+        ("CONSUMER_MAX_POLL_INTERVAL_MS", "60000"),
+        ("CONSUMER_SESSION_TIMEOUT_MS", "30000"),
+    ];
     let mut a = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
     let mut b = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
     assert!(
@@ -312,8 +318,7 @@ async fn sigterm_during_a_cooperative_rebalance_commits_and_exits_cleanly() {
         a.assignment(),
         b.assignment()
     );
-    // b stops answering: the next rebalance waits for it (its session
-    // timeout is 10 s).
+    // b stops answering: the next rebalance waits for it.
     signal(b.child.id(), "-STOP");
     let c = Member::start(CONSUMER, &topic, &group, &bootstrap, &env);
     tokio::time::sleep(Duration::from_secs(2)).await;
