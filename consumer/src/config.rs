@@ -9,6 +9,7 @@ use common::{
     kafka::KafkaSettings,
     keys::{self as common_keys, Key, ServiceKeys},
 };
+use kafka_group::session::GroupProtocol;
 
 /// What `consumer --help` says first.
 const ABOUT: &str = "A Kafka consumer-group member: replicas with the same \
@@ -53,6 +54,22 @@ mod keys {
     )
     .flag("--assignors", "LIST")
     .default("range,roundrobin");
+    /// `CONSUMER_GROUP_PROTOCOL`.
+    pub const GROUP_PROTOCOL: Key = Key::new(
+        "CONSUMER_GROUP_PROTOCOL",
+        Allowed::Choice(&["classic", "consumer"]),
+        "group protocol (Java's group.protocol): classic (JoinGroup, every broker) or consumer (KIP-848, Kafka 4.0+)",
+    )
+    .flag("--group-protocol", "classic|consumer")
+    .default_doc("consumer when the coordinator offers ConsumerGroupHeartbeat, else classic");
+    /// `CONSUMER_GROUP_REMOTE_ASSIGNOR`.
+    pub const GROUP_REMOTE_ASSIGNOR: Key = Key::new(
+        "CONSUMER_GROUP_REMOTE_ASSIGNOR",
+        Allowed::Choice(&["uniform", "range"]),
+        "the broker-side assignor of the consumer protocol (Java's group.remote.assignor)",
+    )
+    .flag("--group-remote-assignor", "uniform|range")
+    .default_doc("the broker's default");
     /// `CONSUMER_AUTO_OFFSET_RESET`.
     pub const AUTO_OFFSET_RESET: Key = Key::new(
         "CONSUMER_AUTO_OFFSET_RESET",
@@ -220,6 +237,8 @@ pub const KEYS: &[Key] = &[
     keys::GROUP,
     keys::GROUP_INSTANCE_ID,
     keys::ASSIGNORS,
+    keys::GROUP_PROTOCOL,
+    keys::GROUP_REMOTE_ASSIGNOR,
     keys::AUTO_OFFSET_RESET,
     keys::SESSION_TIMEOUT_MS,
     keys::HEARTBEAT_INTERVAL_MS,
@@ -270,6 +289,10 @@ pub struct Config {
     pub group_instance_id: Option<String>,
     /// Assignor names in preference order.
     pub assignors: Vec<String>,
+    /// The group protocol (`Auto` when unset).
+    pub group_protocol: GroupProtocol,
+    /// The consumer protocol's server-side assignor; `None`: the broker's.
+    pub remote_assignor: Option<String>,
     /// Start position without a commit.
     pub auto_offset_reset: OffsetReset,
     /// Session timeout.
@@ -359,6 +382,21 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             "a comma-separated list of range, roundrobin, sticky, cooperative-sticky",
         ));
     }
+    let group_protocol = src.choice(
+        keys::GROUP_PROTOCOL.env,
+        GroupProtocol::Auto,
+        &[
+            ("classic", GroupProtocol::Classic),
+            ("consumer", GroupProtocol::Consumer),
+        ],
+    )?;
+    let remote_assignor = src
+        .choice(
+            keys::GROUP_REMOTE_ASSIGNOR.env,
+            None,
+            &[("uniform", Some("uniform")), ("range", Some("range"))],
+        )?
+        .map(str::to_owned);
     let auto_offset_reset = src.pick(
         &keys::AUTO_OFFSET_RESET,
         &[OffsetReset::Earliest, OffsetReset::Latest],
@@ -389,6 +427,8 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         group,
         group_instance_id,
         assignors,
+        group_protocol,
+        remote_assignor,
         auto_offset_reset,
         session_timeout,
         heartbeat_interval,

@@ -260,6 +260,8 @@ fn session_settings(config: &Config) -> SessionSettings {
         ),
         metadata_refresh: config.metadata_refresh,
         revocation_commit_timeout: commit_timeout(config),
+        protocol: config.group_protocol,
+        remote_assignor: config.remote_assignor.clone(),
     }
 }
 

@@ -33,6 +33,10 @@ pub enum GroupApi {
     OffsetFetch,
     /// `LeaveGroup`.
     LeaveGroup,
+    /// `ConsumerGroupHeartbeat` (KIP-848).
+    ConsumerGroupHeartbeat,
+    /// `Metadata` (topic ids of a KIP-848 assignment).
+    Metadata,
 }
 
 impl fmt::Display for GroupApi {
@@ -45,6 +49,8 @@ impl fmt::Display for GroupApi {
             Self::OffsetCommit => "OffsetCommit",
             Self::OffsetFetch => "OffsetFetch",
             Self::LeaveGroup => "LeaveGroup",
+            Self::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+            Self::Metadata => "Metadata",
         })
     }
 }
@@ -303,6 +309,23 @@ pub enum GroupError {
         code: KafkaCode,
     },
 
+    /// The coordinator refused a KIP-848 member for good
+    /// (`UNRELEASED_INSTANCE_ID`, `GROUP_MAX_SIZE_REACHED`, authorization…).
+    #[error(
+        "consumer group '{group}': ConsumerGroupHeartbeat failed with {code}: {meaning}{}",
+        message.as_deref().map(|m| format!(" (broker: {m})")).unwrap_or_default()
+    )]
+    MemberRejected {
+        /// The group id.
+        group: String,
+        /// The Kafka error.
+        code: KafkaCode,
+        /// What it means for an operator.
+        meaning: &'static str,
+        /// The coordinator's explanation.
+        message: Option<String>,
+    },
+
     /// The coordinator sent an embedded consumer-protocol payload we cannot decode.
     #[error("consumer group '{group}': {api} carried an undecodable payload: {source}")]
     Protocol {
@@ -333,6 +356,7 @@ impl GroupError {
             | Self::OffsetCommitRejected { group, .. }
             | Self::UnknownTopicOrPartition { group, .. }
             | Self::Unexpected { group, .. }
+            | Self::MemberRejected { group, .. }
             | Self::Protocol { group, .. } => group,
         }
     }

@@ -511,7 +511,10 @@ fn parse_find_coordinator(
     })
 }
 
+mod consumer;
 mod requests;
+
+pub use consumer::{ConsumerHeartbeat, ConsumerHeartbeatResult};
 
 /// The offsets `group` has committed for `partitions` (`(topic,
 /// partition)`), `-1` where it has committed none, as the broker answers

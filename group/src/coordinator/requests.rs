@@ -495,7 +495,7 @@ impl CoordinatorClient {
     }
 
     /// Marks the coordinator unknown on the codes that say it moved.
-    fn check_code(&mut self, code: KafkaCode) {
+    pub(super) fn check_code(&mut self, code: KafkaCode) {
         if matches!(
             code.error(),
             Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable)

@@ -66,7 +66,7 @@ impl LastHeartbeat {
         }
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.ms.store(ms, Ordering::Relaxed);
     }

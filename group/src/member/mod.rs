@@ -27,6 +27,20 @@ use crate::{
     state::{first_commit_error, Action, Event, Generation, MemberState, Membership},
 };
 
+/// Which consumer group protocol a member speaks (Java's `group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup with a client-side assignor (every broker).
+    #[default]
+    Classic,
+    /// KIP-848's `ConsumerGroupHeartbeat` (Kafka 4.0+).
+    Consumer,
+    /// `Consumer` when the coordinator offers `ConsumerGroupHeartbeat`,
+    /// else `Classic`.
+    Auto,
+}
+
 /// What a member of the group is and how it paces itself.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -53,6 +67,11 @@ pub struct SessionSettings {
     pub metadata_refresh: Duration,
     /// The deadline of the commit before partitions are given up.
     pub revocation_commit_timeout: Duration,
+    /// The group protocol.
+    pub protocol: GroupProtocol,
+    /// The consumer protocol's server-side assignor (`uniform`, `range`);
+    /// `None`: the broker's default.
+    pub remote_assignor: Option<String>,
 }
 
 impl SessionSettings {
@@ -71,6 +90,8 @@ impl SessionSettings {
             rejoin_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(30)),
             metadata_refresh: Duration::from_secs(10),
             revocation_commit_timeout: Duration::from_secs(10),
+            protocol: GroupProtocol::Classic,
+            remote_assignor: None,
         }
     }
 }

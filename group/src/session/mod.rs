@@ -124,6 +124,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
 
 use crate::{
     coordinator::CoordinatorClient,
@@ -131,9 +132,10 @@ use crate::{
     wire::ConnectionConfig,
 };
 
-pub use crate::member::{SessionError, SessionSettings};
+pub use crate::member::{GroupProtocol, SessionError, SessionSettings};
 
 mod classic;
+mod consumer;
 
 /// The next offset to consume per `(topic, partition)`: what a worker
 /// handled, what a commit stores.
@@ -252,8 +254,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts a classic-protocol member of `settings.group`, reaching the
-    /// coordinator through `bootstrap` with `connection`.
+    /// Starts a member of `settings.group` speaking `settings.protocol`,
+    /// reaching the coordinator through `bootstrap` with `connection`.
     pub fn start(
         settings: SessionSettings,
         connection: ConnectionConfig,
@@ -266,22 +268,18 @@ impl Session {
             settings.group.clone(),
             settings.group_instance_id.clone(),
         );
-        let member = Member::new(client, settings.clone());
         let (events_tx, events) = mpsc::channel(4);
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         let session_timeout = settings.session_timeout;
-        let task = tokio::spawn(
-            classic::Task::new(
-                member,
-                settings,
-                metadata,
-                events_tx,
-                commands_rx,
-                Arc::clone(&shared),
-            )
-            .run(),
-        );
+        let task = tokio::spawn(run(
+            settings,
+            client,
+            metadata,
+            events_tx,
+            commands_rx,
+            Arc::clone(&shared),
+        ));
         Self {
             events,
             commands,
@@ -362,6 +360,94 @@ impl Session {
         };
         self.task.abort();
         result
+    }
+}
+
+/// Picks the protocol, then runs its task.
+async fn run(
+    settings: SessionSettings,
+    mut client: CoordinatorClient,
+    metadata: Arc<dyn TopicMetadata>,
+    events: mpsc::Sender<SessionEvent>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: Arc<Shared>,
+) {
+    let consumer = match settings.protocol {
+        GroupProtocol::Consumer => true,
+        GroupProtocol::Classic => false,
+        GroupProtocol::Auto => {
+            match choose_protocol(&settings, &mut client, &events, &mut commands).await {
+                Some(consumer) => consumer,
+                None => return,
+            }
+        }
+    };
+    if consumer {
+        consumer::Task {
+            client,
+            settings,
+            events,
+            commands,
+            shared,
+        }
+        .run()
+        .await;
+    } else {
+        classic::Task::new(
+            Member::new(client, settings.clone()),
+            settings,
+            metadata,
+            events,
+            commands,
+            shared,
+        )
+        .run()
+        .await;
+    }
+}
+
+/// Asks the coordinator whether it offers `ConsumerGroupHeartbeat`,
+/// retrying with the rejoin backoff; logs the choice once. `None` when the
+/// session ends first.
+async fn choose_protocol(
+    settings: &SessionSettings,
+    client: &mut CoordinatorClient,
+    events: &mpsc::Sender<SessionEvent>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> Option<bool> {
+    let mut retries = settings.rejoin_backoff.retries();
+    loop {
+        let asked = tokio::select! {
+            asked = client.supports_consumer_protocol() => asked,
+            command = commands.recv() => {
+                match command? {
+                    Command::Close { reply, .. } => { let _ = reply.send(Ok(())); return None; }
+                    Command::Commit { reply, .. } => {
+                        let _ = reply.send(Err(SessionError::Commit {
+                            group: settings.group.clone(),
+                            detail: "not a member of the group yet".to_owned(),
+                        }));
+                    }
+                    Command::Revoked { reply, .. } => { let _ = reply.send(Ok(())); }
+                }
+                continue;
+            }
+        };
+        match asked {
+            Ok(true) => {
+                info!(group = %settings.group, protocol = "consumer", "group protocol chosen: the coordinator offers ConsumerGroupHeartbeat (KIP-848); set CONSUMER_GROUP_PROTOCOL=classic to keep the classic protocol");
+                return Some(true);
+            }
+            Ok(false) => {
+                info!(group = %settings.group, protocol = "classic", "group protocol chosen: the coordinator does not offer ConsumerGroupHeartbeat (Kafka before 4.0, or the consumer protocol disabled)");
+                return Some(false);
+            }
+            Err(e) => {
+                warn!(group = %settings.group, error = %e, "cannot ask the coordinator which group protocols it offers; retrying");
+                events.send(SessionEvent::Retrying(e.into())).await.ok()?;
+                tokio::time::sleep(retries.next_delay()).await;
+            }
+        }
     }
 }
 

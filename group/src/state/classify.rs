@@ -271,6 +271,10 @@ pub fn classify(api: GroupApi, code: KafkaCode, ctx: &ErrorContext<'_>) -> Actio
 
         // Leaving is best effort: Java logs the error and resets anyway.
         GroupApi::LeaveGroup => Action::Continue,
+
+        // KIP-848's requests: the consumer-protocol session judges their
+        // codes itself (`session::consumer`); a classic member never sends them.
+        GroupApi::ConsumerGroupHeartbeat | GroupApi::Metadata => fatal(unexpected()),
     }
 }
 

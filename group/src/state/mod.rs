@@ -781,6 +781,8 @@ struct Attempts {
     offset_commit: u32,
     offset_fetch: u32,
     leave_group: u32,
+    /// Requests of the consumer protocol; never sent by this machine.
+    other: u32,
 }
 
 impl Attempts {
@@ -793,6 +795,7 @@ impl Attempts {
             GroupApi::OffsetCommit => &mut self.offset_commit,
             GroupApi::OffsetFetch => &mut self.offset_fetch,
             GroupApi::LeaveGroup => &mut self.leave_group,
+            GroupApi::ConsumerGroupHeartbeat | GroupApi::Metadata => &mut self.other,
         }
     }
 

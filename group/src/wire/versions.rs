@@ -4,9 +4,10 @@
 
 use kafka_protocol::{
     messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, HeartbeatRequest,
-        JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
-        SaslAuthenticateRequest, SaslHandshakeRequest, SyncGroupRequest,
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
+        FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+        MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, SaslAuthenticateRequest,
+        SaslHandshakeRequest, SyncGroupRequest,
     },
     protocol::{Message, Request, StrBytes, VersionRange},
     ResponseError,
@@ -119,6 +120,21 @@ known_request!(
     "OffsetFetch",
     OffsetFetchRequest::VERSIONS.min,
     9
+);
+// KIP-848's member loop: v0 has the coordinator name the member, v1 has
+// the member name itself (a UUID it generates).
+known_request!(
+    ConsumerGroupHeartbeatRequest,
+    "ConsumerGroupHeartbeat",
+    ConsumerGroupHeartbeatRequest::VERSIONS.min,
+    ConsumerGroupHeartbeatRequest::VERSIONS.max
+);
+// v10 is the first with topic ids, which KIP-848 assignments are made of.
+known_request!(
+    MetadataRequest,
+    "Metadata",
+    10,
+    MetadataRequest::VERSIONS.max
 );
 
 impl BrokerConnection {
