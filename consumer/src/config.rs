@@ -602,4 +602,34 @@ mod tests {
         .to_string();
         assert!(e.contains("earliest, latest"), "{e}");
     }
+
+    #[test]
+    fn group_protocol_defaults_to_what_the_broker_offers() {
+        let c = cfg(&[("KAFKA_CONSUMER_GROUP", "g")]).expect("valid");
+        assert_eq!(c.group_protocol, GroupProtocol::Auto);
+        assert_eq!(c.remote_assignor, None, "the broker's default assignor");
+        let c = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_GROUP_PROTOCOL", "Consumer"),
+            ("CONSUMER_GROUP_REMOTE_ASSIGNOR", "range"),
+        ])
+        .expect("valid");
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.remote_assignor.as_deref(), Some("range"));
+        let c = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_GROUP_PROTOCOL", "classic"),
+        ])
+        .expect("valid");
+        assert_eq!(c.group_protocol, GroupProtocol::Classic);
+        for (key, value, allowed) in [
+            ("CONSUMER_GROUP_PROTOCOL", "eager", "classic, consumer"),
+            ("CONSUMER_GROUP_REMOTE_ASSIGNOR", "sticky", "uniform, range"),
+        ] {
+            let e = cfg(&[("KAFKA_CONSUMER_GROUP", "g"), (key, value)])
+                .expect_err("unknown value")
+                .to_string();
+            assert!(e.contains(key) && e.contains(allowed), "{e}");
+        }
+    }
 }
