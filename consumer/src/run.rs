@@ -364,11 +364,6 @@ impl Partitions {
         }
         // Every partition held now (a cooperative rebalance assigns only
         // the new ones and keeps the rest running).
-        let held: Vec<String> = self
-            .workers
-            .keys()
-            .map(|(topic, partition)| format!("{topic}-{partition}"))
-            .collect();
         let added: Vec<String> = assigned
             .partitions
             .iter()
@@ -377,10 +372,21 @@ impl Partitions {
         info!(
             group = %config.group,
             generation = assigned.generation,
-            partitions = %held.join(","),
+            partitions = %self.held(),
             added = %added.join(","),
             "assignment received"
         );
+    }
+
+    /// Every partition held now, as `topic-partition` joined by commas
+    /// (incremental rebalances assign and revoke only some).
+    fn held(&self) -> String {
+        let held: Vec<String> = self
+            .workers
+            .keys()
+            .map(|(topic, partition)| format!("{topic}-{partition}"))
+            .collect();
+        held.join(",")
     }
 
     /// Stops the workers of `keys` together, each within `within`; returns
@@ -449,6 +455,13 @@ async fn revoke(
         partitions.stop(&revocation.partitions, config.drain_timeout),
     )
     .await;
+    info!(
+        group = %config.group,
+        lost = revocation.lost,
+        revoked = revocation.partitions.len(),
+        partitions = %partitions.held(),
+        "partitions revoked"
+    );
     let committing = handled.clone();
     match beating(health, session.revoked(handled)).await {
         Ok(()) if !revocation.lost => record_commit(&committing),

@@ -332,3 +332,139 @@ async fn sticky_survivors_keep_their_partitions_when_a_member_leaves() {
         "survivors kept their partitions: a {before_a:?} -> {after_a:?}, b {before_b:?} -> {after_b:?}"
     );
 }
+
+/// The consumer protocol (KIP-848), chosen by default on this Kafka 4.x
+/// broker: a second member takes half the partitions from the first, which
+/// gives up only those (committing them first) and goes on with the rest;
+/// SIGTERM hands the first one's partitions to the second; no record is
+/// lost or handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_members_revoke_only_what_moves_and_lose_nothing() {
+    let bootstrap = bootstrap();
+    let topic = unique("kip848");
+    let group = unique("g-kip848");
+    create_topic(&topic, 6).await;
+    // "": unset, the default: the protocol the coordinator offers.
+    let default = [("CONSUMER_GROUP_PROTOCOL", "")];
+    let owns = |m: &Member, n: usize| m.owned().is_some_and(|o| o.len() == n);
+
+    let mut a = Member::start(CONSUMER, &topic, &group, &bootstrap, &default);
+    assert!(
+        wait_until(Duration::from_secs(30), || owns(&a, 6)),
+        "the first member takes every partition: {:?}\n{}",
+        a.owned(),
+        a.log_text()
+    );
+    assert!(
+        a.log_text().contains("\"protocol\":\"consumer\""),
+        "the consumer protocol chosen, with the reason:\n{}",
+        a.log_text()
+    );
+    produce(&topic, 300, "run-kip848-1").await;
+    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&a]).len() >= 300));
+
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &default);
+    assert!(
+        wait_until(Duration::from_secs(30), || owns(&a, 3) && owns(&b, 3)),
+        "three partitions each: {:?} {:?}",
+        a.owned(),
+        b.owned()
+    );
+    let (owned_a, owned_b) = (a.owned().expect("a"), b.owned().expect("b"));
+    assert!(owned_a.is_disjoint(&owned_b), "{owned_a:?} {owned_b:?}");
+    let revocations: Vec<serde_json::Value> = a
+        .lines()
+        .into_iter()
+        .filter(|v| v["message"] == "partitions revoked")
+        .collect();
+    assert_eq!(revocations.len(), 1, "one revocation: {revocations:?}");
+    assert_eq!(revocations[0]["revoked"], 3, "only the moved partitions");
+    assert_eq!(revocations[0]["lost"], false);
+
+    produce(&topic, 300, "run-kip848-2").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b])
+        .len()
+        >= 600));
+
+    let stopped = Instant::now();
+    a.sigterm();
+    assert_eq!(
+        a.wait_exit(Duration::from_secs(8)),
+        Some(0),
+        "clean exit:\n{}",
+        a.log_text()
+    );
+    assert!(
+        a.log_text().contains("left the consumer group"),
+        "left with epoch -1:\n{}",
+        a.log_text()
+    );
+    // B hears of it at its next heartbeat (the broker's interval, 5 s).
+    assert!(
+        wait_until(Duration::from_secs(15), || owns(&b, 6)),
+        "b took over: {:?}",
+        b.owned()
+    );
+    eprintln!("hand-over after SIGTERM took {:?}", stopped.elapsed());
+
+    produce(&topic, 300, "run-kip848-3").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b])
+        .len()
+        >= 900));
+    let all = seen(&[&a, &b]);
+    let distinct: BTreeSet<(i64, i64)> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), 900, "nothing lost");
+    assert_eq!(all.len(), 900, "nothing handled twice");
+}
+
+/// Our member and Kafka's Java console consumer with
+/// `group.protocol=consumer` in one KIP-848 group: the coordinator splits
+/// the partitions between them and every record is consumed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_group_with_the_java_consumer() {
+    let bootstrap = bootstrap();
+    let topic = unique("kip848-java");
+    let group = unique("g-kip848-java");
+    create_topic(&topic, 4).await;
+
+    let ours = Member::start(
+        CONSUMER,
+        &topic,
+        &group,
+        &bootstrap,
+        &[("CONSUMER_GROUP_PROTOCOL", "consumer")],
+    );
+    let java = JavaConsumer::start_consumer_protocol(&bootstrap, &topic, &group);
+
+    let describe = || describe_members(&bootstrap, &group);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            describe().lines().filter(|l| l.starts_with(&group)).count() == 2
+                && ours.owned().is_some_and(|o| o.len() == 2)
+        }),
+        "two members, two partitions each:\n{}\nours: {:?}",
+        describe(),
+        ours.owned()
+    );
+
+    produce(&topic, 200, "run-kip848-java").await;
+    let java_records = || java.records().len();
+    assert!(
+        wait_until(Duration::from_secs(30), || ours.records().len()
+            + java_records()
+            >= 200),
+        "ours {} + java {}",
+        ours.records().len(),
+        java_records()
+    );
+    assert_eq!(
+        ours.records().len() + java_records(),
+        200,
+        "each record once"
+    );
+    assert!(
+        !ours.records().is_empty() && java_records() > 0,
+        "both consumed"
+    );
+}

@@ -251,9 +251,21 @@ impl JavaConsumer {
         assignor: &str,
         extra: &[&str],
     ) -> Self {
-        let out = tempfile::NamedTempFile::new().expect("tmp");
         let strategy =
             format!("partition.assignment.strategy=org.apache.kafka.clients.consumer.{assignor}");
+        let mut properties = vec!["group.protocol=classic", strategy.as_str()];
+        properties.extend(extra);
+        Self::spawn(bootstrap, topic, group, &properties)
+    }
+
+    /// The same with KIP-848's consumer protocol (`group.protocol=consumer`;
+    /// the broker assigns, so no assignor class).
+    pub fn start_consumer_protocol(bootstrap: &str, topic: &str, group: &str) -> Self {
+        Self::spawn(bootstrap, topic, group, &["group.protocol=consumer"])
+    }
+
+    fn spawn(bootstrap: &str, topic: &str, group: &str, properties: &[&str]) -> Self {
+        let out = tempfile::NamedTempFile::new().expect("tmp");
         let mut args = vec![
             "console-consumer",
             "--bootstrap-server",
@@ -263,17 +275,13 @@ impl JavaConsumer {
             "--group",
             group,
             "--consumer-property",
-            "group.protocol=classic",
-            "--consumer-property",
-            &strategy,
-            "--consumer-property",
             "auto.offset.reset=earliest",
             "--property",
             "print.partition=true",
             "--property",
             "print.offset=true",
         ];
-        for property in extra {
+        for property in properties {
             args.extend(["--consumer-property", property]);
         }
         let child = Command::new(repo_root().join("scripts/kafka-tool.sh"))

@@ -114,6 +114,10 @@ impl Member {
             ("CONSUMER_DRAIN_TIMEOUT_MS", "4000"),
             ("CONSUMER_FETCH_MAX_WAIT_MS", "100"),
             ("CONSUMER_METADATA_REFRESH_MS", "1000"),
+            // The timeouts above are the classic protocol's (the consumer
+            // protocol's are the broker's); `extra` may choose another
+            // protocol, or "" for the default (chosen from the broker).
+            ("CONSUMER_GROUP_PROTOCOL", "classic"),
         ]
         .into_iter()
         .chain(extra.iter().copied())
@@ -211,6 +215,25 @@ impl Member {
                     .map(str::to_owned)
                     .collect();
                 (v["generation"].as_i64().unwrap_or(-1), set)
+            })
+    }
+
+    /// The partitions it holds after its last assignment or revocation
+    /// (the consumer protocol assigns and revokes incrementally).
+    pub fn owned(&self) -> Option<BTreeSet<String>> {
+        self.lines()
+            .into_iter()
+            .rfind(|v| {
+                v["message"] == "assignment received" || v["message"] == "partitions revoked"
+            })
+            .map(|v| {
+                v["partitions"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_owned)
+                    .collect()
             })
     }
 

@@ -122,6 +122,9 @@ pub fn quick_group(topic: &str, group: &str) -> Vec<(&'static str, String)> {
         ("CONSUMER_COMMIT_INTERVAL_MS", "300".to_owned()),
         ("CONSUMER_DRAIN_TIMEOUT_MS", "4000".to_owned()),
         ("CONSUMER_FETCH_MAX_WAIT_MS", "100".to_owned()),
+        // These timeouts are the classic protocol's; the consumer
+        // protocol's are the broker's.
+        ("CONSUMER_GROUP_PROTOCOL", "classic".to_owned()),
     ]
 }
 
