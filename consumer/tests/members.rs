@@ -22,6 +22,14 @@ async fn produce(topic: &str, n: u64, run_id: &str) {
     services::produce(topic, n, run_id, "key-{seq}").await;
 }
 
+/// `records` (partition, offset) are `n` distinct ones, none twice: nothing
+/// lost, a clean hand-over.
+fn assert_each_once(records: &[(i64, i64)], n: usize) {
+    let distinct: BTreeSet<(i64, i64)> = records.iter().copied().collect();
+    assert_eq!(distinct.len(), n, "nothing lost");
+    assert_eq!(records.len(), n, "clean hand-over: nothing handled twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
     let bootstrap = bootstrap();
@@ -99,10 +107,7 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b, &c])
         .len()
         >= 900));
-    let all = seen(&[&a, &b, &c]);
-    let distinct: BTreeSet<(i64, i64)> = all.iter().copied().collect();
-    assert_eq!(distinct.len(), 900, "nothing lost");
-    assert_eq!(all.len(), 900, "clean hand-over: nothing delivered twice");
+    assert_each_once(&seen(&[&a, &b, &c]), 900);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,10 +417,7 @@ async fn consumer_protocol_members_revoke_only_what_moves_and_lose_nothing() {
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b])
         .len()
         >= 900));
-    let all = seen(&[&a, &b]);
-    let distinct: BTreeSet<(i64, i64)> = all.iter().copied().collect();
-    assert_eq!(distinct.len(), 900, "nothing lost");
-    assert_eq!(all.len(), 900, "nothing handled twice");
+    assert_each_once(&seen(&[&a, &b]), 900);
 }
 
 /// Our member and Kafka's Java console consumer with

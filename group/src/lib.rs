@@ -1,6 +1,6 @@
-//! The Kafka consumer-group protocol — classic, protocol type `consumer`,
-//! interoperable with Java's and librdkafka's consumers — over a broker
-//! connection of its own.
+//! The Kafka consumer-group protocols — classic (protocol type `consumer`)
+//! and KIP-848's consumer protocol, interoperable with Java's and
+//! librdkafka's consumers — over a broker connection of its own.
 //!
 //! The public API is small:
 //!
@@ -25,7 +25,7 @@
 //! | assignors | `assignor` (`sticky` inside) | `range`, `roundrobin`, `sticky`, byte-compatible with Java's (`cooperative-sticky` too, not offered: it needs KIP-429's incremental rebalance) |
 //! | state machine | `state` | the membership with no I/O: events in, actions out; what each error code means |
 //! | member | `member` | the I/O the state machine asks for; the heartbeat task |
-//! | session | [`session`] | the task that runs a member and talks to the service in events |
+//! | session | [`session`] | the task that runs a member and talks to the service in events: the classic member above, or KIP-848's `ConsumerGroupHeartbeat` member (`session::consumer`, its state machine pure in `machine`) |
 //!
 //! Feature `unstable-fuzzing` makes those modules public and adds
 //! `testing` (a scriptable fake coordinator), for the fuzz targets and this

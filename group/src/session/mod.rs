@@ -22,7 +22,9 @@
 //!
 //! # One API, two protocols
 //!
-//! The classic protocol ([`Session::start`]) is eager with `range`,
+//! [`SessionSettings::protocol`] picks one ([`GroupProtocol`]; `Auto`
+//! asks the coordinator whether it offers `ConsumerGroupHeartbeat` and
+//! logs the choice). The classic protocol is eager with `range`,
 //! `roundrobin` and `sticky`: every rebalance revokes every partition, then
 //! assigns the new set. With `cooperative-sticky` alone it follows KIP-429:
 //! the service keeps its partitions through the rebalance, is told to
@@ -30,8 +32,15 @@
 //! `ConsumerGroupHeartbeat` member reconciles incrementally: the
 //! coordinator sends a target assignment, the member revokes what it no
 //! longer owns, acknowledges in the next heartbeat, then gets the new
-//! partitions. Both fit the same events, which is why they list partitions
-//! instead of meaning "everything": an incremental member revokes a subset
+//! partitions; the coordinator assigns (`remote_assignor`), the
+//! [`TopicMetadata`] is not asked, and the session timeout and heartbeat
+//! interval are the broker's (`group.consumer.*`). A consumer-protocol
+//! member also sends an [`SessionEvent::Assigned`] with no partitions when
+//! it is in the group with none, and after every revocation that was not
+//! lost, so the service knows it is a member again.
+//!
+//! All fit the same events, which is why they list partitions instead of
+//! meaning "everything": an incremental member revokes a subset
 //! (`lost: false`) and assigns the partitions it gains; a fenced one
 //! (`FENCED_MEMBER_EPOCH`, `UNKNOWN_MEMBER_ID`) revokes everything as lost,
 //! like Java's `ConsumerRebalanceListener.onPartitionsLost`. A service

@@ -73,6 +73,9 @@ struct Member {
     machine: Machine,
     template: ConsumerHeartbeat,
     names: BTreeMap<Uuid, String>,
+    /// When `names` was last read: it also tells which subscribed topics
+    /// do not exist (readiness), so it is read again now and then.
+    names_at: Option<Instant>,
     commit_client: Option<CoordinatorClient>,
     queue: VecDeque<(Vec<OffsetToCommit>, Duration, Waiter)>,
     in_flight: Option<(CommitTask, Waiter)>,
@@ -104,6 +107,7 @@ impl Task {
             ),
             template,
             names: BTreeMap::new(),
+            names_at: None,
             commit_client: Some(self.client.clone()),
             queue: VecDeque::new(),
             in_flight: None,
@@ -264,9 +268,13 @@ impl Task {
             .target_ids()
             .into_iter()
             .any(|id| !m.names.contains_key(&id));
-        if unknown {
+        let stale = m
+            .names_at
+            .is_none_or(|at| at.elapsed() >= self.settings.metadata_refresh);
+        if unknown || stale {
             match self.client.topic_ids(&self.settings.topics).await {
                 Ok(ids) => {
+                    m.names_at = Some(Instant::now());
                     m.names.extend(ids);
                     if let Ok(mut missing) = self.shared.missing_topics.lock() {
                         *missing = self
