@@ -470,3 +470,108 @@ async fn consumer_protocol_group_with_the_java_consumer() {
         "both consumed"
     );
 }
+
+/// The broker's upgrade path: a running classic group gets a
+/// consumer-protocol member (a rolling restart half done), so Kafka
+/// converts it online to a consumer group with a classic member in it; the
+/// classic member leaves and the new one takes everything. Then the
+/// downgrade path, the same way back. No record lost or handled twice
+/// through either conversion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_classic_group_converts_online_to_the_consumer_protocol_and_back() {
+    let bootstrap = bootstrap();
+    let topic = unique("kip848-upgrade");
+    let group = unique("g-kip848-upgrade");
+    create_topic(&topic, 4).await;
+    let owns = |m: &Member, n: usize| m.owned().is_some_and(|o| o.len() == n);
+    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
+
+    let mut old = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    assert!(wait_until(Duration::from_secs(30), || owns(&old, 4)));
+    produce(&topic, 200, "run-upgrade-1").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&old]).len() >= 200));
+
+    let new = Member::start(
+        CONSUMER,
+        &topic,
+        &group,
+        &bootstrap,
+        &[("CONSUMER_GROUP_PROTOCOL", "consumer")],
+    );
+    assert!(
+        wait_until(Duration::from_secs(40), || owns(&old, 2) && owns(&new, 2)),
+        "split across the protocols: {:?} {:?}\n{}",
+        old.owned(),
+        new.owned(),
+        new.log_text()
+    );
+    let listed = kafka_tool(&[
+        "consumer-groups",
+        "--bootstrap-server",
+        &bootstrap,
+        "--list",
+        "--type",
+        "consumer",
+    ]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(group.as_str())),
+        "converted to a consumer group:\n{listed}"
+    );
+    produce(&topic, 200, "run-upgrade-2").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&old, &new])
+        .len()
+        >= 400));
+
+    old.sigterm();
+    assert_eq!(old.wait_exit(Duration::from_secs(8)), Some(0), "clean exit");
+    assert!(
+        wait_until(Duration::from_secs(15), || owns(&new, 4)),
+        "the consumer-protocol member took over: {:?}",
+        new.owned()
+    );
+    produce(&topic, 200, "run-upgrade-3").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[&old, &new])
+        .len()
+        >= 600));
+
+    // And back (a rollback): a classic member joins the consumer group, the
+    // consumer-protocol member leaves, the group is classic again.
+    let mut new = new;
+    let back = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    assert!(
+        wait_until(Duration::from_secs(40), || owns(&back, 2) && owns(&new, 2)),
+        "split across the protocols again: {:?} {:?}",
+        back.owned(),
+        new.owned()
+    );
+    new.sigterm();
+    assert_eq!(new.wait_exit(Duration::from_secs(8)), Some(0), "clean exit");
+    assert!(
+        wait_until(Duration::from_secs(15), || owns(&back, 4)),
+        "the classic member took over: {:?}",
+        back.owned()
+    );
+    let classic = kafka_tool(&[
+        "consumer-groups",
+        "--bootstrap-server",
+        &bootstrap,
+        "--list",
+        "--type",
+        "classic",
+    ]);
+    assert!(
+        classic
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(group.as_str())),
+        "converted back to a classic group:\n{classic}"
+    );
+    produce(&topic, 200, "run-upgrade-4").await;
+    assert!(wait_until(Duration::from_secs(30), || seen(&[
+        &old, &new, &back
+    ])
+    .len()
+        >= 800));
+    assert_each_once(&seen(&[&old, &new, &back]), 800);
+}
