@@ -230,3 +230,65 @@ async fn a_second_member_takes_only_what_the_first_gives_up_and_closing_hands_th
         .expect("closed");
     delete_topic(&topic);
 }
+
+fn start_static(group: &str, topic: &str, instance: &str) -> Session {
+    let mut settings = SessionSettings::new(group, vec![topic.to_owned()]);
+    settings.protocol = GroupProtocol::Consumer;
+    settings.group_instance_id = Some(instance.to_owned());
+    Session::start(settings, connection(), vec![bootstrap()], Arc::new(Unused))
+}
+
+#[tokio::test]
+async fn a_static_member_leaves_with_epoch_minus_two_and_comes_back_to_its_partitions() {
+    let topic = unique("kip848-static");
+    let group = unique("kip848-static-g");
+    create_topic(&topic, PARTITIONS).await;
+
+    let mut a = start_static(&group, &topic, "pod-a");
+    assert_eq!(
+        gains(&mut a, "a").await.partitions.len(),
+        PARTITIONS as usize
+    );
+    let mut b = start(&group, &topic, GroupProtocol::Consumer);
+    let SessionEvent::Revoke(revocation) = next(&mut a, "a").await else {
+        panic!("a: a revocation once b joins");
+    };
+    a.revoked(Offsets::new()).await.expect("revoked");
+    let kept: Vec<(String, i32)> = (0..PARTITIONS)
+        .map(|p| (topic.clone(), p))
+        .filter(|k| !revocation.partitions.contains(k))
+        .collect();
+    assert_eq!(keys(&gains(&mut b, "b").await), revocation.partitions);
+
+    // A restart (a rollout): epoch -2 keeps a's partitions for it.
+    a.close(Offsets::new(), LIMIT).await.expect("closed");
+    let mut a = start_static(&group, &topic, "pod-a");
+    assert_eq!(
+        keys(&gains(&mut a, "a again").await),
+        kept,
+        "the same partitions back"
+    );
+    assert!(
+        timeout(Duration::from_secs(1), b.next_event())
+            .await
+            .is_err(),
+        "b was not disturbed"
+    );
+
+    // A second consumer with the same instance id while the first is in
+    // the group: refused for good, with a clear line.
+    let mut twin = start_static(&group, &topic, "pod-a");
+    match next(&mut twin, "twin").await {
+        SessionEvent::Fatal(e) => {
+            let line = e.to_string();
+            assert!(
+                line.contains("UNRELEASED_INSTANCE_ID") && line.contains(&group),
+                "{line}"
+            );
+        }
+        other => panic!("twin: expected a fatal error, got {other:?}"),
+    }
+    a.close(Offsets::new(), LIMIT).await.expect("closed");
+    b.close(Offsets::new(), LIMIT).await.expect("closed");
+    delete_topic(&topic);
+}
