@@ -292,3 +292,70 @@ async fn a_static_member_leaves_with_epoch_minus_two_and_comes_back_to_its_parti
     b.close(Offsets::new(), LIMIT).await.expect("closed");
     delete_topic(&topic);
 }
+
+/// The codes the member's state machine is written against, as the real
+/// broker sends them: a heartbeat with an epoch the coordinator did not
+/// give is `FENCED_MEMBER_EPOCH`, an unknown member id `UNKNOWN_MEMBER_ID`;
+/// both mean "lost, rejoin at epoch 0" to the session. The assignment
+/// names topics by the ids Metadata gives.
+#[tokio::test]
+async fn the_broker_fences_a_wrong_epoch_and_an_unknown_member() {
+    use kafka_group::{
+        coordinator::{ConsumerHeartbeat, CoordinatorClient},
+        error::KafkaCode,
+    };
+    use kafka_protocol::ResponseError;
+
+    let topic = unique("kip848-codes");
+    let group = unique("kip848-codes-g");
+    create_topic(&topic, PARTITIONS).await;
+    let mut client = CoordinatorClient::new(connection(), vec![bootstrap()], group.clone(), None);
+    assert!(client.supports_consumer_protocol().await.expect("asked"));
+    let mut beat = ConsumerHeartbeat {
+        member_id: uuid::Uuid::new_v4().to_string(),
+        member_epoch: 0,
+        topics: vec![topic.clone()],
+        rebalance_timeout: Duration::from_secs(30),
+        server_assignor: None,
+        owned: BTreeMap::new(),
+        instance_id: None,
+    };
+    let joined = client
+        .consumer_group_heartbeat(&beat)
+        .await
+        .expect("answered");
+    assert_eq!(joined.error, KafkaCode::NONE, "{joined:?}");
+    assert!(joined.member_epoch > 0);
+    let ids = client.topic_ids(&[topic.clone()]).await.expect("metadata");
+    let (id, name) = ids.iter().next().expect("the topic's id");
+    assert_eq!(name, &topic);
+    if let Some(assignment) = &joined.assignment {
+        assert!(assignment.keys().all(|k| k == id), "{assignment:?} by {id}");
+    }
+
+    beat.member_epoch = joined.member_epoch + 5;
+    let fenced = client
+        .consumer_group_heartbeat(&beat)
+        .await
+        .expect("answered");
+    assert_eq!(fenced.error, ResponseError::FencedMemberEpoch.into());
+    let stranger = ConsumerHeartbeat {
+        member_id: uuid::Uuid::new_v4().to_string(),
+        member_epoch: 3,
+        ..beat.clone()
+    };
+    let unknown = client
+        .consumer_group_heartbeat(&stranger)
+        .await
+        .expect("answered");
+    assert_eq!(unknown.error, ResponseError::UnknownMemberId.into());
+
+    beat.member_epoch = -1;
+    let left = client
+        .consumer_group_heartbeat(&beat)
+        .await
+        .expect("answered");
+    assert_eq!(left.error, KafkaCode::NONE, "left: {left:?}");
+    assert_eq!(left.member_epoch, -1);
+    delete_topic(&topic);
+}

@@ -641,7 +641,7 @@ fn between_generations(
 
 /// Answers a request that makes no sense now: a commit outside a
 /// generation it may commit for, a revocation nobody asked for.
-fn refuse(command: Command, group: &str) {
+pub(super) fn refuse(command: Command, group: &str) {
     let refused = || SessionError::Commit {
         group: group.to_owned(),
         detail: "not a member of a generation (partitions lost)".to_owned(),

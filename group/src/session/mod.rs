@@ -429,15 +429,8 @@ async fn choose_protocol(
         let asked = tokio::select! {
             asked = client.supports_consumer_protocol() => asked,
             command = commands.recv() => {
-                match command? {
-                    Command::Close { reply, .. } => { let _ = reply.send(Ok(())); return None; }
-                    Command::Commit { reply, .. } => {
-                        let _ = reply.send(Err(SessionError::Commit {
-                            group: settings.group.clone(),
-                            detail: "not a member of the group yet".to_owned(),
-                        }));
-                    }
-                    Command::Revoked { reply, .. } => { let _ = reply.send(Ok(())); }
+                if !before_joining(command?, &settings.group) {
+                    return None;
                 }
                 continue;
             }
@@ -454,10 +447,27 @@ async fn choose_protocol(
             Err(e) => {
                 warn!(group = %settings.group, error = %e, "cannot ask the coordinator which group protocols it offers; retrying");
                 events.send(SessionEvent::Retrying(e.into())).await.ok()?;
-                tokio::time::sleep(retries.next_delay()).await;
+                let wait = tokio::time::sleep(retries.next_delay());
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        () = &mut wait => break,
+                        command = commands.recv() => if !before_joining(command?, &settings.group) {
+                            return None;
+                        },
+                    }
+                }
             }
         }
     }
+}
+
+/// Answers a command that comes before the member is in a group; `false`
+/// when it is the close.
+fn before_joining(command: Command, group: &str) -> bool {
+    let closing = matches!(command, Command::Close { .. });
+    classic::refuse(command, group);
+    !closing
 }
 
 impl Drop for Session {

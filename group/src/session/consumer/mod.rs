@@ -448,6 +448,11 @@ impl Task {
             )
             .await
         };
+        if m.machine.epoch() == 0 {
+            // Not in the group (never joined, or fenced): nothing to leave.
+            let _ = reply.send(committed);
+            return;
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let leave = m.machine.leave(&m.template);
         match tokio::time::timeout(remaining, self.client.consumer_group_heartbeat(&leave)).await {
