@@ -326,7 +326,7 @@ async fn the_broker_fences_a_wrong_epoch_and_an_unknown_member() {
         .expect("answered");
     assert_eq!(joined.error, KafkaCode::NONE, "{joined:?}");
     assert!(joined.member_epoch > 0);
-    let ids = client.topic_ids(&[topic.clone()]).await.expect("metadata");
+    let ids = client.topic_ids(std::slice::from_ref(&topic)).await.expect("metadata");
     let (id, name) = ids.iter().next().expect("the topic's id");
     assert_eq!(name, &topic);
     if let Some(assignment) = &joined.assignment {
