@@ -294,6 +294,9 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
         ("CONSUMER_DRAIN_TIMEOUT_MS", "2000"),
         ("CONSUMER_COMMIT_INTERVAL_MS", "300"),
         ("CONSUMER_STALL_SECS", "2"),
+        // The 3 s session timeout above is the classic protocol's (the
+        // consumer protocol's is the broker's).
+        ("CONSUMER_GROUP_PROTOCOL", "classic"),
     ]))
     .expect("config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -114,7 +114,9 @@ async fn one_member_takes_every_partition_commits_and_the_group_is_a_consumer_gr
     // Auto: the shared broker is Kafka 4.x, so the consumer protocol.
     let mut member = start(&group, &topic, GroupProtocol::Auto);
 
+    let started = Instant::now();
     let first = gains(&mut member, "member").await;
+    eprintln!("first partitions after {:?}", started.elapsed());
     let all: Vec<(String, i32)> = (0..PARTITIONS).map(|p| (topic.clone(), p)).collect();
     assert_eq!(keys(&first), all, "every partition");
     assert!(first.generation > 0, "a member epoch: {}", first.generation);
@@ -326,7 +328,10 @@ async fn the_broker_fences_a_wrong_epoch_and_an_unknown_member() {
         .expect("answered");
     assert_eq!(joined.error, KafkaCode::NONE, "{joined:?}");
     assert!(joined.member_epoch > 0);
-    let ids = client.topic_ids(std::slice::from_ref(&topic)).await.expect("metadata");
+    let ids = client
+        .topic_ids(std::slice::from_ref(&topic))
+        .await
+        .expect("metadata");
     let (id, name) = ids.iter().next().expect("the topic's id");
     assert_eq!(name, &topic);
     if let Some(assignment) = &joined.assignment {
