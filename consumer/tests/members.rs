@@ -22,6 +22,16 @@ async fn produce(topic: &str, n: u64, run_id: &str) {
     services::produce(topic, n, run_id, "key-{seq}").await;
 }
 
+/// What `members` handled: (partition, offset), once per time handled.
+fn seen(members: &[&Member]) -> Vec<(i64, i64)> {
+    members.iter().flat_map(|m| m.records()).collect()
+}
+
+/// Whether `member` holds `n` partitions now.
+fn owns(member: &Member, n: usize) -> bool {
+    member.owned().is_some_and(|o| o.len() == n)
+}
+
 /// `records` (partition, offset) are `n` distinct ones, none twice: nothing
 /// lost, a clean hand-over.
 fn assert_each_once(records: &[(i64, i64)], n: usize) {
@@ -52,7 +62,6 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
     );
 
     produce(&topic, 600, "run-members-1").await;
-    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b, &c])
         .len()
         >= 600));
@@ -351,7 +360,6 @@ async fn consumer_protocol_members_revoke_only_what_moves_and_lose_nothing() {
     create_topic(&topic, 6).await;
     // "": unset, the default: the protocol the coordinator offers.
     let default = [("CONSUMER_GROUP_PROTOCOL", "")];
-    let owns = |m: &Member, n: usize| m.owned().is_some_and(|o| o.len() == n);
 
     let mut a = Member::start(CONSUMER, &topic, &group, &bootstrap, &default);
     assert!(
@@ -366,7 +374,6 @@ async fn consumer_protocol_members_revoke_only_what_moves_and_lose_nothing() {
         a.log_text()
     );
     produce(&topic, 300, "run-kip848-1").await;
-    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a]).len() >= 300));
 
     let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &default);
@@ -483,8 +490,6 @@ async fn a_classic_group_converts_online_to_the_consumer_protocol_and_back() {
     let topic = unique("kip848-upgrade");
     let group = unique("g-kip848-upgrade");
     create_topic(&topic, 4).await;
-    let owns = |m: &Member, n: usize| m.owned().is_some_and(|o| o.len() == n);
-    let seen = |ms: &[&Member]| ms.iter().flat_map(|m| m.records()).collect::<Vec<_>>();
 
     let mut old = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
     assert!(wait_until(Duration::from_secs(30), || owns(&old, 4)));
