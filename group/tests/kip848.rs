@@ -16,7 +16,11 @@ use kafka_group::{
     },
     ConnectionConfig,
 };
-use testkit::{bootstrap, broker::create_topic, broker::kafka_tool, unique};
+use testkit::{
+    bootstrap,
+    broker::{create_topic, delete_topic, kafka_tool},
+    unique,
+};
 use tokio::time::{timeout, Instant};
 
 /// Bounds every wait: the coordinator hands partitions over at members'
@@ -93,17 +97,6 @@ fn keys(a: &Assigned) -> Vec<(String, i32)> {
         .iter()
         .map(|p| (p.topic.clone(), p.partition))
         .collect()
-}
-
-fn delete_topic(topic: &str) {
-    kafka_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--delete",
-        "--topic",
-        topic,
-    ]);
 }
 
 #[tokio::test]
