@@ -199,6 +199,11 @@ async fn consume(
                     metrics::counter!(m::CONSUMER_ERRORS, "kind" => "group").increment(1);
                     health.set_not_ready(e.to_string());
                 }
+                // Logged by the session with what was dropped; the
+                // Assigned that follows holds only the valid partitions.
+                Some(SessionEvent::InvalidAssignment(_)) => {
+                    metrics::counter!(m::CONSUMER_ERRORS, "kind" => "assignment").increment(1);
+                }
                 Some(SessionEvent::Fatal(e)) => {
                     partitions.stop_all(Duration::from_millis(500)).await;
                     error!(error = %e, "cannot stay in the consumer group");

@@ -209,6 +209,33 @@ pub struct Member {
     /// assignor's userData (Java's `StickyAssignor` remembers the same in
     /// `onAssignment`), so a leader keeps our partitions with us.
     previous: Option<(Assignment, i32)>,
+    /// The member id of the current generation's leader (JoinGroup).
+    leader: String,
+    /// What the current generation's assignment had that this member
+    /// dropped, while it holds the rest until its rejoin.
+    invalid: Option<InvalidAssignment>,
+    /// Invalid assignments in a row: the rejoin after each waits longer.
+    invalid_streak: u32,
+    /// Join the next time as a new member (after a LeaveGroup): the way a
+    /// follower gets the leader to assign again.
+    fresh_join: bool,
+}
+
+/// An assignment from the leader with entries this member dropped
+/// ([`validate::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidAssignment {
+    /// The leader's member id.
+    pub leader: String,
+    /// The generation.
+    pub generation: i32,
+    /// How many entries were dropped.
+    pub dropped: usize,
+    /// How long the member consumes what was valid before it rejoins
+    /// (the rejoin backoff, growing while assignments stay invalid);
+    /// `None` for a static member, which cannot make the leader assign
+    /// again (see [`Member::rejoin_as_new_member`]).
+    pub rejoin_in: Option<Duration>,
 }
 
 impl Member {
@@ -228,6 +255,10 @@ impl Member {
             skip_assignment: false,
             commit_client: None,
             previous: None,
+            leader: String::new(),
+            invalid: None,
+            invalid_streak: 0,
+            fresh_join: false,
         }
     }
 
@@ -275,6 +306,7 @@ impl Member {
             let state = self.machine.state().clone();
             match state {
                 MemberState::Stable { assignment } => {
+                    let assignment = self.checked(assignment, &partition_counts).await?;
                     self.previous =
                         Some((assignment.clone(), self.machine.generation().generation_id));
                     return Ok(Some(assignment));
@@ -287,6 +319,9 @@ impl Member {
                     self.machine.handle(Event::RevocationDone);
                 }
                 MemberState::Unjoined | MemberState::Joining => {
+                    if std::mem::take(&mut self.fresh_join) {
+                        self.leave_for_fresh_join(cancel).await?;
+                    }
                     self.machine.handle(Event::JoinSent);
                     let params = self.join_params()?;
                     let result = tokio::select! {
@@ -321,6 +356,7 @@ impl Member {
                             );
                             self.members = r.members;
                             self.skip_assignment = r.skip_assignment;
+                            self.leader = r.leader;
                             let action = self.machine.handle(Event::JoinGroupOk {
                                 generation_id: r.generation_id,
                                 member_id: r.member_id,
@@ -428,6 +464,64 @@ impl Member {
             protocols,
             reason: None,
         })
+    }
+
+    /// The leader's `assignment` without what this member may not consume
+    /// (unsubscribed topics, partitions that do not exist, duplicates, past
+    /// [`validate::MAX_ASSIGNMENT_ENTRIES`]); what was dropped is logged
+    /// once and kept for [`invalid_assignment`](Self::invalid_assignment).
+    async fn checked<F, Fut>(
+        &mut self,
+        assignment: Assignment,
+        partition_counts: &F,
+    ) -> Result<Assignment, SessionError>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<BTreeMap<String, i32>, String>>,
+    {
+        let counts = partition_counts(self.settings.topics.clone())
+            .await
+            .map_err(|detail| SessionError::Metadata {
+                group: self.settings.group.clone(),
+                detail,
+            })?;
+        let checked = validate::check(&assignment, &self.settings.topics, &counts);
+        if checked.problems.is_empty() {
+            self.invalid = None;
+            self.invalid_streak = 0;
+            return Ok(assignment);
+        }
+        let generation = self.machine.generation().generation_id;
+        let rejoin_in = self
+            .settings
+            .group_instance_id
+            .is_none()
+            .then(|| self.settings.rejoin_backoff.delay(self.invalid_streak));
+        self.invalid_streak = self.invalid_streak.saturating_add(1);
+        warn!(
+            group = %self.settings.group,
+            generation,
+            leader = %self.leader,
+            dropped = checked.problems.total(),
+            kept = checked.kept.topic_partitions().count(),
+            problems = %checked.problems,
+            rejoin_in_ms = rejoin_in.map(|d| d.as_millis() as u64),
+            "the group leader's assignment has entries this member may not consume: dropped them, consuming the rest until it rejoins (a static member: until the next rebalance)"
+        );
+        self.machine.restrict_assignment(checked.kept.clone());
+        self.invalid = Some(InvalidAssignment {
+            leader: self.leader.clone(),
+            generation,
+            dropped: checked.problems.total(),
+            rejoin_in,
+        });
+        Ok(checked.kept)
+    }
+
+    /// What the current generation's assignment had that this member
+    /// dropped; `None` when it was valid.
+    pub fn invalid_assignment(&self) -> Option<&InvalidAssignment> {
+        self.invalid.as_ref()
     }
 
     async fn compute_assignment<F, Fut>(
@@ -695,6 +789,40 @@ impl Member {
         }
     }
 
+    /// Gives up the partitions, then leaves and joins as a new member: the
+    /// way a follower makes the leader assign again after an invalid
+    /// assignment. Rejoining with the same member id would not do: the
+    /// coordinator answers a follower that rejoins a stable group with
+    /// unchanged metadata with the current generation, and the same
+    /// assignment. (A static member keeps its partitions across such a
+    /// rejoin by design, so it waits for the next rebalance instead.)
+    pub fn rejoin_as_new_member(&mut self) {
+        if self.settings.group_instance_id.is_none() {
+            // Cooperative members too: after LeaveGroup nothing is ours.
+            self.fresh_join = true;
+            self.machine.revoke_all_and_rejoin();
+        }
+    }
+
+    /// LeaveGroup (best effort, within the request timeout), then forget
+    /// the member id so that the next JoinGroup is a new member's.
+    async fn leave_for_fresh_join(&mut self, cancel: &CancellationToken) -> Result<(), SessionError> {
+        let member_id = self.machine.generation().member_id.clone();
+        if !member_id.is_empty() {
+            let leave = self
+                .client
+                .leave_group(&member_id, Some("the leader's assignment was invalid"));
+            tokio::select! {
+                () = cancel.cancelled() => return Err(SessionError::Cancelled),
+                r = leave => if let Err(e) = r {
+                    warn!(group = %self.settings.group, error = %e, "LeaveGroup before joining as a new member failed; the old member expires after the session timeout");
+                },
+            }
+        }
+        self.machine.forget_member_id();
+        Ok(())
+    }
+
     /// Asks for a rebalance (e.g. partitions were added to a topic).
     pub fn request_rejoin(&mut self) -> Action {
         self.machine.handle(Event::RejoinRequested)
@@ -780,6 +908,7 @@ async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), SessionErr
 
 
 mod heartbeat;
+pub mod validate;
 
 #[cfg_attr(not(feature = "unstable-fuzzing"), allow(unused_imports))]
 pub use heartbeat::{spawn_heartbeat, Heartbeat, HeartbeatReport, LastHeartbeat};

@@ -355,6 +355,16 @@ impl Task {
                 generation: self.member.generation().generation_id,
                 partitions,
             };
+            if let Some(invalid) = self.member.invalid_assignment().cloned() {
+                if self
+                    .events
+                    .send(SessionEvent::InvalidAssignment(invalid))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
             if self
                 .events
                 .send(SessionEvent::Assigned(assigned))
@@ -430,6 +440,14 @@ impl Task {
         // Held here while the generation runs (the select below borrows it
         // beside the member), back in `self` for the rebalance.
         let mut commits = std::mem::take(&mut self.commits);
+        // The leader's assignment had invalid entries: consume the valid
+        // ones for a while, then ask for a new assignment.
+        let mut invalid_rejoin = self
+            .member
+            .invalid_assignment()
+            .and_then(|invalid| invalid.rejoin_in);
+        let rejoin_at = tokio::time::sleep(invalid_rejoin.unwrap_or_default());
+        tokio::pin!(rejoin_at);
 
         let ended = loop {
             commits.start_next(&mut self.member);
@@ -456,6 +474,14 @@ impl Task {
                     // Nothing is being revoked.
                     Some(Command::Revoked { reply, .. }) => { let _ = reply.send(Ok(())); }
                 },
+                () = &mut rejoin_at, if invalid_rejoin.is_some() => {
+                    invalid_rejoin = None;
+                    info!(group = %self.settings.group, "leaving and joining as a new member for a valid assignment");
+                    self.member.rejoin_as_new_member();
+                    if self.member.revocation_pending().is_some() {
+                        break Ended::Rebalance;
+                    }
+                }
                 _ = refresh.tick(), if check.is_none() => {
                     check = Some(tokio::spawn(check_counts(Arc::clone(&self.metadata), self.settings.topics.clone())));
                 }

@@ -11,7 +11,9 @@
 //!   lost: another member may own them already);
 //! - [`SessionEvent::Retrying`]: something the session retries by itself
 //!   (for readiness and the error counter);
-//! - [`SessionEvent::Fatal`]: the member cannot stay in the group.
+//! - [`SessionEvent::Fatal`]: the member cannot stay in the group;
+//! - [`SessionEvent::InvalidAssignment`]: the leader handed out partitions
+//!   this member may not consume; they were dropped (for the error counter).
 //!
 //! [`Session::commit`] commits on the session's own connection with its own
 //! deadline and never holds up the caller; [`Session::close`] commits a last
@@ -141,7 +143,7 @@ use crate::{
     wire::ConnectionConfig,
 };
 
-pub use crate::member::{GroupProtocol, SessionError, SessionSettings};
+pub use crate::member::{GroupProtocol, InvalidAssignment, SessionError, SessionSettings};
 
 mod classic;
 mod consumer;
@@ -174,6 +176,14 @@ pub enum SessionEvent {
     Retrying(SessionError),
     /// The member cannot stay in the group; no event follows.
     Fatal(SessionError),
+    /// The leader's assignment had entries this member may not consume
+    /// (topics it did not subscribe to, partitions that do not exist,
+    /// duplicates, an absurdly long list). They were dropped and logged;
+    /// the [`Assigned`](SessionEvent::Assigned) that follows holds only the
+    /// valid ones, and the member rejoins after
+    /// [`rejoin_in`](InvalidAssignment::rejoin_in), as Java's consumer
+    /// rejoins on an assignment that does not match its subscription.
+    InvalidAssignment(InvalidAssignment),
 }
 
 /// Partitions this member now owns.

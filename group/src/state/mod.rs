@@ -323,6 +323,39 @@ impl Membership {
         }
     }
 
+    /// Keeps only `kept` of the assignment while
+    /// [`Stable`](MemberState::Stable): the member dropped entries of the
+    /// leader's assignment it may not consume, so they are never revoked,
+    /// committed or fetched.
+    pub fn restrict_assignment(&mut self, kept: Assignment) {
+        if let MemberState::Stable { assignment } = &mut self.state {
+            *assignment = kept;
+        }
+    }
+
+    /// Gives up the whole assignment before rejoining, cooperative or not:
+    /// the member leaves and joins as a new one, so it keeps nothing.
+    pub fn revoke_all_and_rejoin(&mut self) {
+        if let MemberState::Stable { assignment } = &mut self.state {
+            let assignment = std::mem::take(assignment);
+            self.owned = Assignment::default();
+            self.state = MemberState::Revoking {
+                assignment,
+                lost: self.generation.is_lost(),
+                then: AfterRevoke::Rejoin,
+            };
+        }
+    }
+
+    /// Drops the generation and member id while
+    /// [`Unjoined`](MemberState::Unjoined), after a LeaveGroup the member
+    /// sent itself: the next JoinGroup is a new member's.
+    pub fn forget_member_id(&mut self) {
+        if self.state == MemberState::Unjoined {
+            self.generation = Generation::none();
+        }
+    }
+
     /// The generation to commit offsets with, or `None` if offsets must not
     /// be committed now (Java's `generationIfStable`, plus the commit Java
     /// makes in `onJoinPrepare` before revoking). Never a reset generation:

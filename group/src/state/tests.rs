@@ -1632,3 +1632,30 @@ fn eager_member_still_revokes_everything_before_joining() {
     assert_eq!(m.state(), &revoking(false, AfterRevoke::Rejoin));
     assert!(m.owned().partitions.is_empty());
 }
+
+#[test]
+fn a_restricted_assignment_is_what_is_revoked_and_a_forgotten_member_joins_anew() {
+    let mut m = stable();
+    let kept = Assignment::new(vec![TopicPartitions::new("t", [1])]);
+    m.restrict_assignment(kept.clone());
+    assert_eq!(m.assignment(), Some(&kept));
+    // Not forgotten mid-generation: only once unjoined.
+    m.forget_member_id();
+    assert_eq!(m.generation(), &generation(7, "m-1", Some("range")));
+    assert_eq!(m.handle(Event::RejoinRequested), rejoin(false, false));
+    assert_eq!(
+        m.state(),
+        &MemberState::Revoking {
+            assignment: kept,
+            lost: false,
+            then: AfterRevoke::Rejoin,
+        }
+    );
+    m.handle(Event::RevocationDone);
+    assert_eq!(m.state(), &MemberState::Unjoined);
+    m.forget_member_id();
+    assert_eq!(m.generation(), &Generation::none());
+    // Outside Stable there is nothing to restrict.
+    m.restrict_assignment(assignment());
+    assert_eq!(m.assignment(), None);
+}
