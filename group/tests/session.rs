@@ -379,6 +379,84 @@ async fn a_cooperative_member_closed_mid_join_commits_what_it_kept() {
     assert_eq!(fake.sent(Api::Leave).len(), 1);
 }
 
+#[tokio::test]
+async fn an_invalid_assignment_is_trimmed_reported_and_followed_by_a_fresh_join() {
+    let fake = FakeCoordinator::start().await;
+    let follower = |generation_id, member_id| Reply::Joined {
+        generation_id,
+        member_id,
+        leader: "m-0",
+        members: Vec::new(),
+    };
+    fake.script(Api::Join, [follower(1, "m-1"), follower(3, "m-2")]);
+    let bad = Assignment::new(vec![
+        TopicPartitions::new("t", vec![0, 7, -1, 0]),
+        TopicPartitions::new("x", vec![0]),
+        TopicPartitions::new("t", vec![1]),
+    ]);
+    fake.script(Api::Sync, [Reply::Assigned(bad), Reply::Assigned(both())]);
+    fake.script(Api::Fetch, [Reply::Offsets(vec![]), Reply::Offsets(vec![])]);
+    fake.script(Api::Heartbeat, (0..20).map(|_| code_none()));
+    fake.script(Api::Commit, [code_none()]);
+    fake.script(Api::Leave, [code_none(), code_none()]);
+    let mut session = start(&fake);
+
+    let SessionEvent::InvalidAssignment(invalid) = next(&mut session).await else {
+        panic!("the invalid assignment reported first");
+    };
+    assert_eq!(
+        (invalid.leader.as_str(), invalid.generation, invalid.dropped),
+        ("m-0", 1, 4),
+        "7, -1, the second 0 and x-0 dropped"
+    );
+    assert!(invalid.rejoin_in.is_some(), "a dynamic member rejoins");
+    let SessionEvent::Assigned(first) = next(&mut session).await else {
+        panic!("assigned");
+    };
+    let held: Vec<_> = first.partitions.iter().map(|p| p.partition).collect();
+    assert_eq!(
+        (first.generation, held),
+        (1, vec![0, 1]),
+        "only the valid ones"
+    );
+
+    // The member gives them up by itself and leaves, to join anew.
+    let SessionEvent::Revoke(revocation) = next(&mut session).await else {
+        panic!("revoke");
+    };
+    assert!(!revocation.lost);
+    assert_eq!(
+        revocation.partitions,
+        [("t".to_owned(), 0), ("t".to_owned(), 1)],
+        "what it held, nothing dropped"
+    );
+    timeout(LIMIT, session.revoked(offsets(&[(0, 4)])))
+        .await
+        .expect("in time")
+        .expect("committed");
+    let SessionEvent::Assigned(second) = next(&mut session).await else {
+        panic!("assigned again");
+    };
+    assert_eq!(second.generation, 3);
+
+    assert_eq!(fake.join_ids(), ["", ""], "joined again as a new member");
+    let leaves: Vec<_> = fake
+        .sent(Api::Leave)
+        .into_iter()
+        .map(|s| s.member_id)
+        .collect();
+    assert_eq!(leaves, ["m-1"], "after leaving with the old member id");
+    assert_eq!(
+        commits(&fake),
+        [(1, offsets(&[(0, 4)]))],
+        "handled offsets kept"
+    );
+    timeout(LIMIT, session.close(Offsets::new(), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
+}
+
 fn code_none() -> Reply {
     Reply::Code(KafkaCode::NONE)
 }
