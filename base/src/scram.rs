@@ -30,6 +30,19 @@ pub fn iterations_out_of_bounds(server_first: &[u8]) -> Option<u64> {
     (!SCRAM_ITERATIONS.contains(&iterations)).then_some(iterations)
 }
 
+/// Whether a SCRAM server message (server-first or server-final) has an
+/// attribute shorter than RFC 5802's `x=`: the SCRAM implementation both
+/// SASL paths use (rsasl 2.3) reads the first two bytes of each attribute
+/// it parses without checking the length, and panics on such a message
+/// (found by the `scram_server` fuzz target) — in a release build, which
+/// aborts on panic, that would let a broker impersonator stop the process.
+/// So the clients refuse it before it reaches the parser.
+pub fn malformed(server_message: &[u8]) -> bool {
+    server_message
+        .split(|b| *b == b',')
+        .any(|attribute| attribute.len() < 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +76,28 @@ mod tests {
         assert_eq!(iterations_out_of_bounds(&first("-5")), None);
         assert_eq!(iterations_out_of_bounds(&[0xff, 0xfe]), None);
         assert_eq!(iterations_out_of_bounds(b"e=other-error"), None);
+    }
+
+    #[test]
+    fn attributes_shorter_than_their_name_are_malformed() {
+        for bad in [
+            &b""[..],
+            b"v",
+            b"e",
+            b"v=abc,x",
+            b"r=abc,s,i=4096",
+            b"r=a,,i=4096",
+            b",",
+        ] {
+            assert!(malformed(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        for good in [
+            &b"v=abc"[..],
+            b"e=invalid-proof",
+            b"r=abc,s=c2FsdA==,i=4096",
+            b"v=,x=",
+        ] {
+            assert!(!malformed(good), "{:?}", String::from_utf8_lossy(good));
+        }
     }
 }

@@ -88,6 +88,17 @@ impl BrokerConnection {
         let scram = mechanism != SaslMechanism::Plain;
         let mut received: Option<Bytes> = None;
         for round in 0..MAX_SASL_ROUNDS {
+            // A server message the SCRAM parser would panic on (see
+            // `scram::malformed`) never reaches it.
+            if let (true, Some(message)) = (scram, received.as_deref()) {
+                if scram::malformed(message) {
+                    return Err(sasl_err(
+                        &self.broker,
+                        "the broker's SCRAM message has an attribute shorter than RFC 5802's `x=`"
+                            .to_owned(),
+                    ));
+                }
+            }
             // SCRAM's first server message sets the key derivation's
             // iteration count: bounded before the derivation runs.
             if let (true, 1, Some(first)) = (scram, round, received.as_deref()) {

@@ -219,6 +219,25 @@ pub enum SaslError {
 
     #[error("SASL step stopped: {0}")]
     StepAborted(String),
+
+    /// PATCH(kafka-rs): see [`check_scram_message`].
+    #[error("the broker's SCRAM message has an attribute shorter than RFC 5802's `x=`")]
+    ScramMalformed,
+}
+
+/// PATCH(kafka-rs): refuses a SCRAM server message (server-first or
+/// server-final) with an attribute shorter than RFC 5802's `x=`: rsasl 2.3
+/// reads each attribute's first two bytes unchecked and panics on it (found
+/// by the `scram_server` fuzz target), which aborts a `panic = "abort"`
+/// build. Public (with `unstable-fuzzing`) for that target.
+pub fn check_scram_message(server_message: &[u8]) -> Result<(), SaslError> {
+    if server_message
+        .split(|b| *b == b',')
+        .any(|attribute| attribute.len() < 2)
+    {
+        return Err(SaslError::ScramMalformed);
+    }
+    Ok(())
 }
 
 /// PATCH(kafka-rs): the SCRAM iteration counts a client accepts (issue 17,
@@ -233,8 +252,9 @@ pub const SCRAM_MAX_ITERATIONS: u32 = 16_384;
 /// PATCH(kafka-rs): the `i=` attribute of a SCRAM server-first message
 /// (RFC 5802 §7: `r=...,s=...,i=...[,ext]`), checked against the bounds
 /// before the key derivation runs. A message without a readable count is
-/// left to the SCRAM implementation, which rejects it.
-fn check_scram_iterations(server_first: &[u8]) -> Result<(), SaslError> {
+/// left to the SCRAM implementation, which rejects it. Public (the module
+/// is, with `unstable-fuzzing`) for the `scram_server` fuzz target.
+pub fn check_scram_iterations(server_first: &[u8]) -> Result<(), SaslError> {
     let Ok(text) = std::str::from_utf8(server_first) else {
         return Ok(());
     };
@@ -656,6 +676,9 @@ where
         // we step through the auth process, starting on our side with NO data received so far
         let mut data_received: Option<Vec<u8>> = None;
         loop {
+            if let (true, Some(reply)) = (scram, data_received.as_deref()) {
+                check_scram_message(reply)?;
+            }
             if let (true, true, Some(reply)) = (scram, first_reply, data_received.as_deref()) {
                 check_scram_iterations(reply)?;
             }
