@@ -52,7 +52,7 @@ unit: ## Unit tests only (no broker needed), the vendored rskafka's included
 		-- --exact --skip client::consumer::tests::test_consumer
 
 .PHONY: lint
-lint: ## cargo fmt --check, clippy -D warnings, cargo machete (unused dependencies), shellcheck (and POSIX sh for what macOS runs)
+lint: ## cargo fmt --check, clippy -D warnings, cargo machete (unused dependencies), shellcheck (and POSIX sh for what macOS runs), cargo deny
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p e2e --test cluster -- -D warnings # test = false: not in --all-targets
@@ -61,6 +61,11 @@ lint: ## cargo fmt --check, clippy -D warnings, cargo machete (unused dependenci
 	@command -v shellcheck >/dev/null 2>&1 || { echo "lint: shellcheck not installed: scripts/install-tools.sh (make install-tools)" >&2; exit 1; }
 	shellcheck scripts/*.sh .ci/run
 	shellcheck --shell=sh scripts/deploy.sh scripts/lib.sh
+	scripts/deny.sh
+
+.PHONY: deny
+deny: ## cargo deny: licenses, bans, sources; advisories where the RustSec database could be fetched (deny.toml)
+	scripts/deny.sh
 
 .PHONY: fmt
 fmt: ## Format the code

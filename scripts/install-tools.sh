@@ -13,6 +13,8 @@
 #   $TOOLS_DIR/bin/{prometheus,promtool}  from Debian's prometheus package, binaries only
 #   rustup components rustfmt, clippy; cargo-machete (cargo install, for
 #                     make lint); the Kafka jars into ~/.m2 (Maven)
+#   cargo-deny (cargo install) and the RustSec advisory database, where
+#                     github.com is reachable (make lint; scripts/deny.sh)
 #
 # TOOLS_DIR is ${KIND_KAFKA_TOOLS:-~/.cache/kind-kafka-rs}. Where something
 # cannot be installed (no root and no sudo, no apt-get), one line says what
@@ -103,6 +105,16 @@ for c in rustfmt clippy; do
 done
 # make lint's unused-dependency check.
 command -v cargo-machete >/dev/null 2>&1 || cargo install --locked cargo-machete@0.9.2
+# cargo-deny for make lint (scripts/deny.sh), built from crates.io (a few
+# minutes, once); then the RustSec advisory database, which needs github.com:
+# where it cannot be fetched, make lint skips the advisories check and says so.
+CARGO_DENY_VERSION=0.20.2
+if [[ $(cargo-deny --version 2>/dev/null || true) != "cargo-deny $CARGO_DENY_VERSION" ]]; then
+    info "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked, a few minutes)"
+    cargo install --locked --quiet cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+timeout 120 cargo deny fetch db >/dev/null 2>&1 ||
+    info "RustSec advisory database not fetched (github.com unreachable?): make lint checks licenses, bans and sources only"
 # kafka-local.sh would resolve them at the broker's first start; doing it
 # here makes a network problem show up as itself. Its cached classpath makes
 # this instant when the jars are there.
