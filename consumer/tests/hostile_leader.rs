@@ -270,12 +270,6 @@ async fn a_hostile_leaders_bad_entries_are_dropped_logged_and_rejoined_over() {
     let mut consumer = consumer;
     consumer.sigterm();
     assert_eq!(consumer.wait_exit(Duration::from_secs(20)), Some(0));
-    kafka_tool(&[
-        "topics",
-        "--bootstrap-server",
-        &bootstrap(),
-        "--delete",
-        "--topic",
-        &format!("{topic},{other}"),
-    ]);
+    delete_topic(&topic);
+    delete_topic(&other);
 }
