@@ -167,12 +167,15 @@ test-cluster: ## Faults of the 3-broker cluster under load (kill -9 of a leader 
 	scripts/cluster-test.sh
 
 # --- Benchmarks (issue 7) ---
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-rebalance
 bench: ## Benchmark vs Kafka's perf tools, librdkafka, kafka-python; writes BENCHMARKS.md + docs/bench/ (~40 min)
 	scripts/bench.sh full
 
 bench-smoke: ## The benchmark harness with tiny counts (seconds): every tool runs, no speed asserted
 	scripts/bench.sh smoke
+
+bench-rebalance: ## Rebalance pause, ours vs the Java consumer (range, cooperative-sticky, KIP-848); BENCHMARKS.md section (~10 min)
+	scripts/bench.sh rebalance
 
 # Conformance vectors of the sticky/cooperative-sticky assignors, computed by
 # Kafka's own classes (Java 17+ and Maven, like the broker; no broker needed).

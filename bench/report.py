@@ -6,11 +6,14 @@
 Medians over the repetitions are quoted, with the min–max spread of the
 throughput. Each figure is also given as a ratio to the best peer (the best
 tool that is not ours) in the same case of the same run. The text of
-bench/profile-notes.md (profile findings, written by hand) is included.
+bench/profile-notes.md (profile findings, written by hand) is included,
+and with --rebalance the "Rebalance pause" section from a
+bench/rebalance.py results file (when it exists).
 """
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 
@@ -286,6 +289,7 @@ def main():
     ap.add_argument("--charts", required=True)
     ap.add_argument("--chart-prefix", default="docs/bench",
                     help="path of the charts as written in the markdown")
+    ap.add_argument("--rebalance", help="bench/rebalance.py's results (docs/bench/rebalance.json), if it exists")
     a = ap.parse_args()
     res = json.load(open(a.results))
     charts = Path(a.charts)
@@ -327,6 +331,9 @@ def main():
     notes = ROOT / "bench/profile-notes.md"
     if notes.exists():
         md.append(notes.read_text().strip() + "\n")
+    if a.rebalance and Path(a.rebalance).exists():
+        from rebalance import markdown as rebalance_markdown
+        md.extend(rebalance_markdown(json.load(open(a.rebalance))))
 
     md.append("## Machine and run\n")
     md.append(f"- {m['nproc']} cores ({m['cpu']}), {m['mem_gib']} GiB memory, Linux {m['kernel']}, {m['os']}")
@@ -435,7 +442,9 @@ def main():
     md.append("The harness runs these (topic names and paths vary per run):\n")
     md.append("```")
     for k, c in sorted(res.get("commands", {}).items()):
-        c = c.replace(str(ROOT) + "/", "").replace(str(Path.home()), "~")
+        # Paths relative to the checkout, whichever checkout the run was in.
+        c = re.sub(r"/\S*/(?=(?:scripts|bench|target)/)", "",
+                   c.replace(str(ROOT) + "/", "").replace(str(Path.home()), "~"))
         md.append(f"{k}: {c}")
     md.append("```\n")
     md.append("Reproduce: `make bench` (full run, about 30–40 minutes here; waits for a quiet machine first), "

@@ -9,6 +9,13 @@
 #   scripts/bench.sh smoke [bench.py args]   make bench-smoke: tiny counts, debug build,
 #                                            asserts only that every tool ran (seconds);
 #                                            output in target/bench-smoke
+#   scripts/bench.sh rebalance [rebalance.py args]
+#                                            make bench-rebalance: the rebalance-pause table
+#                                            (issue 15; ours and the Java consumer, eager range,
+#                                            cooperative-sticky, KIP-848; ~10 min): writes
+#                                            docs/bench/rebalance.json and its BENCHMARKS.md
+#                                            section. The full run includes it (BENCH_REBALANCE=0:
+#                                            not).
 #
 # Needs kcat and GNU time (apt-get install kcat time), Java 17 and Maven (the
 # broker and Kafka's tools), python3; the Python clients and matplotlib are
@@ -19,8 +26,10 @@
 # (full: how long to wait for a quiet machine, default 1800), BENCH_QUIET_LOAD
 # (1-minute load average counted as quiet, default 1.0); BENCH_STATIC_DIR (static
 # musl binaries, default target/static); the BENCH_* sizes
-# of bench/bench.py. A broker already running is used, else one is started
-# and stopped again.
+# of bench/bench.py; rebalance: BENCH_REBALANCE_BIN_DIR (default target/release;
+# target/debug builds the debug binaries), BENCH_REBALANCE_RATE (records/s, 300),
+# BENCH_REBALANCE_ROWS (e.g. ours/range,java/consumer; default all six). A broker
+# already running is used, else one is started and stopped again.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -32,8 +41,9 @@ mode=${1:-full}
 case $mode in
     full) bin_dir=target/release; budget=${BENCH_BUDGET_SECS:-5400} ;;
     smoke) bin_dir=target/debug; budget=${BENCH_BUDGET_SECS:-240} ;;
+    rebalance) bin_dir=${BENCH_REBALANCE_BIN_DIR:-target/release} ;;
     -h|--help|help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
-    *) echo "bench: unknown mode '$mode' (full or smoke)" >&2; exit 2 ;;
+    *) echo "bench: unknown mode '$mode' (full, smoke or rebalance)" >&2; exit 2 ;;
 esac
 
 need kcat java python3 -- "scripts/install-tools.sh installs kcat; Java 17 is a prerequisite"
@@ -47,7 +57,7 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka, kafka, lz4, matplotlib' 2>/d
 fi
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    if [[ $mode == full ]]; then
+    if [[ $bin_dir == target/release ]]; then
         cargo build --release -p producer -p consumer
     else
         cargo build -q -p producer -p consumer
@@ -82,11 +92,27 @@ if [[ $mode == full ]]; then
 fi
 
 py=$VENV/bin/python
+# Six rows of about 1.5 min each (KIP-848's rows wait out the broker's
+# 45 s session timeout); the Java members start a JVM each.
+rebalance() {
+    timeout --signal=TERM --kill-after=60 1800 \
+        "$py" bench/rebalance.py --bin-dir "$1" --out docs/bench/rebalance.json "${@:2}"
+}
 if [[ $mode == full ]]; then
     out=docs/bench
     timeout --signal=TERM --kill-after=60 $((budget + 600)) \
         "$py" bench/bench.py --mode full --bin-dir "$bin_dir" --out "$out" "$@"
-    "$py" bench/report.py "$out/results.json" --markdown BENCHMARKS.md --charts "$out" --chart-prefix docs/bench
+    if [[ ${BENCH_REBALANCE:-1} != 0 ]]; then
+        rebalance "$bin_dir" || echo "bench: the rebalance benchmark failed; BENCHMARKS.md keeps its last results" >&2
+    fi
+    "$py" bench/report.py "$out/results.json" --markdown BENCHMARKS.md --charts "$out" --chart-prefix docs/bench \
+        --rebalance "$out/rebalance.json"
+elif [[ $mode == rebalance ]]; then
+    rebalance "$bin_dir" "$@"
+    # Only the new section changes: the charts of the last full run are
+    # drawn again into a scratch directory, not over the committed ones.
+    "$py" bench/report.py docs/bench/results.json --markdown BENCHMARKS.md --charts target/bench-rebalance/charts \
+        --chart-prefix docs/bench --rebalance docs/bench/rebalance.json
 else
     out=target/bench-smoke
     start=$SECONDS
