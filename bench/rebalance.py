@@ -389,7 +389,9 @@ def markdown(res):
               "handled to the first the new owner handled (for SIGKILL that includes the session timeout); "
               "*since event* — the same from the event; *twice* — records handled a second time in the "
               "event's window. *steady* — the longest gap on any partition in the 10 s before the first "
-              "event (normal fetch timing).\n")
+              "event (normal fetch timing). *moved* counts partitions whose owner in the 5 s before the "
+              "event differs from their owner in the 3 s before the next event; *idle* ones had no record "
+              "handled in one of those windows.\n")
     md.append("### Goals\n")
     md.append("| goal | measured | status |")
     md.append("|---|---|---|")
@@ -410,10 +412,26 @@ def markdown(res):
             moved = f"{len(e['moved'])}/{PARTITIONS}"
             if e["moved_resumed"] < len(e["moved"]):
                 moved += f" ({len(e['moved']) - e['moved_resumed']} not resumed)"
+            if e["unknown"]:
+                # No record before the event or none before the next one: not consumed at all there.
+                moved += f"; {len(e['unknown'])} idle"
             md.append(f"| {label} | {MODE_LABELS[r['mode']]} | {fmt_s(r['steady_max_gap_s'])} | {e['event']} "
                       f"| {moved} | {fmt_s(e['kept_max_gap_s'])} | {fmt_s(e['moved_resume_max_s'])} "
                       f"| {fmt_s(e['moved_since_event_max_s'])} | {e['duplicates']} |")
     md.append("")
+    md.append(
+        "Reading the figures: one run per row, and a figure that waits for a heartbeat is one draw from "
+        "that heartbeat's phase. A member learns of a rebalance, or of partitions given to it, at its next "
+        f"heartbeat: up to {HEARTBEAT_MS / 1e3:.0f} s later in the classic rows, up to "
+        f"{s['group.consumer.heartbeat.interval.ms'] / 1e3:.0f} s in the KIP-848 rows (the broker's interval), "
+        "so *moved resume* after SIGTERM, and after SIGKILL the time past the session timeout (which runs "
+        "from the killed member's last heartbeat, up to one interval before the kill), differ between two "
+        "runs by up to that interval; *since event* of an added member includes the process start (a JVM "
+        "for Java). *twice*: VerifiableConsumer commits synchronously after every poll; ours commits every "
+        "`CONSUMER_COMMIT_INTERVAL_MS` (5 s), before giving partitions up and on SIGTERM, so a SIGKILL "
+        "re-delivers what it handled since its last commit (README, \"Redelivery after a crash\"); a Java "
+        "application with the default auto-commit (every 5 s) would re-deliver up to that much too (not "
+        "measured here).\n")
     holes = [f"{r['client']} {r['mode']}: {r['offset_holes']}" for r in res["rows"] if r["ok"] and r["offset_holes"]]
     md.append("Offsets never handled (holes between the first and last offset a partition's members handled): "
               + ("; ".join(holes) if holes else "none in any row") + ".\n")
