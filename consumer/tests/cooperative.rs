@@ -42,18 +42,40 @@ fn sample_readiness(
 /// (each revoked partition's handled offsets are committed before it moves).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_member_moves_only_its_partitions_and_the_others_stay_ready() {
+    joining_member_moves_only_its_partitions(&[COOPERATIVE], true).await;
+}
+
+/// The same with KIP-848's consumer protocol: the broker takes only the
+/// newcomer's partitions from their owners, whose `/readyz` stays 200 while
+/// they revoke them and the rest keep flowing (issue 15: readiness reflects
+/// this member's progress, not the group's state, in both protocols).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_consumer_protocol_too_the_others_stay_ready() {
+    // Member epochs are per member there: no common generation to wait for.
+    joining_member_moves_only_its_partitions(&[("CONSUMER_GROUP_PROTOCOL", "consumer")], false)
+        .await;
+}
+
+/// `one_generation`: the classic protocol's members all end in the same
+/// generation once a rebalance is over.
+async fn joining_member_moves_only_its_partitions(settings: &[(&str, &str)], one_generation: bool) {
     let bootstrap = bootstrap();
     let topic = unique("coop-members");
     let group = unique("g-coop-members");
     create_topic(&topic, 6).await;
 
-    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
-    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    let a = Member::start(CONSUMER, &topic, &group, &bootstrap, settings);
+    let b = Member::start(CONSUMER, &topic, &group, &bootstrap, settings);
     let sizes = |ms: &[&Member], n: usize| {
-        balanced(ms, 6)
-            && ms
-                .iter()
-                .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == n))
+        let held: Vec<_> = ms.iter().filter_map(|m| m.assignment()).collect();
+        let distinct: BTreeSet<&String> = held.iter().flat_map(|(_, p)| p.iter()).collect();
+        (if one_generation {
+            balanced(ms, 6)
+        } else {
+            held.len() == ms.len() && distinct.len() == 6
+        }) && ms
+            .iter()
+            .all(|m| m.assignment().is_some_and(|(_, p)| p.len() == n))
     };
     assert!(
         wait_until(Duration::from_secs(40), || sizes(&[&a, &b], 3)),
@@ -75,7 +97,7 @@ async fn a_joining_member_moves_only_its_partitions_and_the_others_stay_ready() 
 
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sample_readiness(vec![a.http.clone(), b.http.clone()], Arc::clone(&stop));
-    let c = Member::start(CONSUMER, &topic, &group, &bootstrap, &[COOPERATIVE]);
+    let c = Member::start(CONSUMER, &topic, &group, &bootstrap, settings);
     for i in 0..6 {
         services::produce(&topic, 50, &format!("run-coop-2-{i}"), "key-{seq}").await;
         tokio::time::sleep(Duration::from_millis(200)).await;
