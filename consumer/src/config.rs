@@ -293,6 +293,10 @@ pub struct Config {
     pub group_protocol: GroupProtocol,
     /// The consumer protocol's server-side assignor; `None`: the broker's.
     pub remote_assignor: Option<String>,
+    /// The keys set here that only the classic protocol uses (the consumer
+    /// protocol takes them from the broker), for one warning at start when
+    /// the consumer protocol may be the one in use.
+    pub classic_only_keys: Vec<&'static str>,
     /// Start position without a commit.
     pub auto_offset_reset: OffsetReset,
     /// Session timeout.
@@ -397,6 +401,18 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             &[("uniform", Some("uniform")), ("range", Some("range"))],
         )?
         .map(str::to_owned);
+    // As Java's group.protocol=consumer: the session timeout, heartbeat
+    // interval and assignors are the broker's (group.consumer.*) and
+    // CONSUMER_GROUP_REMOTE_ASSIGNOR's there.
+    let classic_only_keys: Vec<&'static str> = [
+        &keys::SESSION_TIMEOUT_MS,
+        &keys::HEARTBEAT_INTERVAL_MS,
+        &keys::ASSIGNORS,
+    ]
+    .into_iter()
+    .filter(|k| src.raw(k.env).is_some())
+    .map(|k| k.env)
+    .collect();
     let auto_offset_reset = src.pick(
         &keys::AUTO_OFFSET_RESET,
         &[OffsetReset::Earliest, OffsetReset::Latest],
@@ -429,6 +445,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         assignors,
         group_protocol,
         remote_assignor,
+        classic_only_keys,
         auto_offset_reset,
         session_timeout,
         heartbeat_interval,
@@ -622,6 +639,19 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.group_protocol, GroupProtocol::Classic);
+        assert!(c.classic_only_keys.is_empty(), "{:?}", c.classic_only_keys);
+        let c = cfg(&[
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("CONSUMER_SESSION_TIMEOUT_MS", "20000"),
+            ("CONSUMER_ASSIGNORS", "range"),
+            ("CONSUMER_COMMIT_INTERVAL_MS", "1000"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.classic_only_keys,
+            ["CONSUMER_SESSION_TIMEOUT_MS", "CONSUMER_ASSIGNORS"],
+            "set keys the consumer protocol does not use, and only those"
+        );
         for (key, value, allowed) in [
             ("CONSUMER_GROUP_PROTOCOL", "eager", "classic, consumer"),
             ("CONSUMER_GROUP_REMOTE_ASSIGNOR", "sticky", "uniform, range"),
