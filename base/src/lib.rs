@@ -8,7 +8,9 @@
 //!   connection (`kafka-group`), so neither owns the other.
 //! - [`backoff`]: the retry backoff every retry loop uses.
 //! - [`scram`]: bounds on what a SCRAM server may ask of a client.
+//! - [`oauth`]: OAUTHBEARER tokens read from a file, and their expiry.
 
 pub mod backoff;
+pub mod oauth;
 pub mod scram;
 pub mod security;

@@ -13,6 +13,8 @@ use rustls::{
     DigitallySignedStruct, RootCertStore,
 };
 
+use crate::oauth::TokenFile;
+
 /// A secret value (password, token). Prints as `[redacted]` in `Debug` and `Display`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -86,6 +88,8 @@ pub enum SaslMechanism {
     ScramSha256,
     /// SCRAM with SHA-512.
     ScramSha512,
+    /// RFC 7628 OAUTHBEARER with a token from a file.
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -95,7 +99,13 @@ impl SaslMechanism {
             Self::Plain => "PLAIN",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OAuthBearer => "OAUTHBEARER",
         }
+    }
+
+    /// Whether it is one of the SCRAM mechanisms.
+    pub fn is_scram(self) -> bool {
+        matches!(self, Self::ScramSha256 | Self::ScramSha512)
     }
 }
 
@@ -110,10 +120,48 @@ impl fmt::Display for SaslMechanism {
 pub struct SaslSettings {
     /// The mechanism.
     pub mechanism: SaslMechanism,
-    /// `KAFKA_USERNAME`.
-    pub username: String,
-    /// `KAFKA_PASSWORD` or the file named by `KAFKA_PASSWORD_FILE`.
-    pub password: Secret,
+    /// What it authenticates with.
+    pub credentials: SaslCredentials,
+}
+
+/// What a SASL mechanism authenticates with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SaslCredentials {
+    /// PLAIN and SCRAM.
+    Password {
+        /// `KAFKA_USERNAME`.
+        username: String,
+        /// `KAFKA_PASSWORD` or the file named by `KAFKA_PASSWORD_FILE`.
+        password: Secret,
+    },
+    /// OAUTHBEARER: `KAFKA_SASL_OAUTHBEARER_TOKEN_FILE`.
+    Token(TokenFile),
+}
+
+impl SaslSettings {
+    /// PLAIN or SCRAM with a user and password.
+    pub fn password(
+        mechanism: SaslMechanism,
+        username: impl Into<String>,
+        password: Secret,
+    ) -> Self {
+        Self {
+            mechanism,
+            credentials: SaslCredentials::Password {
+                username: username.into(),
+                password,
+            },
+        }
+    }
+
+    /// Who authenticates, for logs and errors: `user NAME`, or the token
+    /// file (the token's subject is not read).
+    pub fn principal(&self) -> String {
+        match &self.credentials {
+            SaslCredentials::Password { username, .. } => format!("user {username}"),
+            SaslCredentials::Token(file) => format!("the token in {}", file.path().display()),
+        }
+    }
 }
 
 /// TLS settings, used when the security protocol is SSL or SASL_SSL.

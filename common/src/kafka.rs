@@ -9,7 +9,9 @@ use std::{
 };
 
 use rskafka::{
-    client::{Client, ClientBuilder, Credentials, SaslConfig},
+    client::{
+        Client, ClientBuilder, Credentials, OauthBearerCredentials, OauthCallback, SaslConfig,
+    },
     BackoffConfig,
 };
 
@@ -18,8 +20,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use kafka_base::backoff::Backoff;
+pub use kafka_base::oauth::TokenFile;
 pub use kafka_base::security::{
-    tls_client_config, SaslMechanism, SaslSettings, SecurityProtocol, TlsError, TlsSettings,
+    tls_client_config, SaslCredentials, SaslMechanism, SaslSettings, Secret, SecurityProtocol,
+    TlsError, TlsSettings,
 };
 use kafka_group::{preflight, ConnectionConfig, ConnectionError, Preflight};
 
@@ -79,31 +83,21 @@ impl KafkaSettings {
                     SaslMechanism::Plain,
                     SaslMechanism::ScramSha256,
                     SaslMechanism::ScramSha512,
+                    SaslMechanism::OAuthBearer,
                 ],
             )?),
         };
         let password = src.secret("KAFKA_PASSWORD")?;
+        let token_file = src.optional(keys::SASL_OAUTHBEARER_TOKEN_FILE.env);
         let sasl = if security_protocol.uses_sasl() {
             let mechanism = mechanism.ok_or_else(|| {
                 src.invalid(
                     "KAFKA_SASL_MECHANISM",
                     format!("must be set when KAFKA_SECURITY_PROTOCOL is {security_protocol}"),
-                    "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+                    "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER",
                 )
             })?;
-            let username = src.required(
-                "KAFKA_USERNAME",
-                &format!("SASL ({mechanism}) needs a user name"),
-            )?;
-            let password = password.ok_or_else(|| ConfigError::Missing {
-                key: "KAFKA_PASSWORD".to_owned(),
-                hint: format!("SASL ({mechanism}) needs a password: set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE"),
-            })?;
-            Some(SaslSettings {
-                mechanism,
-                username,
-                password,
-            })
+            Some(sasl_settings(src, mechanism, password, token_file)?)
         } else {
             // The prototype's ConfigMaps set a mechanism next to PLAINTEXT;
             // that stays valid and is simply unused.
@@ -215,13 +209,26 @@ impl KafkaSettings {
     ///
     /// Crate-private on purpose: rskafka's `Credentials` derives `Debug`
     /// with the password in it, so the value must never reach a `{:?}`.
+    /// For OAUTHBEARER rskafka calls back for the token on every new
+    /// connection, and the file is read then.
     pub(crate) fn rskafka_sasl(&self) -> Option<SaslConfig> {
-        self.sasl.as_ref().map(|s| {
-            let creds = Credentials::new(s.username.clone(), s.password.expose().to_owned());
-            match s.mechanism {
-                SaslMechanism::Plain => SaslConfig::Plain(creds),
-                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
-                SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(creds),
+        self.sasl.as_ref().map(|s| match &s.credentials {
+            SaslCredentials::Token(file) => SaslConfig::Oauthbearer(OauthBearerCredentials {
+                callback: token_callback(file.clone()),
+                authz_id: None,
+                bearer_kvs: Vec::new(),
+            }),
+            SaslCredentials::Password { username, password } => {
+                let creds = Credentials::new(username.clone(), password.expose().to_owned());
+                match s.mechanism {
+                    SaslMechanism::Plain => SaslConfig::Plain(creds),
+                    SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
+                    // OAUTHBEARER comes with a token file (`sasl_settings`),
+                    // never with a password.
+                    SaslMechanism::ScramSha512 | SaslMechanism::OAuthBearer => {
+                        SaslConfig::ScramSha512(creds)
+                    }
+                }
             }
         })
     }
@@ -509,6 +516,62 @@ impl KafkaSettings {
     }
 }
 
+/// rskafka's token callback: the file as it is now, for each new connection.
+fn token_callback(file: TokenFile) -> OauthCallback {
+    Arc::new(move || {
+        let file = file.clone();
+        Box::pin(async move {
+            file.read()
+                .map(|token| token.value.expose().to_owned())
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+    })
+}
+
+/// The credentials `mechanism` needs: a user and password, or (OAUTHBEARER)
+/// a token file. The token file is not read here: it is read for every
+/// connection, so it may appear or be replaced after the start.
+fn sasl_settings(
+    src: &ConfigSource,
+    mechanism: SaslMechanism,
+    password: Option<Secret>,
+    token_file: Option<String>,
+) -> Result<SaslSettings, ConfigError> {
+    let token_key = keys::SASL_OAUTHBEARER_TOKEN_FILE.env;
+    if mechanism == SaslMechanism::OAuthBearer {
+        let path = token_file.ok_or_else(|| ConfigError::Missing {
+            key: token_key.to_owned(),
+            hint: "SASL (OAUTHBEARER) needs the path of the file holding the token (a projected \
+                   service-account token, a token sidecar's output)"
+                .to_owned(),
+        })?;
+        return Ok(SaslSettings {
+            mechanism,
+            credentials: SaslCredentials::Token(TokenFile::new(path)),
+        });
+    }
+    if token_file.is_some() {
+        return Err(ConfigError::Conflict {
+            keys: format!("{token_key} and KAFKA_SASL_MECHANISM"),
+            problem: format!(
+                "a token file is only used with KAFKA_SASL_MECHANISM=OAUTHBEARER, not {mechanism}; \
+                 set the mechanism to OAUTHBEARER or remove {token_key}"
+            ),
+        });
+    }
+    let username = src.required(
+        "KAFKA_USERNAME",
+        &format!("SASL ({mechanism}) needs a user name"),
+    )?;
+    let password = password.ok_or_else(|| ConfigError::Missing {
+        key: "KAFKA_PASSWORD".to_owned(),
+        hint: format!(
+            "SASL ({mechanism}) needs a password: set KAFKA_PASSWORD or KAFKA_PASSWORD_FILE"
+        ),
+    })?;
+    Ok(SaslSettings::password(mechanism, username, password))
+}
+
 /// See `connect_loop`.
 const FINAL_ATTEMPT_BUDGET: Duration = Duration::from_millis(500);
 
@@ -657,7 +720,7 @@ mod tests {
         .expect("valid");
         let sasl = s.sasl.clone().expect("sasl");
         assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
-        assert_eq!(sasl.username, "admin");
+        assert_eq!(sasl.principal(), "user admin");
         assert!(matches!(s.rskafka_sasl(), Some(SaslConfig::ScramSha512(_))));
     }
 

@@ -164,12 +164,18 @@ pub(crate) mod kafka {
     /// `KAFKA_SASL_MECHANISM`.
     pub const SASL_MECHANISM: Key = Key::new(
         "KAFKA_SASL_MECHANISM",
-        Allowed::Choice(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]),
+        Allowed::Choice(&["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"]),
         "required with the SASL protocols, ignored otherwise",
     )
     .default_doc("none");
+    /// `KAFKA_SASL_OAUTHBEARER_TOKEN_FILE`.
+    pub const SASL_OAUTHBEARER_TOKEN_FILE: Key = Key::new(
+        "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE",
+        Allowed::Text,
+        "OAUTHBEARER only (required then): file holding the token, a JWT (a projected service-account token, a token sidecar's output); read again for every connection, and connections are renewed before the token expires; never printed",
+    );
     /// `KAFKA_USERNAME`.
-    pub const USERNAME: Key = Key::new("KAFKA_USERNAME", Allowed::Text, "SASL user");
+    pub const USERNAME: Key = Key::new("KAFKA_USERNAME", Allowed::Text, "SASL user (PLAIN, SCRAM)");
     /// `KAFKA_PASSWORD` (or, through its `_FILE` variant, a file holding it).
     pub const PASSWORD: Key = Key::new(
         "KAFKA_PASSWORD",
@@ -238,6 +244,7 @@ pub const KAFKA: &[Key] = &[
     kafka::CLIENT_ID,
     kafka::SECURITY_PROTOCOL,
     kafka::SASL_MECHANISM,
+    kafka::SASL_OAUTHBEARER_TOKEN_FILE,
     kafka::USERNAME,
     kafka::PASSWORD,
     kafka::SSL_CA_FILE,

@@ -77,11 +77,11 @@ impl Harness {
         let sasl = ConnectionConfig::new(
             "fuzz",
             SecurityProtocol::SaslPlaintext,
-            Some(SaslSettings {
-                mechanism: SaslMechanism::Plain,
-                username: "fuzz".to_owned(),
-                password: Secret::new("fuzz-secret"),
-            }),
+            Some(SaslSettings::password(
+                SaslMechanism::Plain,
+                "fuzz",
+                Secret::new("fuzz-secret"),
+            )),
             None,
             timeout,
         )

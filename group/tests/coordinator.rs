@@ -72,10 +72,12 @@ fn settings(
     if protocol.uses_tls() {
         s.tls.ca_file = Some(b.ca.clone());
     }
-    s.sasl = mechanism.map(|mechanism| SaslSettings {
-        mechanism,
-        username: b.user.clone(),
-        password: Secret::new(password.unwrap_or(&b.password)),
+    s.sasl = mechanism.map(|mechanism| {
+        SaslSettings::password(
+            mechanism,
+            b.user.clone(),
+            Secret::new(password.unwrap_or(&b.password)),
+        )
     });
     s
 }

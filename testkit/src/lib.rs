@@ -9,6 +9,7 @@
 //! - [`fault_proxy`]: a proxy in front of the real broker that loses or
 //!   answers chosen produce requests (faults a real broker cannot show on cue).
 //! - [`names`]: topic and group names no other test uses.
+//! - [`oauth`]: unsecured OAUTHBEARER tokens and token files.
 //! - [`scrape`]: `/metrics` and probe bodies over HTTP, summed samples,
 //!   metric families.
 //! - [`process`]: service binaries as child processes (their output
@@ -22,6 +23,7 @@ pub mod broker;
 pub mod cluster;
 pub mod fault_proxy;
 pub mod names;
+pub mod oauth;
 pub mod process;
 pub mod scrape;
 pub mod security;

@@ -2,7 +2,7 @@
 
 use std::{io, time::Duration};
 
-use kafka_base::security::SaslMechanism;
+use kafka_base::{oauth::TokenError, security::SaslMechanism};
 use kafka_protocol::protocol::VersionRange;
 
 use crate::error::KafkaCode;
@@ -217,15 +217,26 @@ pub enum ConnectionError {
         broker: String,
     },
 
+    /// The OAUTHBEARER token could not be used (unreadable file, not a
+    /// JWT, expired): found before it was sent.
+    #[error("cannot authenticate to Kafka broker {broker}: {source}")]
+    Token {
+        /// `host:port`.
+        broker: String,
+        /// What is wrong with the token (never any part of it).
+        #[source]
+        source: TokenError,
+    },
+
     /// The broker rejected the credentials.
     #[error(
-        "authentication failed for user {user} with {mechanism} at Kafka broker {broker}: {code}{}",
+        "authentication failed for {user} with {mechanism} at Kafka broker {broker}: {code}{}",
         message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
     )]
     AuthenticationFailed {
         /// `host:port`.
         broker: String,
-        /// The user name (never the password).
+        /// `user NAME`, or the token's file (never the password or token).
         user: String,
         /// The mechanism.
         mechanism: SaslMechanism,

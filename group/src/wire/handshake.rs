@@ -5,11 +5,12 @@ use std::{io, time::Duration};
 
 use bytes::Bytes;
 use kafka_base::{
+    oauth::TokenFile,
     scram,
-    security::{SaslMechanism, SaslSettings},
+    security::{SaslCredentials, SaslMechanism, SaslSettings, Secret},
 };
 use kafka_protocol::{
-    messages::{SaslAuthenticateRequest, SaslHandshakeRequest},
+    messages::{SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest},
     protocol::StrBytes,
     ResponseError,
 };
@@ -23,7 +24,7 @@ use super::{
 use crate::error::KafkaCode;
 
 /// A SASL exchange that has not finished after this many rounds is broken
-/// (SCRAM needs two, PLAIN one).
+/// (SCRAM needs two, PLAIN one; OAUTHBEARER, sent by hand, one or two).
 const MAX_SASL_ROUNDS: usize = 8;
 
 impl BrokerConnection {
@@ -34,12 +35,6 @@ impl BrokerConnection {
         deadline: Instant,
     ) -> Result<(), ConnectionError> {
         let mechanism = sasl.mechanism;
-        let sasl_err = |broker: &str, reason: String| ConnectionError::Sasl {
-            broker: broker.to_owned(),
-            mechanism,
-            reason,
-        };
-
         let version = self.version::<SaslHandshakeRequest>()?;
         let request = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_static_str(mechanism.name()));
@@ -72,11 +67,49 @@ impl BrokerConnection {
             }
         }
 
+        let version = self.version::<SaslAuthenticateRequest>()?;
+        let lifetime = match &sasl.credentials {
+            SaslCredentials::Password { username, password } => {
+                self.authenticate_password(sasl, username, password, version, deadline)
+                    .await?
+            }
+            SaslCredentials::Token(file) => {
+                self.authenticate_token(sasl, file, version, deadline)
+                    .await?
+            }
+        };
+        self.renew_at = lifetime.map(|l| Instant::now() + renewal_after(l));
+        debug!(
+            broker = %self.broker,
+            %mechanism,
+            principal = %sasl.principal(),
+            renew_in_s = lifetime.map(|l| renewal_after(l).as_secs()),
+            "SASL authenticated"
+        );
+        Ok(())
+    }
+
+    /// PLAIN and SCRAM, driven by rsasl. Returns the broker's session
+    /// lifetime, if it set one.
+    async fn authenticate_password(
+        &mut self,
+        sasl: &SaslSettings,
+        username: &str,
+        password: &Secret,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<Option<Duration>, ConnectionError> {
+        let mechanism = sasl.mechanism;
+        let sasl_err = |broker: &str, reason: String| ConnectionError::Sasl {
+            broker: broker.to_owned(),
+            mechanism,
+            reason,
+        };
         // The one place the password leaves its `Secret`.
         let config = SASLConfig::with_credentials(
             None,
-            sasl.username.clone(),
-            sasl.password.expose().to_owned(),
+            username.to_owned(),
+            password.expose().to_owned(),
         )
         .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
         let name = Mechname::parse(mechanism.name().as_bytes())
@@ -84,9 +117,9 @@ impl BrokerConnection {
         let mut session = SASLClient::new(config)
             .start_suggested(&[name])
             .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
-        let version = self.version::<SaslAuthenticateRequest>()?;
-        let scram = mechanism != SaslMechanism::Plain;
+        let scram = mechanism.is_scram();
         let mut received: Option<Bytes> = None;
+        let mut lifetime = None;
         for round in 0..MAX_SASL_ROUNDS {
             // A server message the SCRAM parser would panic on (see
             // `scram::malformed`) never reaches it.
@@ -128,26 +161,14 @@ impl BrokerConnection {
             session = returned;
             let state = stepped.map_err(|e| sasl_err(&self.broker, e.to_string()))?;
             if state.has_sent_message() {
-                let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(out));
-                let (body, body_version) = self
-                    .exchange(&request, version, deadline, self.request_timeout)
+                let response = self
+                    .sasl_authenticate(sasl, Bytes::from(out), version, deadline)
                     .await?;
-                let response = self.decode::<SaslAuthenticateRequest>(body, body_version)?;
-                let code = KafkaCode::from_wire(response.error_code);
-                if !code.is_none() {
-                    return Err(ConnectionError::AuthenticationFailed {
-                        broker: self.broker.clone(),
-                        user: sasl.username.clone(),
-                        mechanism,
-                        code,
-                        message: response.error_message.map(|m| m.to_string()),
-                    });
-                }
+                lifetime = session_lifetime(&response);
                 received = Some(response.auth_bytes);
             }
             if state.is_finished() {
-                debug!(broker = %self.broker, %mechanism, user = %sasl.username, "SASL authenticated");
-                return Ok(());
+                return Ok(lifetime);
             }
         }
         Err(sasl_err(
@@ -155,6 +176,106 @@ impl BrokerConnection {
             format!("no outcome after {MAX_SASL_ROUNDS} rounds"),
         ))
     }
+
+    /// OAUTHBEARER (RFC 7628) with the token the file holds now. Returns
+    /// how long the session may last: until the token expires, or the
+    /// broker's session lifetime ends if that is sooner.
+    async fn authenticate_token(
+        &mut self,
+        sasl: &SaslSettings,
+        file: &TokenFile,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<Option<Duration>, ConnectionError> {
+        let token = file.read().map_err(|source| ConnectionError::Token {
+            broker: self.broker.clone(),
+            source,
+        })?;
+        // The one place the token leaves its `Secret`: the initial client
+        // response, without an authorization identity (RFC 7628 section 3.1).
+        let message = format!("n,,\x01auth=Bearer {}\x01\x01", token.value.expose());
+        let response = self
+            .sasl_authenticate(sasl, Bytes::from(message), version, deadline)
+            .await?;
+        if !response.auth_bytes.is_empty() {
+            // The broker refused the token with an error challenge (a JSON
+            // status); RFC 7628 has the client answer with a single %x01,
+            // after which the broker fails the exchange with its reason.
+            let status = String::from_utf8_lossy(&response.auth_bytes).into_owned();
+            let response = self
+                .sasl_authenticate(sasl, Bytes::from_static(b"\x01"), version, deadline)
+                .await;
+            return Err(match response {
+                Err(ConnectionError::AuthenticationFailed {
+                    broker,
+                    user,
+                    mechanism,
+                    code,
+                    message,
+                }) => ConnectionError::AuthenticationFailed {
+                    broker,
+                    user,
+                    mechanism,
+                    code,
+                    message: Some(message.unwrap_or(status)),
+                },
+                Err(e) => e,
+                Ok(_) => ConnectionError::Sasl {
+                    broker: self.broker.clone(),
+                    mechanism: sasl.mechanism,
+                    reason: format!("the broker refused the token ({status}) but did not fail the exchange"),
+                },
+            });
+        }
+        let lifetime = token.remaining();
+        Ok(Some(
+            session_lifetime(&response).map_or(lifetime, |l| l.min(lifetime)),
+        ))
+    }
+
+    /// One `SaslAuthenticate` round; a Kafka error code fails it.
+    async fn sasl_authenticate(
+        &mut self,
+        sasl: &SaslSettings,
+        auth_bytes: Bytes,
+        version: i16,
+        deadline: Instant,
+    ) -> Result<SaslAuthenticateResponse, ConnectionError> {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(auth_bytes);
+        let (body, body_version) = self
+            .exchange(&request, version, deadline, self.request_timeout)
+            .await?;
+        let response = self.decode::<SaslAuthenticateRequest>(body, body_version)?;
+        let code = KafkaCode::from_wire(response.error_code);
+        if !code.is_none() {
+            return Err(ConnectionError::AuthenticationFailed {
+                broker: self.broker.clone(),
+                user: sasl.principal(),
+                mechanism: sasl.mechanism,
+                code,
+                message: response.error_message.map(|m| m.to_string()),
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// The session lifetime the broker set (KIP-368, `SaslAuthenticate` v1+):
+/// positive when `connections.max.reauth.ms` is set, and then no longer
+/// than the OAUTHBEARER token's.
+fn session_lifetime(response: &SaslAuthenticateResponse) -> Option<Duration> {
+    u64::try_from(response.session_lifetime_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// When to replace a session that may last `lifetime`: at 85 %, the
+/// earliest point at which Kafka's Java client re-authenticates (KIP-368
+/// picks one between 85 and 95 %), so the new connection is up well before
+/// the broker would close the old one.
+pub(super) fn renewal_after(lifetime: Duration) -> Duration {
+    lifetime.mul_f64(0.85)
 }
 
 /// A hint for a failed TLS handshake, when its cause is likely a port that

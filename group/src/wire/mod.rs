@@ -196,6 +196,10 @@ pub struct BrokerConnection {
     usable: bool,
     /// Requests completed since connecting (for error hints).
     completed: u64,
+    /// When the authenticated session must be replaced: before the
+    /// OAUTHBEARER token expires or the broker's session lifetime
+    /// (KIP-368) ends. `None` without an end.
+    renew_at: Option<Instant>,
 }
 
 impl fmt::Debug for BrokerConnection {
@@ -274,6 +278,7 @@ impl BrokerConnection {
             broker_versions: HashMap::new(),
             usable: true,
             completed: 0,
+            renew_at: None,
         };
         conn.negotiate_versions(deadline).await?;
         if let Some(sasl) = &config.sasl {
@@ -289,9 +294,13 @@ impl BrokerConnection {
     }
 
     /// False once a request failed or was cancelled midway; every further
-    /// request then fails with [`ConnectionError::Unusable`].
+    /// request then fails with [`ConnectionError::Unusable`]. False too
+    /// once its SASL session is due for renewal (the OAUTHBEARER token
+    /// nears its expiry, or the broker's session lifetime its end): callers
+    /// then connect again, authenticating with the token the file holds by
+    /// then, before the broker would close the connection.
     pub fn is_usable(&self) -> bool {
-        self.usable
+        self.usable && self.renew_at.is_none_or(|at| Instant::now() < at)
     }
 
     #[cfg(any(test, feature = "unstable-fuzzing"))]

@@ -56,11 +56,11 @@ fn sasl_config(_addr: &str, mechanism: SaslMechanism) -> ConnectionConfig {
     ConnectionConfig::new(
         "unit-test",
         SecurityProtocol::SaslPlaintext,
-        Some(SaslSettings {
+        Some(SaslSettings::password(
             mechanism,
-            username: "demo".to_owned(),
-            password: Secret::new("hunter2-secret"),
-        }),
+            "demo",
+            Secret::new("hunter2-secret"),
+        )),
         None,
         Duration::from_millis(500),
     )
