@@ -11,9 +11,20 @@
 //!   commits all N, over OAUTHBEARER only;
 //! - an expired token, a malformed token, a token the broker refuses: the
 //!   producer binary exits 1 with one line saying what is wrong, and
-//!   prints nothing of the token, in DEBUG.
+//!   prints nothing of the token, in DEBUG;
+//! - rotation: the consumer binary runs on a token that lives 20 s; the
+//!   file is replaced meanwhile (as the kubelet or a sidecar does); the
+//!   broker (KIP-368, `connections.max.reauth.ms`) would close every
+//!   connection still on the old token at its `exp`, so the consumer must
+//!   have replaced them all — rskafka's per partition and the coordinator's
+//!   — with connections on the new token before then: records produced
+//!   after the old token's expiry arrive, nothing is logged above INFO, and
+//!   neither token is printed.
 
-use std::time::Duration;
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use common::{config::ConfigSource, kafka::KafkaSettings};
 use testkit::{
@@ -59,15 +70,7 @@ async fn roundtrip(settings: &Pairs, n: u64) {
 
     let pairs = merged(settings.clone(), quick_group(&topic, &group));
     let c = spawn_consumer_with(ConfigSource::from_pairs(borrowed(&pairs))).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    let mut got = 0;
-    while tokio::time::Instant::now() < deadline {
-        got = consumed(c.addr, &topic).await;
-        if got >= n || c.handle.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let got = consumed_by(c.addr, &topic, n, Instant::now() + Duration::from_secs(40)).await;
     let (status, reason) = http_get(c.addr, "/readyz").await;
     assert_eq!(got, n, "consumed {got} of {n}; /readyz {status} {reason}");
     c.shutdown.cancel();
@@ -80,6 +83,20 @@ async fn roundtrip(settings: &Pairs, n: u64) {
         .map(|o| o.max(0))
         .sum();
     assert_eq!(committed, n as i64, "committed offsets");
+}
+
+/// How many records of `topic` the consumer at `addr` handled, once it has
+/// handled `n` or at `until`.
+async fn consumed_by(addr: SocketAddr, topic: &str, n: u64, until: Instant) -> u64 {
+    let mut got = 0;
+    while Instant::now() < until {
+        got = consumed(addr, topic).await;
+        if got >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    got
 }
 
 /// The producer binary, in DEBUG, with `settings`, to its end.
@@ -127,7 +144,7 @@ async fn oauthbearer_token_file_success_expired_malformed_refused() {
 
     // Success, both kinds of connection.
     write_token(&file, &unsecured_jwt("oauth-e2e", 600));
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     roundtrip(&settings, 40).await;
     eprintln!(
         "success: 40 produced, consumed and committed over OAUTHBEARER in {:.1}s",
@@ -173,5 +190,91 @@ async fn oauthbearer_token_file_success_expired_malformed_refused() {
             "SASL_AUTHENTICATION_FAILED",
         ],
         &no_sub,
+    );
+
+    rotation(&settings, &file).await;
+}
+
+/// The consumer binary across a token rotation (see the module's doc).
+async fn rotation(settings: &Pairs, file: &std::path::Path) {
+    const LIFETIME: i64 = 20;
+    let consumer_bin = service_bin("consumer");
+    let topic = unique("oauth-rotate");
+    let old = unsecured_jwt("oauth-e2e", LIFETIME);
+    write_token(file, &old);
+    let expires = Instant::now() + Duration::from_secs(LIFETIME as u64);
+    let pairs = merged(settings.clone(), producing(&topic, 20, 15));
+    produce_with(ConfigSource::from_pairs(borrowed(&pairs)), 20).await;
+
+    let http = free_addr();
+    let env = merged(
+        merged(
+            settings.clone(),
+            quick_group(&topic, &unique("g-oauth-rotate")),
+        ),
+        vec![
+            ("HTTP_ADDR", http.to_string()),
+            ("DEBUG", "true".to_owned()),
+        ],
+    );
+    let run = Running::start(&consumer_bin, &[], &env);
+    let got = consumed_by(http, &topic, 20, expires - Duration::from_secs(8)).await;
+    assert_eq!(got, 20, "consumed before the rotation");
+
+    // The sidecar replaces the token while the consumer runs, well before
+    // the old one expires.
+    let new = unsecured_jwt("oauth-e2e", 600);
+    write_token(file, &new);
+    tokio::time::sleep(expires.saturating_duration_since(Instant::now()) + Duration::from_secs(3))
+        .await;
+
+    // After the old token's expiry: the consumer still fetches, in its group.
+    let pairs = merged(settings.clone(), producing(&topic, 20, 15));
+    produce_with(ConfigSource::from_pairs(borrowed(&pairs)), 20).await;
+    let got = consumed_by(http, &topic, 40, Instant::now() + Duration::from_secs(20)).await;
+    run.terminate();
+    let out = run.finish(Duration::from_secs(20)).await;
+    assert_eq!(
+        got,
+        40,
+        "consumed after the old token expired:\n{}",
+        out.all()
+    );
+    assert_eq!(out.code, Some(0), "{}", out.all());
+
+    let lines = out.lines();
+    let loud: Vec<_> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" || l["level"] == "ERROR")
+        .collect();
+    assert!(
+        loud.is_empty(),
+        "warnings or errors across the rotation: {loud:#?}"
+    );
+    // Renewed, not merely reconnected after a failure: the coordinator
+    // connection authenticated again, and each partition's fetch connection
+    // was created again, with no connection invalidated by an error.
+    let count = |needle: &str| out.all().matches(needle).count();
+    assert!(
+        count("SASL authenticated") >= 2,
+        "the coordinator connection was not renewed:\n{}",
+        out.all()
+    );
+    assert!(
+        count("Creating new partition-specific broker connection") >= 4,
+        "the partitions' connections were not renewed (2 partitions):\n{}",
+        out.all()
+    );
+    for token in [&old, &new] {
+        for part in token.split('.').filter(|p| p.len() >= 8) {
+            assert!(
+                !out.all().contains(part),
+                "the output holds part of a token"
+            );
+        }
+    }
+    eprintln!(
+        "rotation: 40 of 40 consumed across a {LIFETIME}s token's expiry, {} SASL authentications",
+        count("SASL authenticated")
     );
 }

@@ -431,7 +431,9 @@ impl BrokerCache for &BrokerConnector {
 
     async fn get(&self) -> Result<(Arc<Self::R>, BrokerCacheGeneration), Self::E> {
         let mut current_broker = self.cached_arbitrary_broker.lock().await;
-        if let Some(broker) = &current_broker.0 {
+        // PATCH(kafka-rs): a connection whose SASL session is due for
+        // renewal is replaced (see `Messenger::session_expiring`).
+        if let Some(broker) = current_broker.0.as_ref().filter(|b| !b.session_expiring()) {
             return Ok((Arc::clone(broker), current_broker.1));
         }
 

@@ -130,6 +130,13 @@ pub struct Messenger<RW> {
 
     /// Join handle for the background worker that fetches responses.
     join_handle: JoinHandle<()>,
+
+    /// PATCH(kafka-rs): when the SASL session should be replaced by a new
+    /// connection: at 85 % of the session lifetime the broker set in its
+    /// last `SaslAuthenticate` answer (KIP-368, `connections.max.reauth.ms`;
+    /// for OAUTHBEARER no longer than the token's), as Java's client
+    /// re-authenticates between 85 and 95 %. `None` without a lifetime.
+    session_renew_at: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Error, Debug)]
@@ -367,6 +374,7 @@ where
             version_ranges: HashMap::new(),
             state,
             join_handle,
+            session_renew_at: Mutex::new(None),
         }
     }
 
@@ -646,6 +654,16 @@ where
         Ok(resp)
     }
 
+    /// PATCH(kafka-rs): whether the SASL session is due for renewal (see
+    /// `session_renew_at`): the broker caches then open a new connection,
+    /// which authenticates afresh (with the token the callback returns by
+    /// then), before the broker would close this one.
+    pub fn session_expiring(&self) -> bool {
+        self.session_renew_at
+            .lock()
+            .is_some_and(|at| std::time::Instant::now() >= at)
+    }
+
     pub async fn do_sasl(&self, config: SaslConfig) -> Result<(), SaslError> {
         let mechanism = config.mechanism();
         let resp = self.sasl_handshake(mechanism).await?;
@@ -699,6 +717,14 @@ where
             if state.has_sent_message() {
                 let authentication_response =
                     self.sasl_authentication(to_sent.into_inner()).await?;
+                // PATCH(kafka-rs): the session lifetime (v1+), if positive.
+                let lifetime = authentication_response
+                    .session_lifetime_ms
+                    .map(|ms| ms.0)
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| std::time::Duration::from_millis(ms as u64));
+                *self.session_renew_at.lock() =
+                    lifetime.map(|l| std::time::Instant::now() + l.mul_f64(0.85));
                 data_received = Some(authentication_response.auth_bytes.0);
             }
 

@@ -548,7 +548,13 @@ impl BrokerCache for &PartitionClient {
 
     async fn get(&self) -> Result<(Arc<Self::R>, BrokerCacheGeneration)> {
         let mut current_broker = self.current_broker.lock().await;
-        if let Some(broker) = &current_broker.broker {
+        // PATCH(kafka-rs): a connection whose SASL session is due for
+        // renewal is replaced (see `Messenger::session_expiring`).
+        if let Some(broker) = current_broker
+            .broker
+            .as_ref()
+            .filter(|b| !b.session_expiring())
+        {
             return Ok((Arc::clone(broker), current_broker.gen_broker));
         }
 
