@@ -775,7 +775,7 @@ mod tests {
         .expect_err("x")
         .to_string();
         assert!(
-            e.contains("GSSAPI") && e.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+            e.contains("GSSAPI") && e.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"),
             "{e}"
         );
         let e = settings(&[("KAFKA_SECURITY_PROTOCOL", "TLS")])
@@ -785,6 +785,96 @@ mod tests {
             e.contains("PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn oauthbearer_needs_a_token_file_and_only_it() {
+        let s = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_MECHANISM", "oauthbearer"),
+            (
+                "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE",
+                "/var/run/secrets/tokens/kafka",
+            ),
+            ("KAFKA_SSL_WEBPKI_ROOTS", "true"),
+        ])
+        .expect("valid: the file is read when connecting, not at start");
+        let sasl = s.sasl.clone().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::OAuthBearer);
+        assert_eq!(
+            sasl.principal(),
+            "the token in /var/run/secrets/tokens/kafka"
+        );
+        assert!(matches!(s.rskafka_sasl(), Some(SaslConfig::Oauthbearer(_))));
+        assert!(!s.password_in_clear());
+
+        let e = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+        ])
+        .expect_err("no token file")
+        .to_string();
+        assert!(
+            e.contains("KAFKA_SASL_OAUTHBEARER_TOKEN_FILE is required"),
+            "{e}"
+        );
+        let e = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            ("KAFKA_USERNAME", "u"),
+            ("KAFKA_PASSWORD", "p"),
+            ("KAFKA_SASL_OAUTHBEARER_TOKEN_FILE", "/t"),
+        ])
+        .expect_err("token file with SCRAM")
+        .to_string();
+        assert!(
+            e.contains("KAFKA_SASL_OAUTHBEARER_TOKEN_FILE and KAFKA_SASL_MECHANISM")
+                && e.contains("only used with KAFKA_SASL_MECHANISM=OAUTHBEARER, not SCRAM-SHA-512"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rskafka_token_callback_reads_the_file_each_time() {
+        let path = std::env::temp_dir().join(format!("kafka-token-{}", std::process::id()));
+        let s = settings(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
+            ("KAFKA_SASL_MECHANISM", "OAUTHBEARER"),
+            (
+                "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE",
+                path.to_str().expect("utf-8"),
+            ),
+        ])
+        .expect("valid");
+        let Some(SaslConfig::Oauthbearer(creds)) = s.rskafka_sasl() else {
+            panic!("OAUTHBEARER");
+        };
+        let e = (creds.callback)()
+            .await
+            .expect_err("no file yet")
+            .to_string();
+        assert!(
+            e.starts_with("cannot read the OAUTHBEARER token file"),
+            "{e}"
+        );
+        let jwt = |exp: u64| {
+            use base64::Engine;
+            let b64 = |s: String| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            format!(
+                "{}.{}.",
+                b64("{}".to_owned()),
+                b64(format!(r#"{{"exp":{exp}}}"#))
+            )
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        for exp in [now + 60, now + 3600] {
+            std::fs::write(&path, jwt(exp)).expect("write");
+            assert_eq!((creds.callback)().await.expect("token"), jwt(exp));
+        }
+        let _ = std::fs::remove_file(path);
     }
 
     #[test]

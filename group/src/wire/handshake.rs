@@ -217,7 +217,7 @@ impl BrokerConnection {
                     user,
                     mechanism,
                     code,
-                    message: Some(message.unwrap_or(status)),
+                    message: Some(message.filter(|m| !m.is_empty()).unwrap_or(status)),
                 },
                 Err(e) => e,
                 Ok(_) => ConnectionError::Sasl {

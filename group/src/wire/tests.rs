@@ -28,7 +28,10 @@ use tokio::net::TcpListener;
 use super::{
     *,
 };
-use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol};
+use kafka_base::{
+    oauth::TokenFile,
+    security::{SaslCredentials, SaslMechanism, SaslSettings, Secret, SecurityProtocol},
+};
 
 use crate::testing::{encode, FakeCoordinator, Reply};
 
@@ -471,6 +474,111 @@ async fn wrong_password_names_user_and_mechanism_never_the_password() {
         task.requests()[2],
         (ApiKey::SaslAuthenticate as i16, 2)
     );
+}
+
+/// OAUTHBEARER settings with a token file holding a JWT that expires in
+/// `exp_in` seconds.
+fn oauth_config(name: &str, exp_in: u64) -> (ConnectionConfig, String) {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + exp_in;
+    let token = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none"}"#),
+        b64(&format!(r#"{{"sub":"topsecret-subject","exp":{exp}}}"#))
+    );
+    let path = std::env::temp_dir().join(format!("wire-token-{}-{name}", std::process::id()));
+    std::fs::write(&path, &token).expect("token file");
+    let config = ConnectionConfig::new(
+        "unit-test",
+        SecurityProtocol::SaslPlaintext,
+        Some(SaslSettings {
+            mechanism: SaslMechanism::OAuthBearer,
+            credentials: SaslCredentials::Token(TokenFile::new(path)),
+        }),
+        None,
+        Duration::from_millis(500),
+    )
+    .expect("config");
+    (config, token)
+}
+
+fn oauth_handshake() -> SaslHandshakeResponse {
+    SaslHandshakeResponse::default().with_mechanisms(vec![StrBytes::from_static_str("OAUTHBEARER")])
+}
+
+#[tokio::test]
+async fn oauthbearer_session_is_renewed_before_the_broker_lifetime_ends() {
+    // The broker's session lifetime (KIP-368) is shorter than the token's:
+    // the connection turns unusable at 85 % of it, so callers reconnect.
+    let auth = SaslAuthenticateResponse::default().with_session_lifetime_ms(400);
+    let (addr, task) = fake_broker(vec![
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&oauth_handshake(), 1)),
+        Reply::Body(encode(&auth, 2)),
+    ])
+    .await;
+    let (config, _token) = oauth_config("lifetime", 3600);
+    let conn = BrokerConnection::connect(&config, &addr)
+        .await
+        .expect("authenticated");
+    assert!(conn.is_usable());
+    tokio::time::sleep(Duration::from_millis(360)).await;
+    assert!(!conn.is_usable(), "past 85 % of the session lifetime");
+    assert_eq!(task.requests()[2], (ApiKey::SaslAuthenticate as i16, 2));
+}
+
+#[tokio::test]
+async fn oauthbearer_session_ends_with_the_token_without_a_broker_lifetime() {
+    let (addr, _task) = fake_broker(vec![
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&oauth_handshake(), 1)),
+        Reply::Body(encode(&SaslAuthenticateResponse::default(), 2)),
+    ])
+    .await;
+    let (config, _token) = oauth_config("exp", 2);
+    let conn = BrokerConnection::connect(&config, &addr)
+        .await
+        .expect("authenticated");
+    assert!(conn.is_usable());
+    // 85 % of the token's remaining 1–2 s.
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(!conn.is_usable(), "past 85 % of the token's lifetime");
+}
+
+#[tokio::test]
+async fn oauthbearer_refused_token_reports_the_brokers_status_never_the_token() {
+    // RFC 7628: the broker's error challenge, our %x01, its failure.
+    let challenge = SaslAuthenticateResponse::default()
+        .with_auth_bytes(bytes::Bytes::from_static(br#"{"status":"invalid_token"}"#));
+    let failed = SaslAuthenticateResponse::default().with_error_code(58);
+    let (addr, task) = fake_broker(vec![
+        Reply::ApiVersions(ALL),
+        Reply::Body(encode(&oauth_handshake(), 1)),
+        Reply::Body(encode(&challenge, 2)),
+        Reply::Body(encode(&failed, 2)),
+    ])
+    .await;
+    let (config, token) = oauth_config("refused", 3600);
+    let e = BrokerConnection::connect(&config, &addr)
+        .await
+        .expect_err("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("authentication failed for the token in ")
+            && msg.contains("with OAUTHBEARER at Kafka broker")
+            && msg.ends_with(r#"SASL_AUTHENTICATION_FAILED (58): {"status":"invalid_token"}"#),
+        "{msg}"
+    );
+    for part in token.split('.').filter(|p| !p.is_empty()) {
+        assert!(!msg.contains(part) && !format!("{e:?}").contains(part), "{msg}");
+    }
+    assert!(!format!("{config:?}").contains("topsecret"));
+    assert_eq!(task.requests().len(), 4, "the %x01 answer was sent");
 }
 
 #[test]
