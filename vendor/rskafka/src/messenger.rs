@@ -994,6 +994,62 @@ mod tests {
         }
     }
 
+    /// PATCH(kafka-rs): the session lifetime of `SaslAuthenticate` v1+
+    /// (KIP-368) marks the connection for renewal at 85 % of it; without
+    /// one (0) it is never marked.
+    #[tokio::test]
+    async fn test_sasl_session_lifetime_marks_renewal() {
+        use crate::{
+            client::OauthBearerCredentials,
+            protocol::primitives::{Bytes, Int64, NullableString, String_},
+        };
+        for lifetime_ms in [300i64, 0] {
+            let (sim, rx) = MessageSimulator::new();
+            let mut messenger = Messenger::new(rx, 1_000, Arc::from(DEFAULT_CLIENT_ID));
+            messenger.set_version_ranges(HashMap::from([
+                (
+                    ApiKey::SaslHandshake,
+                    ApiVersionRange::new(ApiVersion(Int16(1)), ApiVersion(Int16(1))),
+                ),
+                (
+                    ApiKey::SaslAuthenticate,
+                    ApiVersionRange::new(ApiVersion(Int16(1)), ApiVersion(Int16(1))),
+                ),
+            ]));
+            let mut msg = vec![];
+            Int32(0).write(&mut msg).unwrap();
+            Int16(0).write(&mut msg).unwrap();
+            Int32(1).write(&mut msg).unwrap();
+            String_("OAUTHBEARER".to_owned()).write(&mut msg).unwrap();
+            sim.push(msg);
+            // SaslAuthenticate v1: success, no server message, the lifetime.
+            let mut msg = vec![];
+            Int32(1).write(&mut msg).unwrap();
+            Int16(0).write(&mut msg).unwrap();
+            NullableString(None).write(&mut msg).unwrap();
+            Bytes(vec![]).write(&mut msg).unwrap();
+            Int64(lifetime_ms).write(&mut msg).unwrap();
+            sim.push(msg);
+
+            let config = SaslConfig::Oauthbearer(OauthBearerCredentials {
+                callback: Arc::new(|| Box::pin(async { Ok("a.b.c".to_owned()) })),
+                authz_id: None,
+                bearer_kvs: vec![],
+            });
+            tokio::time::timeout(Duration::from_secs(5), messenger.do_sasl(config))
+                .await
+                .expect("answered")
+                .expect("authenticated");
+            assert!(!messenger.session_expiring());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                messenger.session_expiring(),
+                lifetime_ms > 0,
+                "lifetime {lifetime_ms} ms"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn test_sync_versions_ok() {
         let (sim, rx) = MessageSimulator::new();
