@@ -478,19 +478,11 @@ async fn wrong_password_names_user_and_mechanism_never_the_password() {
 
 /// OAUTHBEARER settings with a token file holding a JWT that expires in
 /// `exp_in` seconds.
-fn oauth_config(name: &str, exp_in: u64) -> (ConnectionConfig, String) {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        + exp_in;
-    let token = format!(
-        "{}.{}.",
-        b64(r#"{"alg":"none"}"#),
-        b64(&format!(r#"{{"sub":"topsecret-subject","exp":{exp}}}"#))
-    );
+fn oauth_config(name: &str, exp_in: i64) -> (ConnectionConfig, String) {
+    let token = testkit::oauth::unsecured_jws(&serde_json::json!({
+        "sub": "topsecret-subject",
+        "exp": testkit::oauth::now_secs() + exp_in,
+    }));
     let path = std::env::temp_dir().join(format!("wire-token-{}-{name}", std::process::id()));
     std::fs::write(&path, &token).expect("token file");
     let config = ConnectionConfig::new(
