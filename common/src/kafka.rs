@@ -260,8 +260,9 @@ impl KafkaSettings {
     }
 
     /// SASL PLAIN over SASL_PLAINTEXT sends the password as it is over an
-    /// unencrypted connection: anyone on the path reads it. Allowed (a
-    /// test cluster may want it), but said once, when a service first
+    /// unencrypted connection: anyone on the path reads it; OAUTHBEARER
+    /// sends its token so, which anyone can use until it expires. Allowed
+    /// (a test cluster may want it), but said once, when a service first
     /// connects, as for the hostname check.
     pub(crate) fn warn_if_password_in_clear(&self) {
         if self.password_in_clear() {
@@ -275,15 +276,32 @@ impl KafkaSettings {
                 );
             });
         }
+        if self.token_in_clear() {
+            static WARNED: Once = Once::new();
+            WARNED.call_once(|| {
+                warn!(
+                    security_protocol = %self.security_protocol,
+                    bootstrap = %self.bootstrap.join(","),
+                    "SASL OAUTHBEARER over SASL_PLAINTEXT: the token crosses the network \
+                     unencrypted, and whoever reads it can use it until it expires; use SASL_SSL"
+                );
+            });
+        }
     }
 
     /// PLAIN without TLS: the password itself goes over the wire in clear.
     fn password_in_clear(&self) -> bool {
-        let plain = self
-            .sasl
-            .as_ref()
-            .is_some_and(|s| s.mechanism == SaslMechanism::Plain);
-        plain && !self.security_protocol.uses_tls()
+        self.mechanism_in_clear(SaslMechanism::Plain)
+    }
+
+    /// OAUTHBEARER without TLS: the bearer token goes over the wire in clear.
+    fn token_in_clear(&self) -> bool {
+        self.mechanism_in_clear(SaslMechanism::OAuthBearer)
+    }
+
+    fn mechanism_in_clear(&self, mechanism: SaslMechanism) -> bool {
+        let used = self.sasl.as_ref().is_some_and(|s| s.mechanism == mechanism);
+        used && !self.security_protocol.uses_tls()
     }
 
     /// Connects rskafka's client within `deadline`.
@@ -329,6 +347,7 @@ impl KafkaSettings {
         cancel: &CancellationToken,
         mut on_failure: impl FnMut(&KafkaError),
     ) -> Option<Client> {
+        self.warn_if_password_in_clear();
         let mut retries = backoff.retries();
         let mut attempt = 0u32;
         loop {
@@ -806,7 +825,7 @@ mod tests {
             "the token in /var/run/secrets/tokens/kafka"
         );
         assert!(matches!(s.rskafka_sasl(), Some(SaslConfig::Oauthbearer(_))));
-        assert!(!s.password_in_clear());
+        assert!(!s.password_in_clear() && !s.token_in_clear());
 
         let e = settings(&[
             ("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),
