@@ -8,7 +8,7 @@
 //! One broker for all cases (its start costs ~20 s of JVM), run in order:
 //! - success: the producer sends N records and a consumer group (rskafka's
 //!   connections and the group coordinator connection) receives and
-//!   commits all N, over OAUTHBEARER only;
+//!   commits all N, over OAUTHBEARER only, on SASL_PLAINTEXT and SASL_SSL;
 //! - an expired token, a malformed token, a token the broker refuses: the
 //!   producer binary exits 1 with one line saying what is wrong, and
 //!   prints nothing of the token, in DEBUG;
@@ -150,6 +150,16 @@ async fn oauthbearer_token_file_success_expired_malformed_refused() {
         "success: 40 produced, consumed and committed over OAUTHBEARER in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    // The same over SASL_SSL.
+    let over_tls = merged(
+        settings.clone(),
+        vec![
+            ("KAFKA_BOOTSTRAP_SERVER", broker.sasl_ssl()),
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL".to_owned()),
+            ("KAFKA_SSL_CA_FILE", broker.ca().display().to_string()),
+        ],
+    );
+    roundtrip(&over_tls, 20).await;
 
     // Expired: refused before it is sent, saying so.
     let expired = unsecured_jwt("oauth-e2e", -120);
@@ -261,8 +271,21 @@ async fn rotation(settings: &Pairs, file: &std::path::Path) {
     );
     // Renewed, not merely reconnected after a failure: the coordinator
     // connection authenticated again, and each partition's fetch connection
-    // was created again, with no connection invalidated by an error.
+    // was created again, with no connection invalidated by an error (what
+    // rskafka logs, at INFO, when the broker closed one on it).
     let count = |needle: &str| out.all().matches(needle).count();
+    for failure in [
+        "Invaliding cached leader",
+        "Invalidating cached arbitrary broker",
+        "request encountered non-fatal error",
+    ] {
+        assert_eq!(
+            count(failure),
+            0,
+            "a connection failed instead of being renewed ({failure}):\n{}",
+            out.all()
+        );
+    }
     assert!(
         count("SASL authenticated") >= 2,
         "the coordinator connection was not renewed:\n{}",

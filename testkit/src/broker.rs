@@ -457,6 +457,16 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.plaintext_port + 1)
     }
 
+    /// Its SASL_SSL address (users as on the shared broker).
+    pub fn sasl_ssl(&self) -> String {
+        format!("127.0.0.1:{}", self.plaintext_port + 3)
+    }
+
+    /// The CA that signed its certificate.
+    pub fn ca(&self) -> PathBuf {
+        Path::new(&self.state_dir()).join("tls/ca.pem")
+    }
+
     /// Runs `scripts/kafka-local.sh cmd` for this broker, with `extra` set.
     pub fn script(&self, cmd: &str, extra: &[(&str, &str)]) -> Output {
         Command::new(repo_root().join("scripts/kafka-local.sh"))
