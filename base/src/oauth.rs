@@ -19,7 +19,7 @@ use std::{
 
 use base64::Engine;
 
-use crate::security::Secret;
+use crate::secret::Secret;
 
 /// A token file, read anew for every connection.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! How to reach Kafka securely: the security protocol, the TLS and SASL
-//! settings, the rustls configuration built from them, and [`Secret`].
+//! settings, and the rustls configuration built from them ([`Secret`], which
+//! holds their passwords and tokens, is re-exported from [`crate::secret`]).
 //!
 //! Defined once for both kinds of connection a service opens — rskafka's
 //! (metadata, produce, fetch) and the group protocol's own (join,
@@ -14,34 +15,7 @@ use rustls::{
 };
 
 use crate::oauth::TokenFile;
-
-/// A secret value (password, token). Prints as `[redacted]` in `Debug` and `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that must send it (a SASL handshake).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
 
 /// `KAFKA_SECURITY_PROTOCOL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
