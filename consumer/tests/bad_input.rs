@@ -32,6 +32,7 @@ const ANY_TEXT: &[&str] = &[
     "KAFKA_CLIENT_ID",
     "KAFKA_USERNAME",
     "KAFKA_PASSWORD",
+    "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE", // a path, read for every connection (it may appear later)
     "KAFKA_CONSUMER_GROUP",
     "CONSUMER_GROUP_INSTANCE_ID",
     "RUST_LOG", // a bare word is a target name to the log filter
@@ -514,8 +515,12 @@ async fn odd_records_are_logged_and_counted_and_consumption_goes_on() {
         0.0,
         "{body}"
     );
+    // No record was an error. A group retry (kind="group": a coordinator
+    // still loading right after a broker start answers the first
+    // heartbeats so) is not about the records and is left out.
     assert_eq!(
-        sum(&body, "kafka_consumer_errors_total", &[]),
+        sum(&body, "kafka_consumer_errors_total", &[])
+            - sum(&body, "kafka_consumer_errors_total", &["kind=\"group\""]),
         0.0,
         "{body}"
     );

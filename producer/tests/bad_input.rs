@@ -24,14 +24,15 @@ const BAD: &str = "not-a-valid-value-!!";
 /// Keys that take any text, so `BAD` is a valid value for them (or, for
 /// keys that only matter with another setting, ignored).
 const ANY_TEXT: &[&str] = &[
-    "KAFKA_CLIENT_ID",       // printable ASCII without spaces
-    "KAFKA_USERNAME",        // only used with SASL
-    "KAFKA_PASSWORD",        // only used with SASL
-    "KAFKA_CONSUMER_GROUP",  // the consumer's key; the producer ignores it
-    "PRODUCER_KEY_TEMPLATE", // text without placeholders
-    "PRODUCER_KEY_FIELD",    // any field name
-    "PRODUCER_RUN_ID",       // up to 128 printable characters
-    "RUST_LOG",              // a bare word is a target name to the log filter
+    "KAFKA_CLIENT_ID",                   // printable ASCII without spaces
+    "KAFKA_USERNAME",                    // only used with SASL
+    "KAFKA_PASSWORD",                    // only used with SASL
+    "KAFKA_SASL_OAUTHBEARER_TOKEN_FILE", // a path, read for every connection (it may appear later)
+    "KAFKA_CONSUMER_GROUP",              // the consumer's key; the producer ignores it
+    "PRODUCER_KEY_TEMPLATE",             // text without placeholders
+    "PRODUCER_KEY_FIELD",                // any field name
+    "PRODUCER_RUN_ID",                   // up to 128 printable characters
+    "RUST_LOG",                          // a bare word is a target name to the log filter
 ];
 
 /// What the keys in [`ANY_TEXT`] do reject.
