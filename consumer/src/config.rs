@@ -294,8 +294,8 @@ pub struct Config {
     /// The consumer protocol's server-side assignor; `None`: the broker's.
     pub remote_assignor: Option<String>,
     /// The keys set here that only the classic protocol uses (the consumer
-    /// protocol takes them from the broker), for one warning at start when
-    /// the consumer protocol may be the one in use.
+    /// protocol takes them from the broker): the group session warns once,
+    /// naming them, when the protocol it runs is the consumer protocol.
     pub classic_only_keys: Vec<&'static str>,
     /// Start position without a commit.
     pub auto_offset_reset: OffsetReset,

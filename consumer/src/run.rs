@@ -20,8 +20,8 @@ use common::{
 use futures::future::BoxFuture;
 use kafka_base::backoff::Backoff;
 use kafka_group::session::{
-    Assigned, GroupProtocol, Offsets, PendingCommit, Revocation, Session, SessionError,
-    SessionEvent, SessionSettings, TopicMetadata,
+    Assigned, Offsets, PendingCommit, Revocation, Session, SessionError, SessionEvent,
+    SessionSettings, TopicMetadata,
 };
 use rskafka::client::Client;
 use tokio::{net::TcpListener, time::Instant};
@@ -101,13 +101,6 @@ async fn consume(
         security_protocol = %config.kafka.security_protocol,
         "starting"
     );
-    if !config.classic_only_keys.is_empty() && config.group_protocol != GroupProtocol::Classic {
-        warn!(
-            keys = %config.classic_only_keys.join(","),
-            protocol = ?config.group_protocol,
-            "these settings apply to the classic group protocol only: on the consumer protocol (KIP-848, chosen by default on Kafka 4.x) the broker's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms apply, and CONSUMER_GROUP_REMOTE_ASSIGNOR instead of CONSUMER_ASSIGNORS; set CONSUMER_GROUP_PROTOCOL=classic to keep them"
-        );
-    }
     // Connect, retrying with growing backoff while not ready (alive: the
     // loop beats): a consumer Deployment waits for its broker instead of
     // crash-looping.
@@ -274,6 +267,11 @@ fn session_settings(config: &Config) -> SessionSettings {
         revocation_commit_timeout: commit_timeout(config),
         protocol: config.group_protocol,
         remote_assignor: config.remote_assignor.clone(),
+        classic_only: config
+            .classic_only_keys
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect(),
     }
 }
 

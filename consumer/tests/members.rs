@@ -60,6 +60,12 @@ async fn three_members_split_six_partitions_and_sigterm_hands_over_at_once() {
         b.assignment(),
         c.assignment()
     );
+    assert!(
+        !a.log_text()
+            .contains("apply to the classic group protocol only"),
+        "on the classic protocol its keys apply, no warning:\n{}",
+        a.log_text()
+    );
 
     produce(&topic, 600, "run-members-1").await;
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a, &b, &c])
@@ -372,6 +378,26 @@ async fn consumer_protocol_members_revoke_only_what_moves_and_lose_nothing() {
         a.log_text().contains("\"protocol\":\"consumer\""),
         "the consumer protocol chosen, with the reason:\n{}",
         a.log_text()
+    );
+    // Member::start sets the classic protocol's session and heartbeat
+    // keys: named once, once the consumer protocol was chosen.
+    let lines = a.lines();
+    let at = |message: &str| {
+        lines.iter().position(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+    };
+    let chosen = at("group protocol chosen").expect("the choice is logged");
+    let warned = at("these settings apply to the classic group protocol only")
+        .unwrap_or_else(|| panic!("the classic-only keys are named:\n{}", a.log_text()));
+    assert!(warned > chosen, "named after the choice:\n{}", a.log_text());
+    let keys = lines[warned]["keys"].as_str().unwrap_or_default();
+    assert!(
+        keys.contains("CONSUMER_SESSION_TIMEOUT_MS")
+            && keys.contains("CONSUMER_HEARTBEAT_INTERVAL_MS"),
+        "{keys}"
     );
     produce(&topic, 300, "run-kip848-1").await;
     assert!(wait_until(Duration::from_secs(30), || seen(&[&a]).len() >= 300));

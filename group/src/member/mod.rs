@@ -72,6 +72,11 @@ pub struct SessionSettings {
     /// The consumer protocol's server-side assignor (`uniform`, `range`);
     /// `None`: the broker's default.
     pub remote_assignor: Option<String>,
+    /// The settings the user gave that only the classic protocol uses
+    /// (named as the user set them, e.g. `CONSUMER_SESSION_TIMEOUT_MS`):
+    /// the session warns once, naming them, when it runs the consumer
+    /// protocol, where the broker's group settings apply instead.
+    pub classic_only: Vec<String>,
 }
 
 impl SessionSettings {
@@ -92,6 +97,7 @@ impl SessionSettings {
             revocation_commit_timeout: Duration::from_secs(10),
             protocol: GroupProtocol::Classic,
             remote_assignor: None,
+            classic_only: Vec::new(),
         }
     }
 }

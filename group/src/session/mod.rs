@@ -402,6 +402,13 @@ async fn run(
         }
     };
     if consumer {
+        if !settings.classic_only.is_empty() {
+            warn!(
+                group = %settings.group,
+                keys = %settings.classic_only.join(","),
+                "these settings apply to the classic group protocol only: on the consumer protocol (KIP-848) the broker's group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms apply, and CONSUMER_GROUP_REMOTE_ASSIGNOR instead of CONSUMER_ASSIGNORS; set CONSUMER_GROUP_PROTOCOL=classic to keep them"
+            );
+        }
         consumer::Task {
             client,
             settings,
