@@ -334,6 +334,73 @@ async fn a_cooperative_member_forgotten_mid_join_revokes_its_partitions_as_lost(
     assert_eq!(fake.join_ids(), ["", "m-1", ""], "rejoined as a new member");
 }
 
+/// A cooperative member that kept partitions and gains more reads the new
+/// ones' committed offsets after SyncGroup; its service goes on consuming
+/// what it kept and may ask for a commit right then: the commit waits for
+/// the new generation and goes out with it (the session used to end).
+#[tokio::test]
+async fn a_cooperative_commit_while_the_gained_partitions_offsets_are_read_waits_for_the_generation(
+) {
+    let fake = FakeCoordinator::start().await;
+    let first = Assignment::new(vec![TopicPartitions::new("t", vec![0])]);
+    fake.script(Api::Join, [joined(1), joined(2)]);
+    fake.script(Api::Sync, [Reply::Assigned(first), Reply::Assigned(both())]);
+    // Generation 2's read of t-1 gets no answer: the member retries it
+    // after its request timeout, the commit arrives meanwhile.
+    fake.script(
+        Api::Fetch,
+        [
+            Reply::Offsets(vec![]),
+            Reply::Hang,
+            Reply::Offsets(vec![(("t", 1), 3)]),
+        ],
+    );
+    fake.script(Api::Commit, [code_none(), code_none()]);
+    fake.script(
+        Api::Heartbeat,
+        std::iter::once(code(ResponseError::RebalanceInProgress))
+            .chain(std::iter::repeat_with(code_none).take(200)),
+    );
+    fake.script(Api::Leave, [code_none()]);
+    let mut session = start_with(&fake, "cooperative-sticky");
+
+    let SessionEvent::Assigned(assigned) = next(&mut session).await else {
+        panic!("assigned first");
+    };
+    assert_eq!(assigned.partitions.len(), 1, "t-0");
+    // The rebalance: generation 2's JoinGroup, SyncGroup, then the hung read.
+    assert!(
+        tokio::time::timeout(LIMIT, async {
+            while fake.sent(Api::Fetch).len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .is_ok(),
+        "the gained partition's offsets are read"
+    );
+    let commit = session.commit(offsets(&[(0, 11)]), LIMIT);
+    let SessionEvent::Assigned(gained) = next(&mut session).await else {
+        panic!("the gained partition is assigned, the session goes on");
+    };
+    assert_eq!(gained.generation, 2);
+    assert_eq!(gained.partitions.len(), 1, "t-1");
+    assert_eq!(gained.partitions[0].committed, Some(3));
+    timeout(LIMIT, commit)
+        .await
+        .expect("in time")
+        .expect("committed in the new generation");
+    assert_eq!(
+        commits(&fake),
+        [(2, offsets(&[(0, 11)]))],
+        "with the generation that followed"
+    );
+    timeout(LIMIT, session.close(Offsets::new(), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
+}
+
 /// A cooperative member keeps consuming while its JoinGroup is pending: a
 /// commit asked for meanwhile waits, and a close then commits it and the
 /// final offsets with the generation the member still holds, and leaves.

@@ -269,7 +269,7 @@ impl Task {
                 Ok(Err(SessionError::Cancelled)) => return false,
                 Ok(Err(e)) => {
                     warn!(error = %e, "joining the group failed; retrying");
-                    let _ = self.events.send(SessionEvent::Retrying(e)).await;
+                    super::report_retrying(&self.events, e);
                     if !self.pause(rejoin).await {
                         return false;
                     }
@@ -300,31 +300,36 @@ impl Task {
                 Ok(Ok(BTreeMap::new()))
             } else {
                 let wanted = assignment_of(&added);
+                let cooperative = self.member.machine().is_cooperative();
                 let fetch = self.member.committed(&wanted);
                 tokio::pin!(fetch);
-                tokio::select! {
-                    r = &mut fetch => Ok(r),
-                    Some(command) = self.commands.recv() => Err(command),
+                // A cooperative member keeps its partitions through the
+                // rebalance, so its service may ask for a commit now: it
+                // waits for the generation about to start (as during the
+                // join); only a close abandons the read.
+                loop {
+                    tokio::select! {
+                        r = &mut fetch => break Ok(r),
+                        Some(command) = self.commands.recv() => {
+                            if let Some(close) = between_generations(command, &mut self.commits, cooperative, &self.settings.group) {
+                                break Err(close);
+                            }
+                        }
+                    }
                 }
             };
             let committed = match committed {
                 Ok(Ok(c)) => c,
-                Err(command) => {
-                    // Abandoned mid-request: leave on a fresh connection.
+                Err((handled, within, reply)) => {
+                    // Abandoned mid-request: leave on a fresh connection,
+                    // after the commits queued meanwhile.
                     self.member.reset_connection();
-                    match command {
-                        Command::Close {
-                            handled,
-                            within,
-                            reply,
-                        } => self.close(handled, within, reply).await,
-                        other => refuse(other, self.settings.group.as_str()),
-                    }
+                    self.finish_and_close(handled, within, reply).await;
                     return false;
                 }
                 Ok(Err(e)) => {
                     warn!(error = %e, "reading committed offsets failed; rejoining");
-                    let _ = self.events.send(SessionEvent::Retrying(e)).await;
+                    super::report_retrying(&self.events, e);
                     self.member.request_rejoin();
                     if matches!(self.member.machine().state(), MemberState::Revoking { .. }) {
                         // Eager: nothing of this assignment was started.

@@ -432,6 +432,18 @@ async fn run(
     }
 }
 
+/// Reports something the session retries by itself. Only a readiness
+/// hint, so it is dropped when the channel is full (a report is queued
+/// already): the session must never wait on a service that is itself
+/// waiting on the session (for a revocation to be acknowledged) while the
+/// coordinator is unreachable. `false` when the service is gone.
+pub(super) fn report_retrying(events: &mpsc::Sender<SessionEvent>, e: SessionError) -> bool {
+    !matches!(
+        events.try_send(SessionEvent::Retrying(e)),
+        Err(mpsc::error::TrySendError::Closed(_))
+    )
+}
+
 /// Asks the coordinator whether it offers `ConsumerGroupHeartbeat`,
 /// retrying with the rejoin backoff; logs the choice once. `None` when the
 /// session ends first.
@@ -463,7 +475,9 @@ async fn choose_protocol(
             }
             Err(e) => {
                 warn!(group = %settings.group, error = %e, "cannot ask the coordinator which group protocols it offers; retrying");
-                events.send(SessionEvent::Retrying(e.into())).await.ok()?;
+                if !report_retrying(events, e.into()) {
+                    return None;
+                }
                 let wait = tokio::time::sleep(retries.next_delay());
                 tokio::pin!(wait);
                 loop {
@@ -490,5 +504,34 @@ fn before_joining(command: Command, group: &str) -> bool {
 impl Drop for Session {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreachable() -> SessionError {
+        SessionError::Commit {
+            group: "g".to_owned(),
+            detail: "coordinator unreachable".to_owned(),
+        }
+    }
+
+    /// The hang it prevents: during a revocation the service waits for the
+    /// session and reads no events, while failed heartbeats keep reporting;
+    /// a report that waited for room would block the session for good.
+    #[test]
+    fn retry_reports_never_wait_for_a_full_channel() {
+        let (tx, mut rx) = mpsc::channel(2);
+        // Synchronous (try_send): it cannot wait, whatever the channel holds.
+        for _ in 0..10 {
+            assert!(report_retrying(&tx, unreachable()), "the service is there");
+        }
+        assert!(matches!(rx.try_recv(), Ok(SessionEvent::Retrying(_))));
+        assert!(matches!(rx.try_recv(), Ok(SessionEvent::Retrying(_))));
+        assert!(rx.try_recv().is_err(), "the rest dropped, not queued");
+        drop(rx);
+        assert!(!report_retrying(&tx, unreachable()), "the service is gone");
     }
 }

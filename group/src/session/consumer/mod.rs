@@ -200,11 +200,13 @@ impl Task {
             Ok(answer) => answer,
             Err(e) => {
                 warn!(group = %self.settings.group, error = %e, "ConsumerGroupHeartbeat failed; retrying");
-                self.events
-                    .send(SessionEvent::Retrying(e.into()))
-                    .await
-                    .ok()?;
-                return Some(Instant::now() + retries.next_delay());
+                if !super::report_retrying(&self.events, e.into()) {
+                    return None;
+                }
+                // Never longer than the broker's heartbeat interval: a
+                // coordinator back after a long outage must hear from us
+                // before the session timeout (Java: retry.backoff.max.ms).
+                return Some(Instant::now() + retries.next_delay().min(m.machine.interval()));
             }
         };
         match m.machine.on_response(&answer) {
@@ -250,7 +252,7 @@ impl Task {
             }
             Outcome::Retry(code) => {
                 info!(group = %self.settings.group, %code, "coordinator moved or loading; finding it again");
-                Some(Instant::now() + retries.next_delay())
+                Some(Instant::now() + retries.next_delay().min(m.machine.interval()))
             }
             Outcome::Fatal(e) => {
                 warn!(group = %self.settings.group, error = %e, "cannot stay in the consumer group");
@@ -299,8 +301,9 @@ impl Task {
             return Some(false);
         };
         if step.revoke.is_empty() {
-            self.assign(m, step.assign).await?;
-            return Some(true);
+            // Not assigned (offsets unreadable): the normal heartbeat
+            // interval before the next try, not at once.
+            return self.assign(m, step.assign).await;
         }
         self.start_revocation(m, step, false).await?;
         Some(false)
@@ -353,8 +356,11 @@ impl Task {
         self.assign(m, revoking.step.assign).await.is_some()
     }
 
-    /// Announces `assign` with the committed offsets, then owns it.
-    async fn assign(&mut self, m: &mut Member, assign: BTreeSet<Tp>) -> Option<()> {
+    /// Announces `assign` with the committed offsets, then owns it:
+    /// `Some(false)` when the offsets could not be read (the next
+    /// heartbeat's reconciliation tries again), `None` when the service is
+    /// gone.
+    async fn assign(&mut self, m: &mut Member, assign: BTreeSet<Tp>) -> Option<bool> {
         let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
         for (id, p) in &assign {
             if let Some(name) = m.names.get(id) {
@@ -366,18 +372,25 @@ impl Task {
             .map(|(t, ps)| TopicPartitions::new(*t, ps.clone()))
             .collect();
         let committed = match self.client.offset_fetch(&wanted).await {
-            Ok(c) if c.error.is_none() => c.offsets,
             Ok(c) => {
-                warn!(group = %self.settings.group, code = %c.error, "reading committed offsets failed; retrying at the next heartbeat");
-                return Some(());
+                // A partition's own error (UNSTABLE_OFFSET_COMMIT while a
+                // transactional commit is pending) comes with offset -1:
+                // taken as "none", it would start at auto.offset.reset.
+                let code = Some(c.error)
+                    .filter(|e| !e.is_none())
+                    .or_else(|| c.offsets.values().map(|o| o.error).find(|e| !e.is_none()));
+                if let Some(code) = code {
+                    warn!(group = %self.settings.group, %code, "reading committed offsets failed; retrying at the next heartbeat");
+                    return Some(false);
+                }
+                c.offsets
             }
             Err(e) => {
                 warn!(group = %self.settings.group, error = %e, "reading committed offsets failed; retrying at the next heartbeat");
-                self.events
-                    .send(SessionEvent::Retrying(e.into()))
-                    .await
-                    .ok()?;
-                return Some(());
+                if !super::report_retrying(&self.events, e.into()) {
+                    return None;
+                }
+                return Some(false);
             }
         };
         let partitions = named(&m.names, &assign)
@@ -402,7 +415,8 @@ impl Task {
                 partitions,
             }))
             .await
-            .ok()
+            .ok()?;
+        Some(true)
     }
 
     /// Commits asked for first, then the final commit, then the heartbeat
