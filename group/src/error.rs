@@ -239,6 +239,19 @@ pub enum GroupError {
         api: GroupApi,
     },
 
+    /// The consumer protocol was asked for, and the coordinator does not
+    /// offer it (Java: `UnsupportedVersionException`).
+    #[error(
+        "consumer group '{group}': the consumer group protocol (KIP-848) was asked for \
+         (CONSUMER_GROUP_PROTOCOL=consumer), and the group coordinator does not offer \
+         ConsumerGroupHeartbeat (Kafka before 4.0, or group.version=0 on the brokers): set \
+         CONSUMER_GROUP_PROTOCOL=classic, or leave it unset to use what the broker offers"
+    )]
+    ConsumerProtocolUnsupported {
+        /// The group id.
+        group: String,
+    },
+
     /// The commit can never succeed: the member left the group or its
     /// generation is stale, so its partitions may already belong to another
     /// member (Java's `CommitFailedException`).
@@ -350,6 +363,7 @@ impl GroupError {
             | Self::InvalidSessionTimeout { group }
             | Self::InvalidGroupId { group, .. }
             | Self::UnsupportedVersion { group, .. }
+            | Self::ConsumerProtocolUnsupported { group }
             | Self::CommitFailed { group, .. }
             | Self::RebalanceInProgress { group, .. }
             | Self::TopicAuthorizationFailed { group, .. }

@@ -8,9 +8,9 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use futures::future::BoxFuture;
 use kafka_base::{backoff::Backoff, security::SecurityProtocol};
 use kafka_group::{
-    error::KafkaCode,
+    error::{GroupError, KafkaCode},
     payload::{Assignment, TopicPartitions},
-    session::{Offsets, Session, SessionEvent, SessionSettings, TopicMetadata},
+    session::{GroupProtocol, Offsets, Session, SessionEvent, SessionSettings, TopicMetadata},
     testing::{Api, FakeCoordinator, Reply},
     ConnectionConfig,
 };
@@ -37,6 +37,10 @@ fn start(fake: &FakeCoordinator) -> Session {
 }
 
 fn start_with(fake: &FakeCoordinator, assignors: &str) -> Session {
+    start_as(fake, assignors, GroupProtocol::Classic)
+}
+
+fn start_as(fake: &FakeCoordinator, assignors: &str, protocol: GroupProtocol) -> Session {
     let connection = ConnectionConfig::new(
         "session-test",
         SecurityProtocol::Plaintext,
@@ -53,6 +57,7 @@ fn start_with(fake: &FakeCoordinator, assignors: &str) -> Session {
     settings.rejoin_backoff = settings.retry_backoff;
     settings.metadata_refresh = Duration::from_secs(60);
     settings.assignors = assignors.split(',').map(str::to_owned).collect();
+    settings.protocol = protocol;
     Session::start(
         settings,
         connection,
@@ -526,4 +531,59 @@ async fn an_invalid_assignment_is_trimmed_reported_and_followed_by_a_fresh_join(
 
 fn code_none() -> Reply {
     Reply::Code(KafkaCode::NONE)
+}
+
+/// The consumer protocol asked for by name from a coordinator without it
+/// (this fake offers what Kafka 3.x does: no ConsumerGroupHeartbeat): one
+/// fatal error naming the setting and what to do, no retries; unset, the
+/// same coordinator gets the classic protocol.
+#[tokio::test]
+async fn the_consumer_protocol_asked_for_from_a_coordinator_without_it_is_fatal_at_once() {
+    let fake = FakeCoordinator::start().await;
+    let mut session = start_as(&fake, "range", GroupProtocol::Consumer);
+    let SessionEvent::Fatal(e) = next(&mut session).await else {
+        panic!("fatal at once");
+    };
+    assert!(
+        matches!(
+            &e,
+            kafka_group::session::SessionError::Fatal(GroupError::ConsumerProtocolUnsupported { group }) if group == "orders"
+        ),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    for part in [
+        "CONSUMER_GROUP_PROTOCOL=classic",
+        "ConsumerGroupHeartbeat",
+        "Kafka before 4.0",
+    ] {
+        assert!(text.contains(part), "{text}");
+    }
+    assert!(
+        timeout(LIMIT, session.next_event())
+            .await
+            .expect("in time")
+            .is_none(),
+        "no event follows a fatal one"
+    );
+    assert!(
+        fake.apis().is_empty(),
+        "no group request sent: {:?}",
+        fake.apis()
+    );
+
+    fake.script(Api::Join, [joined(1)]);
+    fake.script(Api::Sync, [Reply::Assigned(both())]);
+    fake.script(Api::Fetch, [Reply::Offsets(vec![])]);
+    fake.script(Api::Heartbeat, std::iter::repeat_with(code_none).take(100));
+    fake.script(Api::Leave, [code_none()]);
+    let mut auto = start_as(&fake, "range", GroupProtocol::Auto);
+    let SessionEvent::Assigned(assigned) = next(&mut auto).await else {
+        panic!("unset: the classic protocol");
+    };
+    assert_eq!(assigned.partitions.len(), 2);
+    timeout(LIMIT, auto.close(Offsets::new(), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
 }

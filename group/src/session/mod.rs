@@ -139,6 +139,7 @@ use tracing::{info, warn};
 
 use crate::{
     coordinator::CoordinatorClient,
+    error::GroupError,
     member::{LastHeartbeat, Member},
     wire::ConnectionConfig,
 };
@@ -392,13 +393,32 @@ async fn run(
     shared: Arc<Shared>,
 ) {
     let consumer = match settings.protocol {
-        GroupProtocol::Consumer => true,
-        GroupProtocol::Classic => false,
-        GroupProtocol::Auto => {
-            match choose_protocol(&settings, &mut client, &events, &mut commands).await {
-                Some(consumer) => consumer,
+        GroupProtocol::Consumer => {
+            match offered(&settings, &mut client, &events, &mut commands).await {
+                Some(true) => true,
+                Some(false) => {
+                    let unsupported = GroupError::ConsumerProtocolUnsupported {
+                        group: settings.group.clone(),
+                    };
+                    let _ = events.send(SessionEvent::Fatal(unsupported.into())).await;
+                    return;
+                }
                 None => return,
             }
+        }
+        GroupProtocol::Classic => false,
+        GroupProtocol::Auto => {
+            let consumer = offered(&settings, &mut client, &events, &mut commands).await;
+            match consumer {
+                Some(true) => {
+                    info!(group = %settings.group, protocol = "consumer", "group protocol chosen: the coordinator offers ConsumerGroupHeartbeat (KIP-848); set CONSUMER_GROUP_PROTOCOL=classic to keep the classic protocol")
+                }
+                Some(false) => {
+                    info!(group = %settings.group, protocol = "classic", "group protocol chosen: the coordinator does not offer ConsumerGroupHeartbeat (Kafka before 4.0, or the consumer protocol disabled)")
+                }
+                None => return,
+            }
+            consumer == Some(true)
         }
     };
     if consumer {
@@ -445,9 +465,8 @@ pub(super) fn report_retrying(events: &mpsc::Sender<SessionEvent>, e: SessionErr
 }
 
 /// Asks the coordinator whether it offers `ConsumerGroupHeartbeat`,
-/// retrying with the rejoin backoff; logs the choice once. `None` when the
-/// session ends first.
-async fn choose_protocol(
+/// retrying with the rejoin backoff. `None` when the session ends first.
+async fn offered(
     settings: &SessionSettings,
     client: &mut CoordinatorClient,
     events: &mpsc::Sender<SessionEvent>,
@@ -465,14 +484,7 @@ async fn choose_protocol(
             }
         };
         match asked {
-            Ok(true) => {
-                info!(group = %settings.group, protocol = "consumer", "group protocol chosen: the coordinator offers ConsumerGroupHeartbeat (KIP-848); set CONSUMER_GROUP_PROTOCOL=classic to keep the classic protocol");
-                return Some(true);
-            }
-            Ok(false) => {
-                info!(group = %settings.group, protocol = "classic", "group protocol chosen: the coordinator does not offer ConsumerGroupHeartbeat (Kafka before 4.0, or the consumer protocol disabled)");
-                return Some(false);
-            }
+            Ok(offered) => return Some(offered),
             Err(e) => {
                 warn!(group = %settings.group, error = %e, "cannot ask the coordinator which group protocols it offers; retrying");
                 if !report_retrying(events, e.into()) {
