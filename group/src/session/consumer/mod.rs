@@ -146,7 +146,7 @@ impl Task {
                             if !self.finish_revocation(&mut m).await {
                                 return;
                             }
-                            next_beat = Instant::now();
+                            next_beat = self.rejoin_at(&m);
                         }
                     }
                 }
@@ -172,7 +172,7 @@ impl Task {
                             if !self.finish_revocation(&mut m).await {
                                 return;
                             }
-                            next_beat = Instant::now();
+                            next_beat = self.rejoin_at(&m);
                         }
                         None => { let _ = reply.send(Ok(())); }
                     },
@@ -182,6 +182,20 @@ impl Task {
                     }
                 },
             }
+        }
+    }
+
+    /// When to send the next heartbeat after fencing or a finished
+    /// revocation: at once, unless lost partitions are still being stopped.
+    /// Then the rejoin waits for the service (as Java waits for
+    /// onPartitionsLost): a commit of theirs made after the rejoin would
+    /// carry a valid epoch, and the broker checks only the epoch, not who
+    /// owns the partition now. Bounded, should the service never answer.
+    fn rejoin_at(&self, m: &Member) -> Instant {
+        if m.revoking.as_ref().is_some_and(|r| r.lost) {
+            Instant::now() + self.settings.revocation_commit_timeout
+        } else {
+            Instant::now()
         }
     }
 
@@ -248,7 +262,7 @@ impl Task {
                         .await?
                     }
                 }
-                Some(Instant::now())
+                Some(self.rejoin_at(m))
             }
             Outcome::Retry(code) => {
                 info!(group = %self.settings.group, %code, "coordinator moved or loading; finding it again");
