@@ -218,9 +218,21 @@ impl Task {
             let metadata = Arc::clone(&self.metadata);
             let cooperative = self.member.machine().is_cooperative();
             let joined = {
-                let join = self
-                    .member
-                    .join(move |topics| metadata.partition_counts(topics), &cancel);
+                let join = self.member.join(
+                    move |topics| {
+                        // Bounded as the generation's checks: no heartbeat
+                        // goes out until the assignment is checked.
+                        let counts = metadata.partition_counts(topics);
+                        async move {
+                            tokio::time::timeout(METADATA_CHECK_TIMEOUT, counts)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(format!("no answer within {METADATA_CHECK_TIMEOUT:?}"))
+                                })
+                        }
+                    },
+                    &cancel,
+                );
                 tokio::pin!(join);
                 let mut closing = None;
                 loop {
