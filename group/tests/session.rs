@@ -191,6 +191,69 @@ async fn a_rebalance_revokes_commits_what_was_handled_and_assigns_again() {
     fake.assert_fully_scripted();
 }
 
+/// The commit before partitions are given up survives a coordinator move:
+/// NOT_COORDINATOR (then COORDINATOR_LOAD_IN_PROGRESS) is answered, the
+/// member finds the coordinator again and sends the same offsets until one
+/// is accepted, within the revocation's deadline; before, the partitions
+/// went to the next owner uncommitted (handled twice).
+#[tokio::test]
+async fn the_revocation_commit_is_sent_again_when_the_coordinator_moved() {
+    let fake = FakeCoordinator::start().await;
+    fake.script(Api::Join, [joined(1), joined(2)]);
+    fake.script(
+        Api::Sync,
+        [Reply::Assigned(both()), Reply::Assigned(both())],
+    );
+    fake.script(Api::Fetch, [Reply::Offsets(vec![]), Reply::Offsets(vec![])]);
+    fake.script(
+        Api::Commit,
+        [
+            code(ResponseError::NotCoordinator),
+            code(ResponseError::CoordinatorLoadInProgress),
+            code_none(),
+        ],
+    );
+    fake.script(
+        Api::Heartbeat,
+        std::iter::once(code(ResponseError::RebalanceInProgress))
+            .chain(std::iter::repeat_with(code_none).take(100)),
+    );
+    fake.script(Api::Leave, [code_none()]);
+    let mut session = start(&fake);
+
+    assert!(matches!(
+        next(&mut session).await,
+        SessionEvent::Assigned(_)
+    ));
+    let SessionEvent::Revoke(revocation) = next(&mut session).await else {
+        panic!("revoke");
+    };
+    assert!(!revocation.lost);
+    let finds = fake.finds();
+    timeout(LIMIT, session.revoked(offsets(&[(0, 8), (1, 4)])))
+        .await
+        .expect("in time")
+        .expect("committed on the third attempt");
+    assert_eq!(
+        commits(&fake),
+        [
+            (1, offsets(&[(0, 8), (1, 4)])),
+            (1, offsets(&[(0, 8), (1, 4)])),
+            (1, offsets(&[(0, 8), (1, 4)])),
+        ],
+        "the same offsets, for the generation giving them up"
+    );
+    assert!(fake.finds() > finds, "the coordinator was looked up again");
+    assert!(matches!(
+        next(&mut session).await,
+        SessionEvent::Assigned(_)
+    ));
+    timeout(LIMIT, session.close(Offsets::new(), LIMIT))
+        .await
+        .expect("in time")
+        .expect("closed");
+}
+
 #[tokio::test]
 async fn lost_partitions_are_not_committed() {
     let fake = FakeCoordinator::start().await;

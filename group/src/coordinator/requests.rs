@@ -21,6 +21,8 @@ use kafka_protocol::{
     ResponseError,
 };
 
+use kafka_base::backoff::Backoff;
+
 use super::{CoordinatorClient, CoordinatorError};
 use crate::{
     error::{GroupApi, KafkaCode},
@@ -492,6 +494,65 @@ impl CoordinatorClient {
             self.check_code(*code);
         }
         Ok(result)
+    }
+
+    /// [`Self::offset_commit`] within `within`, sent again after `backoff`
+    /// while no answer came or the answer says the coordinator moved, is
+    /// loading or timed out, as long as the deadline leaves time: the commit
+    /// before partitions are given up must survive a coordinator move (Java
+    /// retries its synchronous commits the same way). `None`: one attempt,
+    /// no deadline. The error is the last attempt's, as text.
+    pub async fn offset_commit_within(
+        &mut self,
+        generation_id: i32,
+        member_id: &str,
+        offsets: &[OffsetToCommit],
+        within: Option<Duration>,
+        backoff: Backoff,
+    ) -> Result<BTreeMap<(String, i32), KafkaCode>, String> {
+        let deadline = within.map(|w| (tokio::time::Instant::now() + w, w));
+        let mut retries = backoff.retries();
+        loop {
+            let request = self.offset_commit(generation_id, member_id, offsets);
+            let result = match deadline {
+                Some((deadline, within)) => {
+                    match tokio::time::timeout_at(deadline, request).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => {
+                            self.mark_coordinator_dead();
+                            return Err(format!(
+                                "OffsetCommit not answered within its deadline of {within:?}"
+                            ));
+                        }
+                    }
+                }
+                None => request.await.map_err(|e| e.to_string()),
+            };
+            let again = match &result {
+                Err(_) => {
+                    self.mark_coordinator_dead();
+                    true
+                }
+                Ok(codes) => codes.values().any(|c| {
+                    matches!(
+                        c.error(),
+                        Some(
+                            ResponseError::NotCoordinator
+                                | ResponseError::CoordinatorNotAvailable
+                                | ResponseError::CoordinatorLoadInProgress
+                                | ResponseError::RequestTimedOut
+                        )
+                    )
+                }),
+            };
+            let delay = retries.next_delay();
+            match deadline {
+                Some((deadline, _)) if again && tokio::time::Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                }
+                _ => return result,
+            }
+        }
     }
 
     /// Marks the coordinator unknown on the codes that say it moved.

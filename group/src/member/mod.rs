@@ -160,6 +160,8 @@ pub struct CommitJob {
     generation: Generation,
     offsets: Vec<OffsetToCommit>,
     within: Option<Duration>,
+    /// Between attempts when the coordinator moved (settings' retry backoff).
+    backoff: Backoff,
 }
 
 /// How a [`CommitJob`] ended.
@@ -171,26 +173,20 @@ pub struct CommitDone {
 }
 
 impl CommitJob {
-    /// Sends the OffsetCommit; gives up after the job's deadline (the
-    /// connection is then dropped and the coordinator found again next time).
+    /// Sends the OffsetCommit, again while the coordinator moves, until the
+    /// job's deadline (the connection is then dropped and the coordinator
+    /// found again next time).
     pub async fn run(mut self) -> CommitDone {
-        let request = self.client.offset_commit(
-            self.generation.generation_id,
-            &self.generation.member_id,
-            &self.offsets,
-        );
-        let result = match self.within {
-            None => request.await.map_err(|e| e.to_string()),
-            Some(within) => match tokio::time::timeout(within, request).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err(format!(
-                    "OffsetCommit not answered within its deadline of {within:?}"
-                )),
-            },
-        };
-        if result.is_err() {
-            self.client.mark_coordinator_dead();
-        }
+        let result = self
+            .client
+            .offset_commit_within(
+                self.generation.generation_id,
+                &self.generation.member_id,
+                &self.offsets,
+                self.within,
+                self.backoff,
+            )
+            .await;
         CommitDone {
             client: self.client,
             generation: self.generation,
@@ -708,6 +704,7 @@ impl Member {
             generation,
             offsets,
             within,
+            backoff: self.settings.retry_backoff,
         }))
     }
 

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use kafka_base::backoff::Retries;
+use kafka_base::backoff::{Backoff, Retries};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -119,7 +119,7 @@ impl Task {
         let mut retries = self.settings.rejoin_backoff.retries();
         let mut next_beat = Instant::now();
         loop {
-            m.start_next_commit(&self.settings.group);
+            m.start_next_commit(&self.settings.group, self.settings.retry_backoff);
             tokio::select! {
                 () = tokio::time::sleep_until(next_beat) => {
                     match self.heartbeat(&mut m, &mut retries).await {
@@ -439,7 +439,7 @@ impl Task {
         let deadline = Instant::now() + within;
         let drained = tokio::time::timeout(within, async {
             loop {
-                m.start_next_commit(&self.settings.group);
+                m.start_next_commit(&self.settings.group, self.settings.retry_backoff);
                 let Some((task, waiter)) = m.in_flight.take() else {
                     return;
                 };
@@ -467,12 +467,13 @@ impl Task {
                 .commit_client
                 .take()
                 .unwrap_or_else(|| self.client.clone());
-            commit(
+            commit_as(
                 &mut client,
                 &self.settings.group,
-                &m.machine,
+                (m.machine.epoch(), m.machine.member_id()),
                 offsets_to_commit(&handled),
                 remaining,
+                self.settings.retry_backoff,
             )
             .await
         };
@@ -503,7 +504,7 @@ impl Task {
 
 impl Member {
     /// Starts the next queued commit when none is on its way.
-    fn start_next_commit(&mut self, group: &str) {
+    fn start_next_commit(&mut self, group: &str, backoff: Backoff) {
         if self.in_flight.is_some() {
             return;
         }
@@ -518,55 +519,42 @@ impl Member {
         let epoch = self.machine.epoch();
         let member_id = self.machine.member_id().to_owned();
         let task = tokio::spawn(async move {
-            let result = commit_as(&mut client, &group, epoch, &member_id, offsets, within).await;
+            let result = commit_as(
+                &mut client,
+                &group,
+                (epoch, &member_id),
+                offsets,
+                within,
+                backoff,
+            )
+            .await;
             (client, result)
         });
         self.in_flight = Some((task, waiter));
     }
 }
 
-/// OffsetCommit for `machine`'s epoch within `within`.
-async fn commit(
-    client: &mut CoordinatorClient,
-    group: &str,
-    machine: &Machine,
-    offsets: Vec<OffsetToCommit>,
-    within: Duration,
-) -> Result<(), SessionError> {
-    commit_as(
-        client,
-        group,
-        machine.epoch(),
-        machine.member_id(),
-        offsets,
-        within,
-    )
-    .await
-}
-
-/// OffsetCommit with the member id and epoch (v9+ checks the epoch for
-/// consumer-protocol groups: `STALE_MEMBER_EPOCH` when it moved on).
+/// OffsetCommit as `(epoch, member id)` (v9+ checks the epoch for
+/// consumer-protocol groups: `STALE_MEMBER_EPOCH` when it moved on) within
+/// `within`, again after `backoff` while the coordinator moves.
 async fn commit_as(
     client: &mut CoordinatorClient,
     group: &str,
-    epoch: i32,
-    member_id: &str,
+    (epoch, member_id): (i32, &str),
     offsets: Vec<OffsetToCommit>,
     within: Duration,
+    backoff: Backoff,
 ) -> Result<(), SessionError> {
     let failed = |detail: String| SessionError::Commit {
         group: group.to_owned(),
         detail,
     };
-    match tokio::time::timeout(within, client.offset_commit(epoch, member_id, &offsets)).await {
-        Err(_) => {
-            client.mark_coordinator_dead();
-            Err(failed(format!(
-                "OffsetCommit not answered within its deadline of {within:?}"
-            )))
-        }
-        Ok(Err(e)) => Err(failed(e.to_string())),
-        Ok(Ok(codes)) => match first_commit_error(codes.into_values()) {
+    match client
+        .offset_commit_within(epoch, member_id, &offsets, Some(within), backoff)
+        .await
+    {
+        Err(detail) => Err(failed(detail)),
+        Ok(codes) => match first_commit_error(codes.into_values()) {
             None => Ok(()),
             Some(code) => Err(failed(format!(
                 "OffsetCommit (member epoch {epoch}) answered {}",
