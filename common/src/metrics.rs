@@ -211,6 +211,20 @@ pub const CANARY_MISSING: &str = "kafka_canary_records_missing";
 pub const CANARY_E2E_LATENCY: &str = "kafka_canary_e2e_latency_seconds";
 /// Delivered within the latency objective ÷ (delivered + lost) over the availability window.
 pub const CANARY_E2E_AVAILABILITY: &str = "kafka_canary_e2e_availability";
+/// The node id leading a canary partition as the last metadata showed it
+/// (-1: none) (`topic`, `partition`).
+pub const CANARY_PARTITION_LEADER: &str = "kafka_canary_partition_leader";
+/// Changes of a canary partition's leader seen between two metadata reads
+/// (`topic`, `partition`).
+pub const CANARY_LEADER_CHANGES: &str = "kafka_canary_leader_changes_total";
+/// Live brokers in the last metadata.
+pub const CANARY_BROKERS: &str = "kafka_canary_brokers";
+/// Placement changes the canary made to its topic (`topic`, `action`:
+/// `create_topic`, `create_partitions`, `reassign`, `elect_leaders`).
+pub const CANARY_REASSIGNMENTS: &str = "kafka_canary_reassignments_total";
+/// Placement requests the broker refused or that failed (`topic`, `reason`:
+/// the Kafka error code's name, or `connection`).
+pub const CANARY_PLACEMENT_ERRORS: &str = "kafka_canary_placement_errors_total";
 
 fn describe() {
     describe_counter!(
@@ -378,6 +392,31 @@ fn describe() {
         CANARY_E2E_AVAILABILITY,
         Unit::Count,
         "Canary records delivered within the latency objective / (delivered + lost) over the availability window; NaN without records."
+    );
+    describe_gauge!(
+        CANARY_PARTITION_LEADER,
+        Unit::Count,
+        "Node id of the canary partition's leader in the last metadata; -1 without a leader."
+    );
+    describe_counter!(
+        CANARY_LEADER_CHANGES,
+        Unit::Count,
+        "Changes of the canary partition's leader seen between two metadata reads."
+    );
+    describe_gauge!(
+        CANARY_BROKERS,
+        Unit::Count,
+        "Live brokers in the last metadata the canary read."
+    );
+    describe_counter!(
+        CANARY_REASSIGNMENTS,
+        Unit::Count,
+        "Placement changes the canary made to its topic (CANARY_TOPIC_BALANCE), by action."
+    );
+    describe_counter!(
+        CANARY_PLACEMENT_ERRORS,
+        Unit::Count,
+        "Placement requests that failed (CANARY_TOPIC_BALANCE), by Kafka error code name or connection."
     );
 }
 

@@ -11,6 +11,10 @@
 //!   `kafka-base`), and [`preflight`], the connection check the services
 //!   run before their rskafka client connects;
 //! - [`committed_offsets`]: a group's committed offsets;
+//! - [`admin`]: the few admin requests the canary's topic placement needs
+//!   (metadata, topic and partition creation with replica assignments,
+//!   reassignments, preferred leader election), on the same connection
+//!   layer;
 //! - [`is_known_assignor`], and the errors in [`error`].
 //!
 //! # Layers
@@ -48,6 +52,7 @@ macro_rules! internal {
 
 internal!(assignor, coordinator, member, payload, state, wire);
 
+pub mod admin;
 pub mod error;
 pub mod session;
 #[cfg(any(test, feature = "unstable-fuzzing"))]

@@ -148,6 +148,22 @@ mod keys {
     )
     .flag("--continuous", "BOOL")
     .default("false");
+    /// `CANARY_TOPIC_BALANCE`.
+    pub const CANARY_TOPIC_BALANCE: Key = Key::new(
+        "CANARY_TOPIC_BALANCE",
+        Allowed::Bool,
+        "with --continuous: create the topic if missing with one partition led by each live broker (replication factor: the smaller of the broker count and PRODUCER_TOPIC_REPLICATION if set, else 3), and at every reconcile add partitions for new brokers and reassign replicas off gone ones, then elect the preferred leaders, as Strimzi Canary does; partitions are never removed",
+    )
+    .flag("--canary-topic-balance", "BOOL")
+    .default("false");
+    /// `CANARY_RECONCILE_INTERVAL_MS`.
+    pub const CANARY_RECONCILE_INTERVAL_MS: Key = Key::new(
+        "CANARY_RECONCILE_INTERVAL_MS",
+        number(100, 3_600_000),
+        "with --continuous: how often the canary reads the cluster metadata (leadership metrics, new partitions to send to) and, with CANARY_TOPIC_BALANCE, reconciles the topic's placement",
+    )
+    .flag("--canary-reconcile-interval-ms", "MS")
+    .default("30000");
     /// `PRODUCER_CREATE_TOPIC`.
     pub const CREATE_TOPIC: Key = Key::new(
         "PRODUCER_CREATE_TOPIC",
@@ -219,6 +235,8 @@ pub const KEYS: &[Key] = &[
     keys::IDEMPOTENCE,
     keys::RATE,
     keys::CONTINUOUS,
+    keys::CANARY_TOPIC_BALANCE,
+    keys::CANARY_RECONCILE_INTERVAL_MS,
     keys::CREATE_TOPIC,
     keys::TOPIC_PARTITIONS,
     keys::TOPIC_REPLICATION,
@@ -266,6 +284,18 @@ pub struct CreateTopic {
     pub replication_factor: i16,
 }
 
+/// What the canary does with the cluster metadata (`--continuous` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryPlacement {
+    /// `CANARY_TOPIC_BALANCE`: one partition led by each live broker.
+    pub balance: bool,
+    /// `CANARY_RECONCILE_INTERVAL_MS`.
+    pub interval: Duration,
+    /// The largest replication factor of a balanced topic:
+    /// `PRODUCER_TOPIC_REPLICATION` when set, else 3.
+    pub max_replication: i16,
+}
+
 /// The validated producer configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -294,6 +324,8 @@ pub struct Config {
     pub rate: Option<f64>,
     /// Canary mode (`--continuous`): send until stopped.
     pub continuous: bool,
+    /// Canary mode's metadata reads and topic placement.
+    pub canary: CanaryPlacement,
     /// Create the topic when missing.
     pub create_topic: Option<CreateTopic>,
     /// Overall deadline.
@@ -381,6 +413,22 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
             ));
         }
     }
+    let balance = src.flag(&keys::CANARY_TOPIC_BALANCE)?;
+    if balance && !continuous {
+        return Err(src.invalid(
+            keys::CANARY_TOPIC_BALANCE.env,
+            "true without PRODUCER_CONTINUOUS=true",
+            "false, or set PRODUCER_CONTINUOUS=true: only the canary places its topic",
+        ));
+    }
+    let canary = CanaryPlacement {
+        balance,
+        interval: src.ms(&keys::CANARY_RECONCILE_INTERVAL_MS)?,
+        max_replication: match src.optional(keys::TOPIC_REPLICATION.env) {
+            Some(_) => src.num(&keys::TOPIC_REPLICATION)?,
+            None => 3,
+        },
+    };
     let create_topic = if src.flag(&keys::CREATE_TOPIC)? {
         Some(CreateTopic {
             partitions: src.num(&keys::TOPIC_PARTITIONS)?,
@@ -413,6 +461,7 @@ pub fn validate(src: &ConfigSource) -> Result<Config, ConfigError> {
         idempotence: src.flag(&keys::IDEMPOTENCE)?,
         rate: (rate > 0).then_some(rate as f64),
         continuous,
+        canary,
         create_topic,
         timeout: src.secs(&keys::TIMEOUT_SECS)?,
         progress_every: src.secs(&keys::PROGRESS_SECS)?,
@@ -547,7 +596,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(flags, 22, "every flag of the table is an argument");
+        assert_eq!(flags, 24, "every flag of the table is an argument");
     }
 
     #[test]
@@ -610,5 +659,45 @@ mod tests {
         ])
         .expect_err("input");
         assert!(e.to_string().contains("PRODUCER_INPUT"), "{e}");
+    }
+
+    #[test]
+    fn topic_balance_is_for_the_canary_and_takes_the_replication_factor_when_set() {
+        let c = cfg(&[]).expect("defaults");
+        assert_eq!(
+            c.canary,
+            CanaryPlacement {
+                balance: false,
+                interval: Duration::from_secs(30),
+                max_replication: 3
+            }
+        );
+        let e = cfg(&[("CANARY_TOPIC_BALANCE", "true")]).expect_err("not continuous");
+        assert!(
+            e.to_string().contains("CANARY_TOPIC_BALANCE")
+                && e.to_string().contains("PRODUCER_CONTINUOUS"),
+            "{e}"
+        );
+        let c = cfg(&[
+            ("PRODUCER_CONTINUOUS", "true"),
+            ("PRODUCER_RATE", "20"),
+            ("CANARY_TOPIC_BALANCE", "yes"),
+            ("CANARY_RECONCILE_INTERVAL_MS", "2000"),
+            ("PRODUCER_TOPIC_REPLICATION", "2"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.canary,
+            CanaryPlacement {
+                balance: true,
+                interval: Duration::from_secs(2),
+                max_replication: 2
+            }
+        );
+        let e = cfg(&[("CANARY_RECONCILE_INTERVAL_MS", "50")]).expect_err("too short");
+        assert!(
+            e.to_string().contains("CANARY_RECONCILE_INTERVAL_MS"),
+            "{e}"
+        );
     }
 }

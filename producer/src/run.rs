@@ -60,6 +60,15 @@ pub enum ProducerError {
         /// rskafka's error.
         source: Box<ClientError>,
     },
+    /// The canary could not create its balanced topic
+    /// (`CANARY_TOPIC_BALANCE`) before the timeout.
+    #[error("canary topic {topic:?}: {source}")]
+    Placement {
+        /// The topic.
+        topic: String,
+        /// The last failure.
+        source: Box<kafka_group::admin::AdminError>,
+    },
     /// `--input` could not be used.
     #[error(transparent)]
     Input(#[from] payload::InputError),
@@ -220,6 +229,24 @@ async fn produce_all(
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while connecting".to_owned())),
     };
     health.beat();
+    // Canary mode reads the metadata itself (leadership metrics, new
+    // partitions) and, with CANARY_TOPIC_BALANCE, creates the topic.
+    let mut reconciler = if config.continuous {
+        let admin = kafka_group::admin::AdminClient::new(
+            config.kafka.connection_config()?,
+            config.kafka.bootstrap.clone(),
+        );
+        let mut r = crate::canary::reconcile::Reconciler::new(config, admin);
+        r.create_if_missing(deadline, shutdown)
+            .await
+            .map_err(|e| ProducerError::Placement {
+                topic: config.topic.clone(),
+                source: Box::new(e),
+            })?;
+        Some(r)
+    } else {
+        None
+    };
     let partitions = tokio::select! {
         p = ensure_topic(&client, config, deadline) => p?,
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
@@ -250,11 +277,24 @@ async fn produce_all(
     };
     health.set_ready();
     info!(topic = %config.topic, partitions = partitions.len(), "metadata known; sending");
-    if let (true, Some(rate), Source::Demo { record_size, .. }) =
-        (config.continuous, config.rate, &config.source)
+    if let (Some(reconciler), Some(rate), Source::Demo { record_size, .. }) =
+        (reconciler.take(), config.rate, &config.source)
     {
-        let s =
-            crate::canary::produce_forever(config, producers, rate, *record_size, shutdown).await;
+        let appeared = reconciler.partitions();
+        let metadata = tokio::spawn(reconciler.run(shutdown.clone()));
+        let s = crate::canary::produce_forever(
+            config,
+            Arc::new(client),
+            producers,
+            appeared,
+            rate,
+            *record_size,
+            shutdown,
+        )
+        .await;
+        if let Err(e) = metadata.await {
+            warn!(error = %e, "canary metadata task failed");
+        }
         return match s.records - s.acked {
             0 => Ok(s),
             n => Err(incomplete(
@@ -732,11 +772,56 @@ async fn ensure_topic(
     if let Some(p) = find().await?.filter(|p| !p.is_empty()) {
         return Ok(p);
     }
-    let Some(create) = config.create_topic else {
-        return Err(ProducerError::TopicMissing {
-            topic: config.topic.clone(),
-            bootstrap: config.kafka.bootstrap.join(","),
-        });
+    // The balanced canary topic was created (or is being created by
+    // another canary) before: only its metadata is awaited.
+    let expected = match config.create_topic {
+        _ if config.canary.balance => 1,
+        Some(create) => {
+            create_topic(client, config, create).await?;
+            create.partitions
+        }
+        None => {
+            return Err(ProducerError::TopicMissing {
+                topic: config.topic.clone(),
+                bootstrap: config.kafka.bootstrap.join(","),
+            })
+        }
+    };
+    // Metadata propagates asynchronously; wait until every partition shows.
+    let mut retries =
+        Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).retries();
+    loop {
+        if let Some(p) = find().await? {
+            if p.len() as i32 >= expected {
+                return Ok(p);
+            }
+        }
+        let delay = retries.next_delay();
+        if Instant::now() + delay > deadline {
+            return Err(ProducerError::Incomplete {
+                acked: 0,
+                not_acked: 0,
+                reason: format!(
+                    "topic {:?} was created but its metadata did not appear before the timeout",
+                    config.topic
+                ),
+                summary: Box::default(),
+            });
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// `--create-topic`: creates the topic, if no one did first.
+async fn create_topic(
+    client: &Client,
+    config: &Config,
+    create: crate::config::CreateTopic,
+) -> Result<(), ProducerError> {
+    let metadata_err = |what, e: ClientError| ProducerError::Metadata {
+        what,
+        topic: config.topic.clone(),
+        source: Box::new(e),
     };
     info!(topic = %config.topic, partitions = create.partitions, replication_factor = create.replication_factor, "creating topic");
     let controller = client
@@ -759,29 +844,7 @@ async fn ensure_topic(
         }) => {}
         Err(e) => return Err(metadata_err("creating the topic", e)),
     }
-    // Metadata propagates asynchronously; wait until every partition shows.
-    let mut retries =
-        Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).retries();
-    loop {
-        if let Some(p) = find().await? {
-            if p.len() as i32 >= create.partitions {
-                return Ok(p);
-            }
-        }
-        let delay = retries.next_delay();
-        if Instant::now() + delay > deadline {
-            return Err(ProducerError::Incomplete {
-                acked: 0,
-                not_acked: 0,
-                reason: format!(
-                    "topic {:?} was created but its metadata did not appear before the timeout",
-                    config.topic
-                ),
-                summary: Box::default(),
-            });
-        }
-        tokio::time::sleep(delay).await;
-    }
+    Ok(())
 }
 
 async fn partition_producers(

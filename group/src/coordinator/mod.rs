@@ -43,7 +43,8 @@ use kafka_protocol::{
 };
 use tracing::debug;
 
-use requests::{non_empty, str_bytes};
+pub(crate) use requests::non_empty;
+use requests::str_bytes;
 
 use crate::{
     error::{GroupApi, KafkaCode},
@@ -64,11 +65,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// `host:port`, with brackets around an IPv6 host.
     pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::wire::address(&self.host, self.port)
     }
 }
 

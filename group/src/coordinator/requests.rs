@@ -167,7 +167,7 @@ pub(super) fn str_bytes(s: &str) -> StrBytes {
 
 /// `Some` for a non-empty string: Kafka sends "" and null interchangeably
 /// for "no message".
-pub(super) fn non_empty(s: Option<StrBytes>) -> Option<String> {
+pub(crate) fn non_empty(s: Option<StrBytes>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(|s| s.to_string())
 }
 

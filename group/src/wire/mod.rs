@@ -564,6 +564,15 @@ impl BrokerConnection {
     }
 }
 
+/// `host:port`, with brackets around an IPv6 host.
+pub(crate) fn address(host: &str, port: impl fmt::Display) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The host part of `host:port` or `[v6]:port`, if the port is a number.
 fn split_host(broker: &str) -> Option<&str> {
     let (host, port) = broker.rsplit_once(':')?;

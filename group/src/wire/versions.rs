@@ -4,10 +4,12 @@
 
 use kafka_protocol::{
     messages::{
-        ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupHeartbeatRequest,
-        FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-        MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, SaslAuthenticateRequest,
-        SaslHandshakeRequest, SyncGroupRequest,
+        AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
+        ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
+        ElectLeadersRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
+        LeaveGroupRequest, ListPartitionReassignmentsRequest, MetadataRequest,
+        OffsetCommitRequest, OffsetFetchRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+        SyncGroupRequest,
     },
     protocol::{Message, Request, StrBytes, VersionRange},
     ResponseError,
@@ -22,7 +24,8 @@ use crate::error::KafkaCode;
 const CLIENT_SOFTWARE_NAME: &str = "kind-kafka-rs";
 
 /// A request this connection can negotiate. Sealed: implemented for the
-/// group-protocol APIs and the connection's own handshake APIs.
+/// group-protocol APIs, the admin APIs of [`crate::admin`] and the
+/// connection's own handshake APIs.
 pub trait KnownRequest: Request + sealed::Sealed {
     /// The API's name, for errors and logs.
     const NAME: &'static str;
@@ -135,6 +138,42 @@ known_request!(
     "Metadata",
     10,
     MetadataRequest::VERSIONS.max
+);
+
+// The admin requests of `crate::admin` (the canary's topic placement).
+// CreateTopics v2 is the oldest a 4.x broker accepts.
+known_request!(
+    CreateTopicsRequest,
+    "CreateTopics",
+    CreateTopicsRequest::VERSIONS.min,
+    CreateTopicsRequest::VERSIONS.max
+);
+known_request!(
+    CreatePartitionsRequest,
+    "CreatePartitions",
+    CreatePartitionsRequest::VERSIONS.min,
+    CreatePartitionsRequest::VERSIONS.max
+);
+// KIP-455. v1 adds `allow_replication_factor_change` (KIP-860), which
+// defaults to true, what the canary needs when brokers come and go.
+known_request!(
+    AlterPartitionReassignmentsRequest,
+    "AlterPartitionReassignments",
+    AlterPartitionReassignmentsRequest::VERSIONS.min,
+    AlterPartitionReassignmentsRequest::VERSIONS.max
+);
+known_request!(
+    ListPartitionReassignmentsRequest,
+    "ListPartitionReassignments",
+    ListPartitionReassignmentsRequest::VERSIONS.min,
+    ListPartitionReassignmentsRequest::VERSIONS.max
+);
+// v1 is the first with an election type (KIP-460); v0 is preferred only.
+known_request!(
+    ElectLeadersRequest,
+    "ElectLeaders",
+    1,
+    ElectLeadersRequest::VERSIONS.max
 );
 
 impl BrokerConnection {

@@ -20,8 +20,18 @@
 //! canary's low rates one record per request costs nothing worth batching.
 //! The canary sends without idempotence (`PRODUCER_IDEMPOTENCE` does not
 //! apply): a duplicate a resend makes is what it is there to see.
+//!
+//! Beside the senders, [`reconcile`] reads the cluster metadata every
+//! `CANARY_RECONCILE_INTERVAL_MS`: leadership metrics, and partitions that
+//! appeared (a loop starts sending to each; `PRODUCER_RATE` is then shared
+//! by more partitions); with `CANARY_TOPIC_BALANCE` it also places the
+//! topic, one partition led by each live broker ([`placement`]).
+
+mod placement;
+pub(crate) mod reconcile;
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fmt::Write as _,
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -32,12 +42,16 @@ use std::{
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::{metrics as m, window::WindowRatio};
+use kafka_base::backoff::Backoff;
 use metrics::{Counter, Gauge};
 use rskafka::{
-    client::partition::{Compression, PartitionClient},
+    client::{
+        partition::{Compression, PartitionClient, UnknownTopicHandling},
+        Client,
+    },
     record::Record,
 };
-use tokio::time::Instant;
+use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -104,21 +118,43 @@ impl PartitionMetrics {
 
 /// What every partition task shares.
 struct Shared {
+    client: Arc<Client>,
+    topic: String,
     run_id: String,
     run_start_ms: i64,
     record_size: usize,
     compression: Compression,
-    /// Pause between records of one partition.
-    interval: Duration,
-    backoff: (Duration, Duration),
+    /// Records per second over all partitions.
+    rate: f64,
+    /// Pause between records of one partition, in nanoseconds: the
+    /// partition count over the rate, updated when partitions appear.
+    interval_ns: AtomicU64,
+    backoff: Backoff,
     totals: Totals,
 }
 
-/// Sends canary records to every partition in `producers` until `shutdown`,
-/// then drains and returns the summary.
+impl Shared {
+    fn interval(&self) -> Duration {
+        Duration::from_nanos(self.interval_ns.load(Ordering::Relaxed))
+    }
+
+    fn set_partitions(&self, n: usize) {
+        let d = Duration::from_secs_f64(n.max(1) as f64 / self.rate);
+        self.interval_ns.store(
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// Sends canary records to every partition in `producers`, and to each
+/// partition `partitions` announces later, until `shutdown`; then drains
+/// and returns the summary.
 pub(crate) async fn produce_forever(
     config: &crate::Config,
-    producers: std::collections::BTreeMap<i32, Arc<PartitionClient>>,
+    client: Arc<Client>,
+    producers: BTreeMap<i32, Arc<PartitionClient>>,
+    mut partitions: watch::Receiver<BTreeSet<i32>>,
     rate: f64,
     record_size: usize,
     shutdown: &CancellationToken,
@@ -126,30 +162,58 @@ pub(crate) async fn produce_forever(
     let started = Instant::now();
     let now = Utc::now();
     let run_start_ms = now.timestamp_millis();
-    let partitions = producers.len().max(1) as f64;
     let shared = Arc::new(Shared {
+        client,
+        topic: config.topic.clone(),
         run_id: format!("{}@{run_start_ms}", config.run_id),
         run_start_ms,
         record_size,
         compression: config.compression,
-        interval: Duration::from_secs_f64(partitions / rate),
-        backoff: (config.kafka.backoff_initial, config.kafka.backoff_max),
+        rate,
+        interval_ns: AtomicU64::new(0),
+        backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
         totals: Totals::default(),
     });
+    shared.set_partitions(producers.len());
     info!(topic = %config.topic, run_id = %shared.run_id, partitions = producers.len(), rate, "canary: sending until stopped");
-    let tasks: Vec<_> = producers
-        .into_iter()
-        .map(|(p, pc)| {
-            tokio::spawn(partition_loop(
-                pc,
-                PartitionMetrics::new(&config.topic, p),
-                Arc::clone(&shared),
-                shutdown.clone(),
-            ))
-        })
-        .collect();
-    for t in tasks {
-        if let Err(e) = t.await {
+    let mut sending: BTreeSet<i32> = producers.keys().copied().collect();
+    let mut tasks = JoinSet::new();
+    for (p, pc) in producers {
+        tasks.spawn(partition_loop(
+            p,
+            Some(pc),
+            Arc::clone(&shared),
+            shutdown.clone(),
+        ));
+    }
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            changed = partitions.changed() => {
+                if changed.is_err() {
+                    // The metadata loop ended: no partition appears any more.
+                    shutdown.cancelled().await;
+                    break;
+                }
+                let new: Vec<i32> = partitions
+                    .borrow_and_update()
+                    .difference(&sending)
+                    .copied()
+                    .collect();
+                if new.is_empty() {
+                    continue;
+                }
+                sending.extend(&new);
+                shared.set_partitions(sending.len());
+                info!(topic = %config.topic, ?new, partitions = sending.len(), "canary: sending to new partitions too");
+                for p in new {
+                    tasks.spawn(partition_loop(p, None, Arc::clone(&shared), shutdown.clone()));
+                }
+            }
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        if let Err(e) = done {
             warn!(error = %e, "canary partition task failed");
         }
     }
@@ -169,24 +233,63 @@ pub(crate) async fn produce_forever(
     }
 }
 
-/// One partition: a record every `interval`, each sent until acknowledged.
+/// The client of a partition that appeared while running: looked up (its
+/// leader found) until it is, or until `shutdown`.
+async fn partition_client(
+    shared: &Shared,
+    partition: i32,
+    shutdown: &CancellationToken,
+) -> Option<Arc<PartitionClient>> {
+    let mut retries = shared.backoff.retries();
+    loop {
+        let lookup = shared.client.partition_client(
+            shared.topic.as_str(),
+            partition,
+            UnknownTopicHandling::Retry,
+        );
+        let e = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            r = lookup => match r {
+                Ok(pc) => return Some(Arc::new(pc)),
+                Err(e) => e,
+            },
+        };
+        warn!(topic = %shared.topic, partition, error = %e, "canary: cannot reach the new partition's leader yet");
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(retries.next_delay()) => {}
+        }
+    }
+}
+
+/// One partition: a record every interval, each sent until acknowledged.
+/// `pc` is `None` for a partition that appeared while running.
 async fn partition_loop(
-    pc: Arc<PartitionClient>,
-    metrics: PartitionMetrics,
+    partition: i32,
+    pc: Option<Arc<PartitionClient>>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(shared.interval);
-    // Behind schedule (a slow broker) the canary sends slower, not in a burst.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics = PartitionMetrics::new(&shared.topic, partition);
+    let pc = match pc {
+        Some(pc) => pc,
+        None => match partition_client(&shared, partition, &shutdown).await {
+            Some(pc) => pc,
+            None => return,
+        },
+    };
+    let mut next = Instant::now();
     let mut availability = WindowRatio::new(AVAILABILITY_WINDOW);
     let totals = &shared.totals;
     let mut pseq: u64 = 0;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
         }
+        // Behind schedule (a slow broker) the canary sends slower, not in a
+        // burst.
+        next = (next + shared.interval()).max(Instant::now());
         let sent_at = Utc::now();
         let first_send = Instant::now();
         let value = canary_value(
@@ -198,7 +301,7 @@ async fn partition_loop(
         );
         let bytes = value.len() as u64;
         totals.sent.fetch_add(1, Ordering::Relaxed);
-        let mut delay = shared.backoff.0;
+        let mut retries = shared.backoff.retries();
         let mut attempt = 0u32;
         loop {
             let record = Record {
@@ -249,9 +352,8 @@ async fn partition_loop(
                             totals.failed.fetch_add(1, Ordering::Relaxed);
                             return;
                         }
-                        () = tokio::time::sleep(delay) => {}
+                        () = tokio::time::sleep(retries.next_delay()) => {}
                     }
-                    delay = (delay * 2).min(shared.backoff.1);
                 }
                 None => {
                     totals.failed.fetch_add(1, Ordering::Relaxed);
