@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test-cluster` (a tier of `make test`): the faults of a 3-broker
-# cluster under load (e2e/tests/cluster.rs). Uses the cluster of
+# cluster under load (e2e/tests/cluster/). Uses the cluster of
 # scripts/kafka-cluster.sh when it runs; else starts it (while the tests
 # compile) and stops it at exit (KEEP_CLUSTER=1 keeps it). The tests run one
 # at a time: each takes brokers down and leaves the cluster healthy.

@@ -23,15 +23,16 @@ async fn consumer(topic: &str, group: &str) -> InProcess<testkit::services::Cons
     spawn_consumer_with(source(&borrowed(&pairs))).await
 }
 
-/// Runs the canary producer for `secs`, stops it as SIGTERM would, and
-/// returns how many records it had acknowledged.
-async fn canary_run(topic: &str, secs: u64) -> u64 {
-    let p = spawn_producer(&[
+/// Runs the canary producer for `secs` with `extra` keys, stops it as
+/// SIGTERM would, and returns how many records it had acknowledged.
+async fn canary_run(topic: &str, secs: u64, extra: &[(&str, &str)]) -> u64 {
+    let mut keys = vec![
         ("KAFKA_TOPIC", topic),
         ("PRODUCER_CONTINUOUS", "true"),
         ("PRODUCER_RATE", "60"),
-    ])
-    .await;
+    ];
+    keys.extend_from_slice(extra);
+    let p = spawn_producer(&keys).await;
     tokio::time::sleep(Duration::from_secs(secs)).await;
     p.shutdown.cancel();
     let s = p
@@ -73,16 +74,29 @@ async fn the_canary_counts_nothing_lost_or_duplicated_through_rebalances_and_res
     // Run 1, with a second member joining halfway.
     let run1 = tokio::spawn({
         let topic = topic.clone();
-        async move { canary_run(&topic, 10).await }
+        async move { canary_run(&topic, 10, &[]).await }
     });
     tokio::time::sleep(Duration::from_secs(5)).await;
     let b = consumer(&topic, &group).await;
     let acked1 = run1.await.expect("join");
     // Run 2 (a producer restart), with the first member leaving halfway:
-    // the second one takes its partitions from the committed offsets.
+    // the second one takes its partitions from the committed offsets. It
+    // places the topic too: on one broker that is already done (every
+    // replica on it, it leads all), so nothing moves, and the placement
+    // metrics show no action and no error.
     let run2 = tokio::spawn({
         let topic = topic.clone();
-        async move { canary_run(&topic, 8).await }
+        async move {
+            canary_run(
+                &topic,
+                8,
+                &[
+                    ("CANARY_TOPIC_BALANCE", "true"),
+                    ("CANARY_RECONCILE_INTERVAL_MS", "1000"),
+                ],
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_secs(4)).await;
     a.shutdown.cancel();
@@ -109,6 +123,22 @@ async fn the_canary_counts_nothing_lost_or_duplicated_through_rebalances_and_res
         sum(&body, "kafka_canary_produce_acks_total", &[&t]),
         acked as f64
     );
+    // Leadership as the producer's metadata reads saw it: one broker,
+    // leading every partition, never changing; placement did nothing.
+    assert_eq!(metric(&body, "kafka_canary_brokers", &[]), Some(1.0), "{body}");
+    let leaders: Vec<Option<f64>> = (0..PARTITIONS)
+        .map(|p| {
+            let part = format!("partition=\"{p}\"");
+            metric(&body, "kafka_canary_partition_leader", &[&t, &part])
+        })
+        .collect();
+    assert!(
+        leaders.iter().all(|l| l.is_some_and(|l| l >= 0.0) && *l == leaders[0]),
+        "{leaders:?}"
+    );
+    assert_eq!(sum(&body, "kafka_canary_leader_changes_total", &[&t]), 0.0);
+    assert_eq!(sum(&body, "kafka_canary_reassignments_total", &[&t]), 0.0);
+    assert_eq!(sum(&body, "kafka_canary_placement_errors_total", &[&t]), 0.0);
     // Caught up: every partition's oldest unhandled record is none.
     for p in 0..PARTITIONS {
         let part = format!("partition=\"{p}\"");

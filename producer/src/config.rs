@@ -184,7 +184,7 @@ mod keys {
     pub const TOPIC_REPLICATION: Key = Key::new(
         "PRODUCER_TOPIC_REPLICATION",
         number(1, 32),
-        "replication factor of a topic created by --create-topic",
+        "replication factor of a topic created by --create-topic; with CANARY_TOPIC_BALANCE the largest replication factor of the canary topic (3 when unset)",
     )
     .flag("--replication-factor", "N")
     .default("1");

@@ -30,6 +30,9 @@ use testkit::{
     unique,
 };
 
+/// The canary's topic placement as brokers come and go.
+mod placement;
+
 /// Faults take brokers down: one test at a time, whatever the test threads.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
