@@ -111,11 +111,14 @@ assert not [d for d in docs if d["kind"] == "Job"], "the canary overlay still ha
 dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "producer-canary")
 env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
 assert env["PRODUCER_CONTINUOUS"] == "true" and int(env["PRODUCER_RATE"]) > 0, env
+# The overlay is what the placement option is for: one partition led by
+# each broker, kept so as brokers come and go.
+assert env["CANARY_TOPIC_BALANCE"] == "true", env
 cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "kafka-config")
 assert cm["data"]["KAFKA_TOPIC"] == "canary", cm["data"]
 assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "consumer" for d in docs)
 EOF
-ok "k8s/canary: the Job replaced by Deployment producer-canary (--continuous, a rate), both services on topic canary"
+ok "k8s/canary: the Job replaced by Deployment producer-canary (--continuous, a rate, CANARY_TOPIC_BALANCE), both services on topic canary"
 for f in "${RENDERED[@]}"; do
     ! grep -q '^kind: Secret$' "$f" || die "${f##*/} holds a Secret: \`kubectl apply -k\` would replace a real kafka-credentials"
 done

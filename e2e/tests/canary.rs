@@ -125,7 +125,11 @@ async fn the_canary_counts_nothing_lost_or_duplicated_through_rebalances_and_res
     );
     // Leadership as the producer's metadata reads saw it: one broker,
     // leading every partition, never changing; placement did nothing.
-    assert_eq!(metric(&body, "kafka_canary_brokers", &[]), Some(1.0), "{body}");
+    assert_eq!(
+        metric(&body, "kafka_canary_brokers", &[]),
+        Some(1.0),
+        "{body}"
+    );
     let leaders: Vec<Option<f64>> = (0..PARTITIONS)
         .map(|p| {
             let part = format!("partition=\"{p}\"");
@@ -133,12 +137,17 @@ async fn the_canary_counts_nothing_lost_or_duplicated_through_rebalances_and_res
         })
         .collect();
     assert!(
-        leaders.iter().all(|l| l.is_some_and(|l| l >= 0.0) && *l == leaders[0]),
+        leaders
+            .iter()
+            .all(|l| l.is_some_and(|l| l >= 0.0) && *l == leaders[0]),
         "{leaders:?}"
     );
     assert_eq!(sum(&body, "kafka_canary_leader_changes_total", &[&t]), 0.0);
     assert_eq!(sum(&body, "kafka_canary_reassignments_total", &[&t]), 0.0);
-    assert_eq!(sum(&body, "kafka_canary_placement_errors_total", &[&t]), 0.0);
+    assert_eq!(
+        sum(&body, "kafka_canary_placement_errors_total", &[&t]),
+        0.0
+    );
     // Caught up: every partition's oldest unhandled record is none.
     for p in 0..PARTITIONS {
         let part = format!("partition=\"{p}\"");

@@ -138,8 +138,18 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         ],
     );
     let two = BTreeMap::from([(0, 1), (1, 2)]);
-    leaders_until(http, &topic, "created on nodes 1 and 2", Duration::from_secs(60), |l| *l == two).await;
-    let d = describe_until(&cluster, &topic, "created", Duration::from_secs(30), |d| d.len() == 2).await;
+    leaders_until(
+        http,
+        &topic,
+        "created on nodes 1 and 2",
+        Duration::from_secs(60),
+        |l| *l == two,
+    )
+    .await;
+    let d = describe_until(&cluster, &topic, "created", Duration::from_secs(30), |d| {
+        d.len() == 2
+    })
+    .await;
     assert_eq!(replicas(&d), vec![vec![1, 2], vec![2, 1]], "{d:?}");
 
     let mut consumer = Member::start(
@@ -160,10 +170,21 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         blocking(move || c.start_node(3)).await;
     }
     let three = BTreeMap::from([(0, 1), (1, 2), (2, 3)]);
-    leaders_until(http, &topic, "a partition led by node 3", Duration::from_secs(90), |l| *l == three).await;
-    let d = describe_until(&cluster, &topic, "three replicas each", Duration::from_secs(60), |d| {
-        replicas(d) == vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]
-    })
+    leaders_until(
+        http,
+        &topic,
+        "a partition led by node 3",
+        Duration::from_secs(90),
+        |l| *l == three,
+    )
+    .await;
+    let d = describe_until(
+        &cluster,
+        &topic,
+        "three replicas each",
+        Duration::from_secs(60),
+        |d| replicas(d) == vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
+    )
     .await;
     assert!(d.iter().all(|p| p.leader == p.replicas[0]), "{d:?}");
     let until = std::time::Instant::now() + Duration::from_secs(60);
@@ -194,11 +215,17 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         let c = cluster.clone();
         blocking(move || c.stop_node(2)).await;
     }
-    let d = describe_until(&cluster, &topic, "no replica on node 2", Duration::from_secs(60), |d| {
-        d.len() == 3
-            && d.iter()
-                .all(|p| !p.replicas.contains(&2) && [1, 3].contains(&p.leader))
-    })
+    let d = describe_until(
+        &cluster,
+        &topic,
+        "no replica on node 2",
+        Duration::from_secs(60),
+        |d| {
+            d.len() == 3
+                && d.iter()
+                    .all(|p| !p.replicas.contains(&2) && [1, 3].contains(&p.leader))
+        },
+    )
     .await;
     assert_eq!(
         replicas(&d),
@@ -211,24 +238,46 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         let c = cluster.clone();
         blocking(move || c.start_node(2)).await;
     }
-    leaders_until(http, &topic, "each broker leading one partition again", Duration::from_secs(90), |l| *l == three).await;
-    describe_until(&cluster, &topic, "three replicas each again", Duration::from_secs(60), |d| {
-        replicas(d) == vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]]
-    })
+    leaders_until(
+        http,
+        &topic,
+        "each broker leading one partition again",
+        Duration::from_secs(90),
+        |l| *l == three,
+    )
+    .await;
+    describe_until(
+        &cluster,
+        &topic,
+        "three replicas each again",
+        Duration::from_secs(60),
+        |d| replicas(d) == vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The producer's figures, then its summary.
     let body = http_get(http, "/metrics").await.1;
     let changes = sum(&body, "kafka_canary_leader_changes_total", &[&t]);
-    let reassigned = sum(&body, "kafka_canary_reassignments_total", &[&t, "action=\"reassign\""]);
+    let reassigned = sum(
+        &body,
+        "kafka_canary_reassignments_total",
+        &[&t, "action=\"reassign\""],
+    );
     let added = sum(
         &body,
         "kafka_canary_reassignments_total",
         &[&t, "action=\"create_partitions\""],
     );
-    assert_eq!(metric(&body, "kafka_canary_brokers", &[]), Some(3.0), "{body}");
-    assert!(changes >= 2.0 && reassigned >= 2.0 && added >= 1.0, "{body}");
+    assert_eq!(
+        metric(&body, "kafka_canary_brokers", &[]),
+        Some(3.0),
+        "{body}"
+    );
+    assert!(
+        changes >= 2.0 && reassigned >= 2.0 && added >= 1.0,
+        "{body}"
+    );
     producer.terminate();
     let out = producer.finish(Duration::from_secs(60)).await;
     assert_eq!(out.code, Some(0), "canary producer: {}", out.last_line());
@@ -261,7 +310,11 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
     );
     assert_eq!((lost, duplicated, missing), (0.0, 0.0, 0.0), "{m}");
     consumer.sigterm();
-    assert_eq!(consumer.wait_exit(Duration::from_secs(20)), Some(0), "consumer stop");
+    assert_eq!(
+        consumer.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "consumer stop"
+    );
     let c = cluster.clone();
     blocking(move || c.wait_healthy()).await;
 }

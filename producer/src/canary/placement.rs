@@ -14,10 +14,13 @@ use std::collections::BTreeMap;
 
 use kafka_group::admin::PartitionMetadata;
 
-/// The replica lists of partitions `0..partitions` on `brokers` (sorted,
-/// not empty), at most `max_replication` replicas each.
+/// The replica lists of partitions `0..partitions` on `brokers` (sorted),
+/// at most `max_replication` replicas each; none without brokers.
 pub(crate) fn layout(brokers: &[i32], partitions: usize, max_replication: usize) -> Vec<Vec<i32>> {
     let n = brokers.len();
+    if n == 0 {
+        return Vec::new();
+    }
     let rf = n.min(max_replication.max(1));
     (0..partitions)
         .map(|p| (0..rf).map(|r| brokers[(p + r) % n]).collect())
@@ -49,13 +52,16 @@ pub(crate) enum Step {
     Elect(Vec<i32>),
 }
 
-/// The next step for `partitions` on the live `brokers` (sorted, not
-/// empty); `None` when the topic is placed as it should be.
+/// The next step for `partitions` on the live `brokers` (sorted); `None`
+/// when the topic is placed as it should be, or no broker is live.
 pub(crate) fn next_step(
     brokers: &[i32],
     partitions: &BTreeMap<i32, PartitionMetadata>,
     max_replication: usize,
 ) -> Option<Step> {
+    if brokers.is_empty() {
+        return None;
+    }
     let count = partitions.len();
     let target = layout(brokers, count.max(brokers.len()), max_replication);
     let moves: BTreeMap<i32, Vec<i32>> = partitions
@@ -122,6 +128,8 @@ mod tests {
         );
         assert_eq!(layout(&[4, 7, 9, 12], 4, 2)[3], vec![12, 4]);
         assert_eq!((min_insync(1), min_insync(2), min_insync(3)), (1, 1, 2));
+        assert!(layout(&[], 3, 3).is_empty());
+        assert_eq!(next_step(&[], &placed(&[1], 1, 3), 3), None);
     }
 
     #[test]
