@@ -44,7 +44,7 @@ use kafka_protocol::{
 use tracing::debug;
 
 use crate::{
-    coordinator::non_empty as message,
+    coordinator::non_empty,
     error::KafkaCode,
     wire::{
         address, BrokerConnection, ConnectionConfig, ConnectionError, KnownRequest, SendOptions,
@@ -188,13 +188,10 @@ impl AdminClient {
             if t.name.as_ref().is_some_and(|n| n.0.as_str() != topic) {
                 continue;
             }
-            let code = KafkaCode::from_wire(t.error_code);
-            if code.is(ResponseError::UnknownTopicOrPartition) {
+            if KafkaCode::from_wire(t.error_code).is(ResponseError::UnknownTopicOrPartition) {
                 continue;
             }
-            if !code.is_none() {
-                return Err(api_error("Metadata", topic, None, broker, code, None));
-            }
+            check("Metadata", topic, None, &broker, t.error_code, None)?;
             partitions = Some(
                 t.partitions
                     .into_iter()
@@ -256,20 +253,17 @@ impl AdminClient {
                 )]);
         let (r, broker) = self.call(req).await?;
         for t in r.topics {
-            let code = KafkaCode::from_wire(t.error_code);
-            if code.is(ResponseError::TopicAlreadyExists) {
+            if KafkaCode::from_wire(t.error_code).is(ResponseError::TopicAlreadyExists) {
                 return Ok(false);
             }
-            if !code.is_none() {
-                return Err(api_error(
-                    "CreateTopics",
-                    topic,
-                    None,
-                    broker,
-                    code,
-                    message(t.error_message),
-                ));
-            }
+            check(
+                "CreateTopics",
+                topic,
+                None,
+                &broker,
+                t.error_code,
+                t.error_message,
+            )?;
         }
         Ok(true)
     }
@@ -297,17 +291,14 @@ impl AdminClient {
                 ))]);
         let (r, broker) = self.call(req).await?;
         for t in r.results {
-            let code = KafkaCode::from_wire(t.error_code);
-            if !code.is_none() {
-                return Err(api_error(
-                    "CreatePartitions",
-                    topic,
-                    None,
-                    broker,
-                    code,
-                    message(t.error_message),
-                ));
-            }
+            check(
+                "CreatePartitions",
+                topic,
+                None,
+                &broker,
+                t.error_code,
+                t.error_message,
+            )?;
         }
         Ok(())
     }
@@ -335,29 +326,23 @@ impl AdminClient {
                         .collect(),
                 )]);
         let (r, broker) = self.call(req).await?;
-        let code = KafkaCode::from_wire(r.error_code);
-        if !code.is_none() {
-            return Err(api_error(
+        check(
+            "AlterPartitionReassignments",
+            topic,
+            None,
+            &broker,
+            r.error_code,
+            r.error_message,
+        )?;
+        for p in r.responses.into_iter().flat_map(|t| t.partitions) {
+            check(
                 "AlterPartitionReassignments",
                 topic,
-                None,
-                broker,
-                code,
-                message(r.error_message),
-            ));
-        }
-        for p in r.responses.into_iter().flat_map(|t| t.partitions) {
-            let code = KafkaCode::from_wire(p.error_code);
-            if !code.is_none() {
-                return Err(api_error(
-                    "AlterPartitionReassignments",
-                    topic,
-                    Some(p.partition_index),
-                    broker,
-                    code,
-                    message(p.error_message),
-                ));
-            }
+                Some(p.partition_index),
+                &broker,
+                p.error_code,
+                p.error_message,
+            )?;
         }
         Ok(())
     }
@@ -375,17 +360,14 @@ impl AdminClient {
                 .with_name(topic_name(topic))
                 .with_partition_indexes(partitions.to_vec())]));
         let (r, broker) = self.call(req).await?;
-        let code = KafkaCode::from_wire(r.error_code);
-        if !code.is_none() {
-            return Err(api_error(
-                "ListPartitionReassignments",
-                topic,
-                None,
-                broker,
-                code,
-                message(r.error_message),
-            ));
-        }
+        check(
+            "ListPartitionReassignments",
+            topic,
+            None,
+            &broker,
+            r.error_code,
+            r.error_message,
+        )?;
         Ok(r.topics
             .into_iter()
             .filter(|t| t.name.0.as_str() == topic)
@@ -410,26 +392,23 @@ impl AdminClient {
                 .with_topic(topic_name(topic))
                 .with_partitions(partitions.to_vec())]));
         let (r, broker) = self.call(req).await?;
-        let code = KafkaCode::from_wire(r.error_code);
-        if !code.is_none() {
-            return Err(api_error("ElectLeaders", topic, None, broker, code, None));
-        }
+        check("ElectLeaders", topic, None, &broker, r.error_code, None)?;
         for p in r
             .replica_election_results
             .into_iter()
             .flat_map(|t| t.partition_result)
         {
-            let code = KafkaCode::from_wire(p.error_code);
-            if !code.is_none() && !code.is(ResponseError::ElectionNotNeeded) {
-                return Err(api_error(
-                    "ElectLeaders",
-                    topic,
-                    Some(p.partition_id),
-                    broker,
-                    code,
-                    message(p.error_message),
-                ));
+            if KafkaCode::from_wire(p.error_code).is(ResponseError::ElectionNotNeeded) {
+                continue;
             }
+            check(
+                "ElectLeaders",
+                topic,
+                Some(p.partition_id),
+                &broker,
+                p.error_code,
+                p.error_message,
+            )?;
         }
         Ok(())
     }
@@ -513,20 +492,25 @@ fn ids(ids: Vec<BrokerId>) -> Vec<i32> {
     ids.into_iter().map(|id| id.0).collect()
 }
 
-fn api_error(
+/// `Err` with the broker's code and message unless `code` is `NONE`.
+fn check(
     api: &'static str,
     topic: &str,
     partition: Option<i32>,
-    broker: String,
-    code: KafkaCode,
-    message: Option<String>,
-) -> AdminError {
-    AdminError::Api {
+    broker: &str,
+    code: i16,
+    message: Option<StrBytes>,
+) -> Result<(), AdminError> {
+    let code = KafkaCode::from_wire(code);
+    if code.is_none() {
+        return Ok(());
+    }
+    Err(AdminError::Api {
         api,
         topic: topic.to_owned(),
         partition,
-        broker,
+        broker: broker.to_owned(),
         code,
-        message,
-    }
+        message: non_empty(message),
+    })
 }
