@@ -1,9 +1,9 @@
 //! The canary's topic placement (`CANARY_TOPIC_BALANCE`) as brokers come
 //! and go: the `producer --continuous` binary with a 1 s reconcile
 //! interval and a consumer group verifying its records, while node 3
-//! starts (a partition is added for it and it leads it), node 2 stops
-//! (every replica leaves it) and starts again (each broker leads one
-//! partition). Leaders are followed on the producer's
+//! starts (a partition is added for it and it leads it; the classic
+//! group and a KIP-848 group both read it), node 2 stops (every replica
+//! leaves it) and starts again (each broker leads one partition). Leaders are followed on the producer's
 //! `kafka_canary_partition_leader`; replica lists are checked with
 //! Kafka's own `kafka-topics --describe`. Throughout, the consumer counts
 //! no canary record lost or duplicated.
@@ -152,16 +152,26 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
     .await;
     assert_eq!(replicas(&d), vec![vec![1, 2], vec![2, 1]], "{d:?}");
 
-    let mut consumer = Member::start(
-        service_bin("consumer"),
-        &topic,
-        &group,
-        cluster.bootstrap(),
-        &[
-            ("CONSUMER_AUTO_OFFSET_RESET", "earliest"),
-            ("CANARY_LOSS_WINDOW_SECS", "5"),
-        ],
-    );
+    // Two groups verify the records: a classic one (its leader sees the
+    // partition count change at its metadata refresh and rejoins) and a
+    // KIP-848 one (the broker assigns the new partition).
+    let mut consumers: Vec<(&str, Member)> = ["classic", "consumer"]
+        .into_iter()
+        .map(|protocol| {
+            let member = Member::start(
+                service_bin("consumer"),
+                &topic,
+                &format!("{group}-{protocol}"),
+                cluster.bootstrap(),
+                &[
+                    ("CONSUMER_AUTO_OFFSET_RESET", "earliest"),
+                    ("CANARY_LOSS_WINDOW_SECS", "5"),
+                    ("CONSUMER_GROUP_PROTOCOL", protocol),
+                ],
+            );
+            (protocol, member)
+        })
+        .collect();
 
     // Node 3 starts: its replicas are added, then a third partition it
     // leads; records flow to it and the group reads them.
@@ -188,25 +198,27 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
     .await;
     assert!(d.iter().all(|p| p.leader == p.replicas[0]), "{d:?}");
     let until = std::time::Instant::now() + Duration::from_secs(60);
-    while received(&consumer, &topic, Some(2)) < 5.0 {
-        if std::time::Instant::now() > until {
-            let acks = sum(
-                &http_get(http, "/metrics").await.1,
-                "kafka_canary_produce_acks_total",
-                &[&t, "partition=\"2\""],
-            );
-            let not_records: Vec<String> = consumer
-                .lines()
-                .into_iter()
-                .filter(|v| v["message"] != "record")
-                .map(|v| v.to_string())
-                .collect();
-            panic!(
-                "the group read no canary record of partition 2 within 60 s; the producer had {acks} acknowledged; the consumer's log without records:\n{}",
-                not_records.join("\n")
-            );
+    for (protocol, consumer) in &consumers {
+        while received(consumer, &topic, Some(2)) < 5.0 {
+            if std::time::Instant::now() > until {
+                let acks = sum(
+                    &http_get(http, "/metrics").await.1,
+                    "kafka_canary_produce_acks_total",
+                    &[&t, "partition=\"2\""],
+                );
+                let not_records: Vec<String> = consumer
+                    .lines()
+                    .into_iter()
+                    .filter(|v| v["message"] != "record")
+                    .map(|v| v.to_string())
+                    .collect();
+                panic!(
+                    "the {protocol} group read no canary record of partition 2 within 60 s; the producer had {acks} acknowledged; the consumer's log without records:\n{}",
+                    not_records.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     // Node 2 stops: within a few intervals no replica is on it, and nodes
@@ -291,30 +303,38 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
 
     // Everything read, the loss window passed: nothing lost or duplicated.
     let until = std::time::Instant::now() + Duration::from_secs(60);
-    while received(&consumer, &topic, None) < acked as f64 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the group read {} of {acked} canary records within 60 s",
-            received(&consumer, &topic, None)
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    for (protocol, consumer) in &consumers {
+        while received(consumer, &topic, None) < acked as f64 {
+            assert!(
+                std::time::Instant::now() < until,
+                "the {protocol} group read {} of {acked} canary records within 60 s",
+                received(consumer, &topic, None)
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     tokio::time::sleep(Duration::from_secs(LOSS_WINDOW_SECS + 2)).await;
-    let m = consumer.metrics();
-    let lost = sum(&m, "kafka_canary_records_lost_total", &[&t]);
-    let duplicated = sum(&m, "kafka_canary_records_duplicated_total", &[&t]);
-    let missing = sum(&m, "kafka_canary_records_missing", &[&t]);
-    eprintln!(
-        "FAULT cluster-placement: canary with CANARY_TOPIC_BALANCE through node 3 started, node 2 stopped and started; acknowledged {acked}, received {}, lost {lost}, duplicated {duplicated}, leader changes seen {changes}, reassignments {reassigned}, partitions added {added}",
-        received(&consumer, &topic, None)
-    );
-    assert_eq!((lost, duplicated, missing), (0.0, 0.0, 0.0), "{m}");
-    consumer.sigterm();
-    assert_eq!(
-        consumer.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "consumer stop"
-    );
+    for (protocol, consumer) in &mut consumers {
+        let m = consumer.metrics();
+        let lost = sum(&m, "kafka_canary_records_lost_total", &[&t]);
+        let duplicated = sum(&m, "kafka_canary_records_duplicated_total", &[&t]);
+        let missing = sum(&m, "kafka_canary_records_missing", &[&t]);
+        eprintln!(
+            "FAULT cluster-placement ({protocol} group): canary with CANARY_TOPIC_BALANCE through node 3 started, node 2 stopped and started; acknowledged {acked}, received {}, lost {lost}, duplicated {duplicated}, leader changes seen {changes}, reassignments {reassigned}, partitions added {added}",
+            received(consumer, &topic, None)
+        );
+        assert_eq!(
+            (lost, duplicated, missing),
+            (0.0, 0.0, 0.0),
+            "{protocol}: {m}"
+        );
+        consumer.sigterm();
+        assert_eq!(
+            consumer.wait_exit(Duration::from_secs(20)),
+            Some(0),
+            "{protocol} consumer stop"
+        );
+    }
     let c = cluster.clone();
     blocking(move || c.wait_healthy()).await;
 }

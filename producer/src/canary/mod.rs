@@ -53,7 +53,7 @@ use rskafka::{
 };
 use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::summary::Summary;
 
@@ -242,11 +242,6 @@ async fn partition_client(
 ) -> Option<Arc<PartitionClient>> {
     let mut retries = shared.backoff.retries();
     loop {
-        // rskafka finds a partition's leader in its cached metadata, which
-        // predates the partition; listing the topics refreshes that cache.
-        if let Err(e) = shared.client.list_topics().await {
-            debug!(topic = %shared.topic, partition, error = %e, "canary: metadata refresh failed");
-        }
         let lookup = shared.client.partition_client(
             shared.topic.as_str(),
             partition,

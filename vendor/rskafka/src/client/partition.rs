@@ -498,16 +498,25 @@ impl PartitionClient {
             });
         }
 
-        let partition = topic
+        let Some(partition) = topic
             .partitions
             .iter()
             .find(|p| p.partition_index.0 == self.partition)
-            .ok_or_else(|| {
-                Error::InvalidResponse(format!(
-                    "Could not find metadata for partition {} in topic \"{}\"",
-                    self.partition, self.topic
-                ))
-            })?;
+        else {
+            // PATCH(kafka-rs): a cached entry without the partition predates
+            // it (the topic grew): drop the entry, so that the next lookup
+            // asks a broker instead of failing the same way forever.
+            if let Some(r#gen) = r#gen {
+                self.brokers.invalidate_metadata_cache(
+                    "partition client: partition not in the cached metadata",
+                    r#gen,
+                );
+            }
+            return Err(Error::InvalidResponse(format!(
+                "Could not find metadata for partition {} in topic \"{}\"",
+                self.partition, self.topic
+            )));
+        };
 
         if let Some(e) = partition.error {
             // TODO: Add retry logic
