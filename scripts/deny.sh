@@ -33,5 +33,11 @@ elif [[ ${DENY_ADVISORIES:-} == require ]]; then
 else
     info "advisories skipped: no RustSec advisory database in $db_root (cargo deny fetch db needs github.com); checking ${checks[*]}"
 fi
+# cargo deny reads `cargo metadata` for every platform, so it needs the
+# packages of targets never built here (windows-sys, ...), which a fresh
+# machine has not downloaded: fetch what is missing (nothing, and no
+# network, when all is there).
+cargo fetch --locked --offline >/dev/null 2>&1 || cargo fetch --locked ||
+    die "cargo fetch --locked failed: cargo deny needs every package in Cargo.lock"
 # --offline: the database as it is on disk, never a network wait.
 cargo deny --locked --offline --log-level "${DENY_LOG_LEVEL:-error}" check --show-stats "${checks[@]}"
