@@ -209,14 +209,25 @@ async fn produce_all(
         summary: Box::new(summary.clone()),
     };
 
-    info!(
-        topic = %config.topic,
-        bootstrap = %config.kafka.bootstrap.join(","),
-        security_protocol = %config.kafka.security_protocol,
-        records = total,
-        run_id = %config.run_id,
-        "connecting"
-    );
+    if config.continuous {
+        info!(
+            topic = %config.topic,
+            bootstrap = %config.kafka.bootstrap.join(","),
+            security_protocol = %config.kafka.security_protocol,
+            rate = config.rate,
+            run_id = %config.run_id,
+            "connecting (continuous canary)"
+        );
+    } else {
+        info!(
+            topic = %config.topic,
+            bootstrap = %config.kafka.bootstrap.join(","),
+            security_protocol = %config.kafka.security_protocol,
+            records = total,
+            run_id = %config.run_id,
+            "connecting"
+        );
+    }
     let remaining = deadline.saturating_duration_since(Instant::now());
     // Every failure (wrong password, unknown CA, …) is retried with growing
     // backoff until the timeout; /readyz shows the latest one meanwhile.
@@ -255,7 +266,9 @@ async fn produce_all(
         p = partition_producers(&client, config, &partitions, deadline) => p?,
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
     };
-    let idempotent = if config.idempotence {
+    // The canary sends without idempotence (canary.rs): no producer id to
+    // ask for, nor the IDEMPOTENT_WRITE permission older brokers want.
+    let idempotent = if config.idempotence && !config.continuous {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let id = tokio::select! {
             id = tokio::time::timeout(remaining, client.init_producer_id()) => match id {
@@ -271,6 +284,9 @@ async fn produce_all(
             "idempotent producer"
         );
         Some(id)
+    } else if config.continuous {
+        info!("canary records are sent without idempotence: a resend after a lost acknowledgement shows as a duplicate, which is what the canary counts");
+        None
     } else {
         info!("idempotence off (PRODUCER_IDEMPOTENCE=false): a retried batch may be written twice");
         None
