@@ -213,11 +213,7 @@ async fn the_revocation_commit_is_sent_again_when_the_coordinator_moved() {
             code_none(),
         ],
     );
-    fake.script(
-        Api::Heartbeat,
-        std::iter::once(code(ResponseError::RebalanceInProgress))
-            .chain(std::iter::repeat_with(code_none).take(100)),
-    );
+    fake.script(Api::Heartbeat, one_rebalance());
     fake.script(Api::Leave, [code_none()]);
     let mut session = start(&fake);
 
@@ -311,11 +307,7 @@ async fn a_cooperative_rebalance_revokes_only_what_the_assignment_leaves_out() {
     );
     fake.script(Api::Fetch, [Reply::Offsets(vec![(("t", 0), 7)])]);
     fake.script(Api::Commit, [code_none(), code_none()]);
-    fake.script(
-        Api::Heartbeat,
-        std::iter::once(code(ResponseError::RebalanceInProgress))
-            .chain(std::iter::repeat_with(code_none).take(100)),
-    );
+    fake.script(Api::Heartbeat, one_rebalance());
     fake.script(Api::Leave, [code_none()]);
     let mut session = start_with(&fake, "cooperative-sticky");
 
@@ -373,11 +365,7 @@ async fn a_cooperative_member_forgotten_mid_join_revokes_its_partitions_as_lost(
         [Reply::Assigned(both()), Reply::Assigned(both())],
     );
     fake.script(Api::Fetch, [Reply::Offsets(vec![]), Reply::Offsets(vec![])]);
-    fake.script(
-        Api::Heartbeat,
-        std::iter::once(code(ResponseError::RebalanceInProgress))
-            .chain(std::iter::repeat_with(code_none).take(100)),
-    );
+    fake.script(Api::Heartbeat, one_rebalance());
     let mut session = start_with(&fake, "cooperative-sticky");
 
     assert!(matches!(
@@ -424,11 +412,7 @@ async fn a_cooperative_commit_while_the_gained_partitions_offsets_are_read_waits
         ],
     );
     fake.script(Api::Commit, [code_none(), code_none()]);
-    fake.script(
-        Api::Heartbeat,
-        std::iter::once(code(ResponseError::RebalanceInProgress))
-            .chain(std::iter::repeat_with(code_none).take(200)),
-    );
+    fake.script(Api::Heartbeat, one_rebalance());
     fake.script(Api::Leave, [code_none()]);
     let mut session = start_with(&fake, "cooperative-sticky");
 
@@ -594,6 +578,12 @@ async fn an_invalid_assignment_is_trimmed_reported_and_followed_by_a_fresh_join(
 
 fn code_none() -> Reply {
     Reply::Code(KafkaCode::NONE)
+}
+
+/// Heartbeat answers: a rebalance at the first, then success.
+fn one_rebalance() -> impl Iterator<Item = Reply> {
+    std::iter::once(code(ResponseError::RebalanceInProgress))
+        .chain(std::iter::repeat_with(code_none).take(200))
 }
 
 /// The consumer protocol asked for by name from a coordinator without it
