@@ -133,6 +133,17 @@ pub struct OffsetFetchResult {
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
+impl OffsetFetchResult {
+    /// The group-level error, else the first partition's own error
+    /// (UNSTABLE_OFFSET_COMMIT comes per partition, with offset -1 that
+    /// must not be read as "no committed offset"); `None` on success.
+    pub fn first_error(&self) -> Option<KafkaCode> {
+        Some(self.error)
+            .filter(|e| !e.is_none())
+            .or_else(|| self.offsets.values().map(|o| o.error).find(|e| !e.is_none()))
+    }
+}
+
 impl Default for OffsetFetchResult {
     fn default() -> Self {
         Self {

@@ -628,12 +628,7 @@ impl Member {
         loop {
             match self.client.offset_fetch(&assignment.partitions).await {
                 Ok(r) => {
-                    let code = if r.error.is_none() {
-                        r.offsets.values().map(|o| o.error).find(|c| !c.is_none())
-                    } else {
-                        Some(r.error)
-                    };
-                    match code {
+                    match r.first_error() {
                         None => {
                             self.machine.handle(Event::OffsetFetchOk);
                             return Ok(r.offsets.into_iter().map(|(k, v)| (k, v.offset)).collect());

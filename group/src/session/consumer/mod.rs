@@ -387,13 +387,9 @@ impl Task {
             .collect();
         let committed = match self.client.offset_fetch(&wanted).await {
             Ok(c) => {
-                // A partition's own error (UNSTABLE_OFFSET_COMMIT while a
-                // transactional commit is pending) comes with offset -1:
-                // taken as "none", it would start at auto.offset.reset.
-                let code = Some(c.error)
-                    .filter(|e| !e.is_none())
-                    .or_else(|| c.offsets.values().map(|o| o.error).find(|e| !e.is_none()));
-                if let Some(code) = code {
+                // A partition's own error counts too: taken as "no
+                // offset", it would start at auto.offset.reset.
+                if let Some(code) = c.first_error() {
                     warn!(group = %self.settings.group, %code, "reading committed offsets failed; retrying at the next heartbeat");
                     return Some(false);
                 }
