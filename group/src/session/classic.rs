@@ -218,19 +218,10 @@ impl Task {
             let metadata = Arc::clone(&self.metadata);
             let cooperative = self.member.machine().is_cooperative();
             let joined = {
+                // Bounded as the generation's checks: no heartbeat goes
+                // out until the assignment is checked.
                 let join = self.member.join(
-                    move |topics| {
-                        // Bounded as the generation's checks: no heartbeat
-                        // goes out until the assignment is checked.
-                        let counts = metadata.partition_counts(topics);
-                        async move {
-                            tokio::time::timeout(METADATA_CHECK_TIMEOUT, counts)
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(format!("no answer within {METADATA_CHECK_TIMEOUT:?}"))
-                                })
-                        }
-                    },
+                    move |topics| bounded_counts(Arc::clone(&metadata), topics),
                     &cancel,
                 );
                 tokio::pin!(join);
@@ -708,8 +699,16 @@ async fn check_counts(
     metadata: Arc<dyn TopicMetadata>,
     topics: Vec<String>,
 ) -> Option<BTreeMap<String, i32>> {
+    bounded_counts(metadata, topics).await.ok()
+}
+
+/// The subscribed topics' partition counts within
+/// [`METADATA_CHECK_TIMEOUT`], or why not.
+async fn bounded_counts(
+    metadata: Arc<dyn TopicMetadata>,
+    topics: Vec<String>,
+) -> Result<BTreeMap<String, i32>, String> {
     tokio::time::timeout(METADATA_CHECK_TIMEOUT, metadata.partition_counts(topics))
         .await
-        .ok()
-        .and_then(Result::ok)
+        .unwrap_or_else(|_| Err(format!("no answer within {METADATA_CHECK_TIMEOUT:?}")))
 }
