@@ -106,6 +106,20 @@ impl KafkaCode {
         self.0 == Some(error)
     }
 
+    /// NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE or
+    /// COORDINATOR_LOAD_IN_PROGRESS: the group's coordinator moved or is
+    /// still loading, so the same request may succeed once it is found again.
+    pub fn is_coordinator_moving(self) -> bool {
+        matches!(
+            self.0,
+            Some(
+                ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorNotAvailable
+                    | ResponseError::CoordinatorLoadInProgress
+            )
+        )
+    }
+
     /// The Java constant name, e.g. `GROUP_AUTHORIZATION_FAILED`; `NONE` for 0.
     pub fn name(self) -> String {
         match self.0 {

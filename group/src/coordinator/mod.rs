@@ -37,9 +37,8 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use kafka_protocol::{
-    messages::{find_coordinator_response::FindCoordinatorResponse, FindCoordinatorRequest},
-    ResponseError,
+use kafka_protocol::messages::{
+    find_coordinator_response::FindCoordinatorResponse, FindCoordinatorRequest,
 };
 use tracing::debug;
 
@@ -155,16 +154,7 @@ impl CoordinatorError {
         match self {
             Self::NoBootstrap { .. } | Self::InvalidCoordinator { .. } => false,
             Self::Discovery { source, .. } | Self::Request { source, .. } => source.is_retriable(),
-            Self::FindCoordinator { code, .. } => {
-                matches!(
-                    code.error(),
-                    Some(
-                        ResponseError::CoordinatorLoadInProgress
-                            | ResponseError::CoordinatorNotAvailable
-                            | ResponseError::NotCoordinator
-                    )
-                )
-            }
+            Self::FindCoordinator { code, .. } => code.is_coordinator_moving(),
         }
     }
 

@@ -544,17 +544,9 @@ impl CoordinatorClient {
                     self.mark_coordinator_dead();
                     true
                 }
-                Ok(codes) => codes.values().any(|c| {
-                    matches!(
-                        c.error(),
-                        Some(
-                            ResponseError::NotCoordinator
-                                | ResponseError::CoordinatorNotAvailable
-                                | ResponseError::CoordinatorLoadInProgress
-                                | ResponseError::RequestTimedOut
-                        )
-                    )
-                }),
+                Ok(codes) => codes
+                    .values()
+                    .any(|c| c.is_coordinator_moving() || c.is(ResponseError::RequestTimedOut)),
             };
             let delay = retries.next_delay();
             match deadline {

@@ -3,6 +3,7 @@ use tokio::net::TcpListener;
 use kafka_base::security::SecurityProtocol;
 use kafka_protocol::{
     messages::find_coordinator_response::Coordinator as WireCoordinator, protocol::StrBytes,
+    ResponseError,
 };
 
 use super::*;

@@ -153,9 +153,7 @@ impl Machine {
                 self.target = None;
                 Outcome::Fenced(std::mem::take(&mut self.owned))
             }
-            E::NotCoordinator | E::CoordinatorNotAvailable | E::CoordinatorLoadInProgress => {
-                Outcome::Retry(r.error)
-            }
+            _ if r.error.is_coordinator_moving() => Outcome::Retry(r.error),
             E::UnreleasedInstanceId => rejected(
                 "the previous member with this group.instance.id has not left the group yet; \
                  start this one after the old one is gone",
