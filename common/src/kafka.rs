@@ -195,6 +195,12 @@ impl KafkaSettings {
             .unwrap_or_default()
     }
 
+    /// The project's backoff from `KAFKA_BACKOFF_INITIAL_MS` doubling to
+    /// `KAFKA_BACKOFF_MAX_MS`, for our own retry loops.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff::new(self.backoff_initial, self.backoff_max)
+    }
+
     /// rskafka's backoff, bounded by `deadline` so no call retries forever.
     pub fn backoff(&self, deadline: Option<Duration>) -> BackoffConfig {
         BackoffConfig {
@@ -401,7 +407,7 @@ impl KafkaSettings {
         // The last attempt starts at least this long before the deadline, so
         // the error reported is the broker's answer, not a cut-off attempt.
         let last_attempt = FINAL_ATTEMPT_BUDGET.min(deadline / 4);
-        let mut retries = Backoff::new(self.backoff_initial, self.backoff_max).retries();
+        let mut retries = self.retry_backoff().retries();
         let mut attempt = 0u32;
         loop {
             attempt += 1;

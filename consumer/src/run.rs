@@ -258,7 +258,7 @@ fn session_settings(config: &Config) -> SessionSettings {
         session_timeout: config.session_timeout,
         heartbeat_interval: config.heartbeat_interval,
         rebalance_timeout: config.max_poll_interval,
-        retry_backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
+        retry_backoff: config.kafka.retry_backoff(),
         rejoin_backoff: Backoff::new(
             config.kafka.backoff_initial,
             config.kafka.backoff_max.max(CONNECT_BACKOFF_MAX),

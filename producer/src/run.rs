@@ -11,7 +11,6 @@ use common::{
 };
 use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use hdrhistogram::Histogram;
-use kafka_base::backoff::Backoff;
 use rskafka::{
     client::{
         error::{Error as ClientError, ProtocolError, ServerErrorResponse},
@@ -647,7 +646,7 @@ fn send_span(
 
 /// The retry backoff between the configured bounds.
 fn backoff_for(config: &Config, attempts: u32) -> Duration {
-    Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).jittered(attempts)
+    config.kafka.retry_backoff().jittered(attempts)
 }
 
 /// A small, fixed set of labels for `kafka_producer_errors_total`.
@@ -804,8 +803,7 @@ async fn ensure_topic(
         }
     };
     // Metadata propagates asynchronously; wait until every partition shows.
-    let mut retries =
-        Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max).retries();
+    let mut retries = config.kafka.retry_backoff().retries();
     loop {
         if let Some(p) = find().await? {
             if p.len() as i32 >= expected {

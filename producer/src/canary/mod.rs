@@ -171,7 +171,7 @@ pub(crate) async fn produce_forever(
         compression: config.compression,
         rate,
         interval_ns: AtomicU64::new(0),
-        backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
+        backoff: config.kafka.retry_backoff(),
         totals: Totals::default(),
     });
     shared.set_partitions(producers.len());

@@ -107,7 +107,7 @@ impl Reconciler {
                 .balance
                 .then(|| PlacementMetrics::new(&config.topic)),
             partitions: watch::Sender::new(BTreeSet::new()),
-            backoff: Backoff::new(config.kafka.backoff_initial, config.kafka.backoff_max),
+            backoff: config.kafka.retry_backoff(),
         }
     }
 
