@@ -13,7 +13,7 @@ use futures::{stream::FuturesUnordered, FutureExt, StreamExt};
 use hdrhistogram::Histogram;
 use rskafka::{
     client::{
-        error::{Error as ClientError, ProtocolError, ServerErrorResponse},
+        error::{Error as ClientError, ProtocolError},
         partition::{Compression, PartitionClient, UnknownTopicHandling},
         Client,
     },
@@ -265,9 +265,7 @@ async fn produce_all(
         p = partition_producers(&client, config, &partitions, deadline) => p?,
         () = shutdown.cancelled() => return Err(incomplete(&summary, "shutdown requested while reading metadata".to_owned())),
     };
-    // The canary sends without idempotence (canary.rs): no producer id to
-    // ask for, nor the IDEMPOTENT_WRITE permission older brokers want.
-    let idempotent = if config.idempotence && !config.continuous {
+    let idempotent = if config.idempotence {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let id = tokio::select! {
             id = tokio::time::timeout(remaining, client.init_producer_id()) => match id {
@@ -283,9 +281,6 @@ async fn produce_all(
             "idempotent producer"
         );
         Some(id)
-    } else if config.continuous {
-        info!("canary records are sent without idempotence: a resend after a lost acknowledgement shows as a duplicate, which is what the canary counts");
-        None
     } else {
         info!("idempotence off (PRODUCER_IDEMPOTENCE=false): a retried batch may be written twice");
         None
@@ -299,8 +294,11 @@ async fn produce_all(
         let metadata = tokio::spawn(reconciler.run(shutdown.clone()));
         let s = crate::canary::produce_forever(
             config,
-            Arc::new(client),
-            producers,
+            crate::canary::Connected {
+                client: Arc::new(client),
+                producers,
+                idempotent,
+            },
             appeared,
             rate,
             *record_size,
@@ -468,7 +466,7 @@ async fn produce_all(
                     let n = batch.slots.len();
                     let answer = match &result {
                         Ok(_) => Answer::Written,
-                        Err(e) => answer_of(e),
+                        Err(e) => Answer::of(e),
                     };
                     let may_retry = stop_reason.is_none() && now < deadline;
                     let verdict = batcher.judge(&batch, answer, may_retry);
@@ -658,48 +656,6 @@ fn error_kind(e: &ClientError) -> &'static str {
         ClientError::RetryFailed(_) => "retries_exhausted",
         ClientError::Timeout => "timeout",
         _ => "other",
-    }
-}
-
-/// What an error means for the batch. Without an answer (connection,
-/// timeout) the batch may or may not have been written: sent again, which
-/// only idempotence keeps from writing it twice. Records that the broker
-/// rejects for what they are (too large, corrupt, not authorised) are not
-/// sent again.
-fn answer_of(e: &ClientError) -> Answer {
-    let ClientError::ServerError {
-        protocol_error,
-        response,
-        ..
-    } = e
-    else {
-        return Answer::Transient;
-    };
-    match protocol_error {
-        ProtocolError::DuplicateSequenceNumber => Answer::Written,
-        ProtocolError::OutOfOrderSequenceNumber => Answer::OutOfOrder,
-        ProtocolError::UnknownProducerId => Answer::UnknownProducerId {
-            log_start_offset: match response {
-                Some(ServerErrorResponse::PartitionProduceState { log_start_offset }) => {
-                    *log_start_offset
-                }
-                _ => None,
-            },
-        },
-        ProtocolError::InvalidProducerEpoch => Answer::InvalidEpoch,
-        ProtocolError::MessageTooLarge
-        | ProtocolError::RecordListTooLarge
-        | ProtocolError::CorruptMessage
-        | ProtocolError::InvalidRecord
-        | ProtocolError::TopicAuthorizationFailed
-        | ProtocolError::ClusterAuthorizationFailed
-        | ProtocolError::TransactionalIdAuthorizationFailed
-        | ProtocolError::ProducerFenced
-        | ProtocolError::InvalidProducerIdMapping
-        | ProtocolError::UnsupportedVersion
-        | ProtocolError::UnsupportedForMessageFormat
-        | ProtocolError::UnsupportedCompressionType => Answer::Rejected,
-        _ => Answer::Transient,
     }
 }
 
@@ -895,7 +851,7 @@ async fn partition_producers(
 
 #[cfg(test)]
 mod tests {
-    use rskafka::client::error::RequestContext;
+    use rskafka::client::error::{RequestContext, ServerErrorResponse};
 
     use super::*;
 
@@ -907,32 +863,6 @@ mod tests {
             response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
             is_virtual: false,
         }
-    }
-
-    #[test]
-    fn broker_errors_map_to_the_answers_the_sequence_rules_know() {
-        for (e, answer) in [
-            (ProtocolError::DuplicateSequenceNumber, Answer::Written),
-            (ProtocolError::OutOfOrderSequenceNumber, Answer::OutOfOrder),
-            (ProtocolError::InvalidProducerEpoch, Answer::InvalidEpoch),
-            (ProtocolError::NotEnoughReplicas, Answer::Transient),
-            (
-                ProtocolError::NotEnoughReplicasAfterAppend,
-                Answer::Transient,
-            ),
-            (ProtocolError::NotLeaderOrFollower, Answer::Transient),
-            (ProtocolError::MessageTooLarge, Answer::Rejected),
-            (ProtocolError::ClusterAuthorizationFailed, Answer::Rejected),
-        ] {
-            assert_eq!(answer_of(&broker_error(e, Some(0))), answer, "{e}");
-        }
-        assert_eq!(
-            answer_of(&broker_error(ProtocolError::UnknownProducerId, Some(42))),
-            Answer::UnknownProducerId {
-                log_start_offset: Some(42)
-            }
-        );
-        assert_eq!(answer_of(&ClientError::Timeout), Answer::Transient);
     }
 
     #[test]

@@ -32,6 +32,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rskafka::client::error::{Error as ClientError, ProtocolError, ServerErrorResponse};
 pub(crate) use rskafka::client::partition::{BatchSequence, ProducerIdAndEpoch};
 
 /// A broker's answer to a batch, reduced to what the rules need.
@@ -50,6 +51,50 @@ pub(crate) enum Answer {
     Transient,
     /// Rejected for what it is (too large, not authorised, ...).
     Rejected,
+}
+
+impl Answer {
+    /// What an error means for the batch. Without an answer (connection,
+    /// timeout) the batch may or may not have been written: sent again, which
+    /// only idempotence keeps from writing it twice. Records that the broker
+    /// rejects for what they are (too large, corrupt, not authorised) are not
+    /// sent again.
+    pub(crate) fn of(e: &ClientError) -> Self {
+        let ClientError::ServerError {
+            protocol_error,
+            response,
+            ..
+        } = e
+        else {
+            return Self::Transient;
+        };
+        match protocol_error {
+            ProtocolError::DuplicateSequenceNumber => Self::Written,
+            ProtocolError::OutOfOrderSequenceNumber => Self::OutOfOrder,
+            ProtocolError::UnknownProducerId => Self::UnknownProducerId {
+                log_start_offset: match response {
+                    Some(ServerErrorResponse::PartitionProduceState { log_start_offset }) => {
+                        *log_start_offset
+                    }
+                    _ => None,
+                },
+            },
+            ProtocolError::InvalidProducerEpoch => Self::InvalidEpoch,
+            ProtocolError::MessageTooLarge
+            | ProtocolError::RecordListTooLarge
+            | ProtocolError::CorruptMessage
+            | ProtocolError::InvalidRecord
+            | ProtocolError::TopicAuthorizationFailed
+            | ProtocolError::ClusterAuthorizationFailed
+            | ProtocolError::TransactionalIdAuthorizationFailed
+            | ProtocolError::ProducerFenced
+            | ProtocolError::InvalidProducerIdMapping
+            | ProtocolError::UnsupportedVersion
+            | ProtocolError::UnsupportedForMessageFormat
+            | ProtocolError::UnsupportedCompressionType => Self::Rejected,
+            _ => Self::Transient,
+        }
+    }
 }
 
 /// What to do with the batch.
@@ -294,6 +339,42 @@ mod tests {
             producer: ProducerIdAndEpoch { id: 7, epoch },
             base_sequence: base,
         }
+    }
+
+    fn broker_error(protocol_error: ProtocolError, log_start_offset: Option<i64>) -> ClientError {
+        ClientError::ServerError {
+            protocol_error,
+            error_message: None,
+            request: rskafka::client::error::RequestContext::Partition("t".to_owned(), 0),
+            response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
+            is_virtual: false,
+        }
+    }
+
+    #[test]
+    fn broker_errors_map_to_the_answers_the_sequence_rules_know() {
+        for (e, answer) in [
+            (ProtocolError::DuplicateSequenceNumber, Answer::Written),
+            (ProtocolError::OutOfOrderSequenceNumber, Answer::OutOfOrder),
+            (ProtocolError::InvalidProducerEpoch, Answer::InvalidEpoch),
+            (ProtocolError::NotEnoughReplicas, Answer::Transient),
+            (
+                ProtocolError::NotEnoughReplicasAfterAppend,
+                Answer::Transient,
+            ),
+            (ProtocolError::NotLeaderOrFollower, Answer::Transient),
+            (ProtocolError::MessageTooLarge, Answer::Rejected),
+            (ProtocolError::ClusterAuthorizationFailed, Answer::Rejected),
+        ] {
+            assert_eq!(Answer::of(&broker_error(e, Some(0))), answer, "{e}");
+        }
+        assert_eq!(
+            Answer::of(&broker_error(ProtocolError::UnknownProducerId, Some(42))),
+            Answer::UnknownProducerId {
+                log_start_offset: Some(42)
+            }
+        );
+        assert_eq!(Answer::of(&ClientError::Timeout), Answer::Transient);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! batch, a request lost on the way, an error code in place of the answer).
 //! Every out-of-order answer here is the broker's own. Each test reads the
 //! topic back with Kafka's console consumer: every record once, in order.
-//! Last, the ACLs idempotence needs, on a private broker that enforces them.
+//! The continuous canary (`--continuous`) keeps the same rules, one record
+//! per partition on the wire. Last, the ACLs idempotence needs, on a
+//! private broker that enforces them.
 
 use std::time::Duration;
 
@@ -230,6 +232,113 @@ async fn invalid_producer_epoch_fails_its_batch_as_java_does_and_the_rest_contin
     );
     assert_eq!(back.duplicates(), 0);
     assert!(back.out_of_order.is_empty());
+}
+
+/// Runs the canary (`--continuous`, 100 records/s) through `proxy` until it
+/// has had `answered` produce requests answered, then stops it as SIGTERM
+/// would; its summary.
+async fn canary(
+    topic: &str,
+    proxy: &FaultProxy,
+    extra: &[(&str, &str)],
+    answered: usize,
+) -> producer::Summary {
+    let bootstrap = proxy.bootstrap();
+    let mut pairs = vec![
+        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
+        ("KAFKA_TOPIC", topic),
+        ("PRODUCER_CONTINUOUS", "true"),
+        ("PRODUCER_RATE", "100"),
+        ("PRODUCER_TIMEOUT_SECS", "60"),
+        ("KAFKA_BACKOFF_INITIAL_MS", "50"),
+        ("KAFKA_BACKOFF_MAX_MS", "500"),
+        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
+    ];
+    pairs.extend_from_slice(extra);
+    let p = spawn_producer_with(ConfigSource::from_pairs(pairs)).await;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while proxy.seen().iter().filter(|s| s.answer.is_some()).count() < answered {
+        assert!(
+            std::time::Instant::now() < until,
+            "{answered} canary produce requests answered within 60 s: {:?}",
+            proxy.seen()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    p.shutdown.cancel();
+    p.handle
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("canary: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_resends_with_the_same_sequence_renumbers_after_a_bump_and_writes_each_record_once(
+) {
+    // A lost answer (resent as it was), UNKNOWN_PRODUCER_ID (bump, the
+    // record again from 0) and INVALID_PRODUCER_EPOCH (which fails a Job's
+    // batch: the canary bumps and sends the same record again).
+    let (topic, proxy) = setup(
+        "idem-canary",
+        &[
+            (3, Fault::LoseAnswer),
+            (6, Fault::Refuse(UNKNOWN_PRODUCER_ID)),
+            (9, Fault::Refuse(INVALID_PRODUCER_EPOCH)),
+        ],
+    )
+    .await;
+    let summary = canary(&topic, &proxy, &[], 14).await;
+    assert_eq!((summary.failed, summary.acked), (0, summary.records));
+    assert_eq!(
+        (summary.epoch_bumps, summary.producer_epoch),
+        (2, Some(2)),
+        "{summary:?}"
+    );
+    let seen = proxy.seen();
+    let lost = seen
+        .iter()
+        .find(|s| s.fault == Some(Fault::LoseAnswer))
+        .expect("the answer was lost");
+    assert!(lost.producer_id >= 0, "idempotent: {lost:?}");
+    let after_lost = &seen[seen.iter().position(|s| s == lost).expect("seen") + 1];
+    assert_eq!(
+        (after_lost.epoch, after_lost.base_sequence),
+        (lost.epoch, lost.base_sequence),
+        "resent with the same numbers"
+    );
+    for (fault, epoch) in [
+        (Fault::Refuse(UNKNOWN_PRODUCER_ID), 1),
+        (Fault::Refuse(INVALID_PRODUCER_EPOCH), 2),
+    ] {
+        let at = seen
+            .iter()
+            .position(|s| s.fault == Some(fault))
+            .expect("refused");
+        assert_eq!(
+            (seen[at + 1].epoch, seen[at + 1].base_sequence),
+            (epoch, 0),
+            "after {fault:?}: the same record under the next epoch, from 0"
+        );
+    }
+    let back = console_read_back(&bootstrap(), &topic).await;
+    assert_eq!(back.lost(summary.acked), 0, "{back:?}");
+    assert_eq!(back.duplicates(), 0, "no record written twice: {back:?}");
+    assert!(back.out_of_order.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_without_idempotence_writes_a_record_twice_after_a_lost_answer() {
+    let (topic, proxy) = setup("idem-off-canary", &[(3, Fault::LoseAnswer)]).await;
+    let summary = canary(&topic, &proxy, &[("PRODUCER_IDEMPOTENCE", "false")], 8).await;
+    assert_eq!((summary.failed, summary.producer_id), (0, None));
+    assert!(faulted(&proxy.seen()).producer_id < 0, "no producer id");
+    let back = console_read_back(&bootstrap(), &topic).await;
+    assert_eq!(back.lost(summary.acked), 0);
+    assert_eq!(
+        back.duplicates(),
+        1,
+        "the record whose answer was lost: {back:?}"
+    );
 }
 
 /// Runs Kafka's ACL tool against `bootstrap` with `args` and waits until

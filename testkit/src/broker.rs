@@ -320,9 +320,10 @@ impl Drop for JavaConsumer {
 pub struct ReadBack {
     /// Records read.
     pub records: usize,
-    /// Demo `seq` → how often it was read.
+    /// Demo `seq` (or canary `pseq`, unique on a one-partition topic) →
+    /// how often it was read.
     pub seqs: BTreeMap<u64, usize>,
-    /// Partitions where a demo `seq` follows a larger one (in offset order).
+    /// Partitions where a `seq` follows a larger one (in offset order).
     pub out_of_order: BTreeSet<i32>,
 }
 
@@ -341,7 +342,7 @@ impl ReadBack {
 /// Reads every record of `topic` at `bootstrap` with Kafka's console
 /// consumer (`scripts/kafka-tool.sh console-consumer`, from the beginning,
 /// as many as the partitions' offsets hold, within 60 s) and counts the
-/// demo records' `seq`s.
+/// demo records' `seq`s (canary records': `pseq`s).
 pub async fn console_read_back(bootstrap: &str, topic: &str) -> ReadBack {
     let in_log = offsets_in_log(bootstrap, topic).await.len().to_string();
     let out = tokio::process::Command::new(repo_root().join("scripts/kafka-tool.sh"))
@@ -375,7 +376,7 @@ pub async fn console_read_back(bootstrap: &str, topic: &str) -> ReadBack {
         let partition: i32 = partition.parse().expect("partition number");
         let Some(seq) = serde_json::from_str::<serde_json::Value>(value)
             .ok()
-            .and_then(|v| v["seq"].as_u64())
+            .and_then(|v| v["seq"].as_u64().or_else(|| v["pseq"].as_u64()))
         else {
             continue;
         };

@@ -14,12 +14,17 @@
 //!
 //! Each partition has one record on the wire at a time, and a record is
 //! resent (same `pseq`, same `sent_at`) until acknowledged: so the log
-//! holds a run's records in `pseq` order, a resend after a lost
-//! acknowledgement shows as a duplicate (it is one, in the log), and a
-//! record the broker lost after acknowledging it shows as a gap. At the
-//! canary's low rates one record per request costs nothing worth batching.
-//! The canary sends without idempotence (`PRODUCER_IDEMPOTENCE` does not
-//! apply): a duplicate a resend makes is what it is there to see.
+//! holds a run's records in `pseq` order, a record the broker lost after
+//! acknowledging it shows as a gap and one written twice as a duplicate.
+//! At the canary's low rates one record per request costs nothing worth
+//! batching.
+//! The canary is idempotent as the Job is (`PRODUCER_IDEMPOTENCE`, on by
+//! default, as in Kafka's Java producer since 3.0): a record keeps its
+//! sequence numbers across resends and the broker writes it once, so a
+//! duplicate the consumer counts is one the platform made despite
+//! idempotence, not the expected echo of a lost acknowledgement after a
+//! broker restart. With `PRODUCER_IDEMPOTENCE=false` such resends show as
+//! duplicates. The numbering rules are the Job's ([`crate::sequence`]).
 //!
 //! Beside the senders, [`reconcile`] reads the cluster metadata every
 //! `CANARY_RECONCILE_INTERVAL_MS`: leadership metrics, and partitions that
@@ -55,7 +60,10 @@ use tokio::{sync::watch, task::JoinSet, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::summary::Summary;
+use crate::{
+    sequence::{Answer, BatchSequence, ProducerIdAndEpoch, Sequences, Verdict},
+    summary::Summary,
+};
 
 /// How long the record in flight may still be acknowledged after SIGTERM.
 const DRAIN_ON_SIGNAL: Duration = Duration::from_secs(10);
@@ -130,7 +138,129 @@ struct Shared {
     /// partition count over the rate, updated when partitions appear.
     interval_ns: AtomicU64,
     backoff: Backoff,
+    /// How long a produce request may wait for its answer.
+    request_timeout: Duration,
+    /// `None` with `PRODUCER_IDEMPOTENCE=false`.
+    idempotence: Option<Idempotence>,
     totals: Totals,
+}
+
+/// The run's producer id and every partition's sequence numbers.
+struct Idempotence {
+    sequences: std::sync::Mutex<Sequences>,
+    /// One `InitProducerId` at a time, after the epoch ran out.
+    renewing: tokio::sync::Mutex<()>,
+}
+
+/// A record's sequence numbers, and whether they were given again after
+/// an epoch bump (the rules then bump no more for it).
+#[derive(Debug, Clone, Copy)]
+struct Numbered {
+    sequence: BatchSequence,
+    renumbered: bool,
+}
+
+impl Idempotence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Sequences> {
+        // The rules never panic while holding the lock; a poisoned one
+        // still holds consistent numbers.
+        self.sequences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Sequence numbers for the record `partition` is about to send, for
+    /// the first time or after a bump; `None` on shutdown.
+    async fn number(
+        &self,
+        partition: i32,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+    ) -> Option<Numbered> {
+        let mut retries = shared.backoff.retries();
+        loop {
+            let needs_id = {
+                let mut s = self.lock();
+                if s.producer().is_some() {
+                    if s.must_renumber(partition) {
+                        if let Some(sequence) = s.renumber(partition, &[1]).pop() {
+                            return Some(Numbered {
+                                sequence,
+                                renumbered: true,
+                            });
+                        }
+                    } else if let Some(sequence) = s.assign(partition, 1) {
+                        return Some(Numbered {
+                            sequence,
+                            renumbered: false,
+                        });
+                    }
+                }
+                s.producer().is_none()
+            };
+            if needs_id {
+                self.renew(shared, shutdown).await?;
+                continue;
+            }
+            // The partition's last record is still outstanding under an
+            // older epoch: one record per partition is on the wire, so only
+            // until its task settles it.
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(retries.next_delay()) => {}
+            }
+        }
+    }
+
+    /// After 32767 epoch bumps: a new producer id, asked for until given
+    /// or until `shutdown`.
+    async fn renew(&self, shared: &Shared, shutdown: &CancellationToken) -> Option<()> {
+        let _one = self.renewing.lock().await;
+        let mut retries = shared.backoff.retries();
+        while self.lock().producer().is_none() {
+            info!("canary: producer epoch exhausted, asking for a new producer id");
+            let e = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                r = shared.client.init_producer_id() => match r {
+                    Ok(id) => {
+                        info!(producer_id = id.id, producer_epoch = id.epoch, "canary: new producer id");
+                        self.lock().set_producer(id);
+                        break;
+                    }
+                    Err(e) => e,
+                },
+            };
+            warn!(error = %e, "canary: no new producer id yet");
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(retries.next_delay()) => {}
+            }
+        }
+        Some(())
+    }
+
+    /// What the broker's answer means for the record; whether a resend
+    /// keeps its numbers (otherwise [`number`](Self::number) gives new ones).
+    fn settle(
+        &self,
+        partition: i32,
+        numbered: Numbered,
+        answer: Answer,
+        may_retry: bool,
+    ) -> (Verdict, bool) {
+        let mut s = self.lock();
+        let verdict = s.settle(
+            partition,
+            &numbered.sequence,
+            1,
+            numbered.renumbered,
+            answer,
+            may_retry,
+        );
+        s.bump_if_requested();
+        let keep = verdict == Verdict::Retry && !s.must_renumber(partition);
+        (verdict, keep)
+    }
 }
 
 impl Shared {
@@ -147,18 +277,31 @@ impl Shared {
     }
 }
 
-/// Sends canary records to every partition in `producers`, and to each
+/// What the run's start set up for the canary.
+pub(crate) struct Connected {
+    pub(crate) client: Arc<Client>,
+    /// The clients of the partitions known at the start.
+    pub(crate) producers: BTreeMap<i32, Arc<PartitionClient>>,
+    /// With idempotence: the producer id from `InitProducerId`.
+    pub(crate) idempotent: Option<ProducerIdAndEpoch>,
+}
+
+/// Sends canary records to every partition in `connected`, and to each
 /// partition `partitions` announces later, until `shutdown`; then drains
 /// and returns the summary.
 pub(crate) async fn produce_forever(
     config: &crate::Config,
-    client: Arc<Client>,
-    producers: BTreeMap<i32, Arc<PartitionClient>>,
+    connected: Connected,
     mut partitions: watch::Receiver<BTreeSet<i32>>,
     rate: f64,
     record_size: usize,
     shutdown: &CancellationToken,
 ) -> Summary {
+    let Connected {
+        client,
+        producers,
+        idempotent,
+    } = connected;
     let started = Instant::now();
     let now = Utc::now();
     let run_start_ms = now.timestamp_millis();
@@ -172,6 +315,11 @@ pub(crate) async fn produce_forever(
         rate,
         interval_ns: AtomicU64::new(0),
         backoff: config.kafka.retry_backoff(),
+        request_timeout: config.kafka.request_timeout,
+        idempotence: idempotent.map(|id| Idempotence {
+            sequences: std::sync::Mutex::new(Sequences::new(id)),
+            renewing: tokio::sync::Mutex::new(()),
+        }),
         totals: Totals::default(),
     });
     shared.set_partitions(producers.len());
@@ -220,6 +368,10 @@ pub(crate) async fn produce_forever(
     let t = &shared.totals;
     let sent = t.sent.load(Ordering::Relaxed);
     let acked = t.acked.load(Ordering::Relaxed);
+    let (producer, epoch_bumps) = shared.idempotence.as_ref().map_or((None, 0), |i| {
+        let s = i.lock();
+        (s.producer(), s.bumps())
+    });
     Summary {
         topic: config.topic.clone(),
         run_id: shared.run_id.clone(),
@@ -229,6 +381,9 @@ pub(crate) async fn produce_forever(
         retries: t.retries.load(Ordering::Relaxed),
         bytes: t.bytes.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        producer_id: producer.or(idempotent).map(|p| p.id),
+        producer_epoch: producer.map(|p| p.epoch),
+        epoch_bumps,
         ..Summary::default()
     }
 }
@@ -303,7 +458,17 @@ async fn partition_loop(
         totals.sent.fetch_add(1, Ordering::Relaxed);
         let mut retries = shared.backoff.retries();
         let mut attempt = 0u32;
+        // With idempotence: the record's numbers, kept across resends
+        // unless an epoch bump gives it new ones.
+        let mut numbered: Option<Numbered> = None;
         loop {
+            if let (Some(idem), None) = (&shared.idempotence, numbered) {
+                numbered = idem.number(partition, &shared, &shutdown).await;
+                if numbered.is_none() {
+                    totals.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
             let record = Record {
                 key: None,
                 value: Some(value.clone()),
@@ -315,9 +480,16 @@ async fn partition_loop(
                 totals.retries.fetch_add(1, Ordering::Relaxed);
             }
             attempt += 1;
-            // On the signal the request on the wire still gets its answer,
-            // for DRAIN_ON_SIGNAL; no resend starts after it.
-            let produce = pc.produce(vec![record], shared.compression);
+            // One attempt per request: resends are this loop's, in order
+            // (rskafka's `produce` would resend inside, beyond idempotence's
+            // numbering). On the signal the request on the wire still gets
+            // its answer, for DRAIN_ON_SIGNAL; no resend starts after it.
+            let produce = pc.produce_once(
+                vec![record],
+                shared.compression,
+                numbered.map(|n| n.sequence),
+                shared.request_timeout,
+            );
             let result = tokio::select! {
                 r = produce => Some(r),
                 () = async {
@@ -325,8 +497,29 @@ async fn partition_loop(
                     tokio::time::sleep(DRAIN_ON_SIGNAL).await;
                 } => None,
             };
-            match result {
-                Some(Ok(_)) => {
+            let Some(result) = result else {
+                totals.failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let error = match (result, &shared.idempotence, numbered) {
+                (Ok(_), Some(idem), Some(n)) => {
+                    idem.settle(partition, n, Answer::Written, true);
+                    None
+                }
+                (Ok(_), ..) => None,
+                (Err(e), Some(idem), Some(n)) => {
+                    let (verdict, keep) =
+                        idem.settle(partition, n, Answer::of(&e), !shutdown.is_cancelled());
+                    if !keep {
+                        numbered = None;
+                    }
+                    // DUPLICATE_SEQUENCE_NUMBER: written by an earlier send.
+                    (verdict != Verdict::Acked).then_some(e)
+                }
+                (Err(e), ..) => Some(e),
+            };
+            match error {
+                None => {
                     metrics.acks.increment(1);
                     metrics
                         .ack_latency
@@ -336,17 +529,13 @@ async fn partition_loop(
                     totals.bytes.fetch_add(bytes, Ordering::Relaxed);
                     break;
                 }
-                Some(Err(e)) => {
+                Some(e) => {
                     metrics.errors.increment(1);
                     availability.add(Instant::now(), 0, 1);
                     metrics
                         .availability
                         .set(availability.gauge_value(Instant::now()));
                     warn!(topic = pc.topic(), partition = pc.partition(), pseq, attempt, error = %e, "canary record not acknowledged; sending it again");
-                    if shutdown.is_cancelled() {
-                        totals.failed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
                     tokio::select! {
                         () = shutdown.cancelled() => {
                             totals.failed.fetch_add(1, Ordering::Relaxed);
@@ -354,10 +543,6 @@ async fn partition_loop(
                         }
                         () = tokio::time::sleep(retries.next_delay()) => {}
                     }
-                }
-                None => {
-                    totals.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
                 }
             }
         }
