@@ -383,11 +383,28 @@ async fn a_stuck_handler_shows_on_readyz_and_metrics_without_eviction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
+    topic_deleted_and_recreated("classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers_on_kip_848() {
+    topic_deleted_and_recreated("consumer").await;
+}
+
+/// A member of `protocol` reads a topic that is deleted (readiness names
+/// it) and created again (its new records are handled).
+async fn topic_deleted_and_recreated(protocol: &str) {
     let bootstrap = bootstrap();
     let topic = unique("fault-delete");
     let group = unique("g-fault-delete");
     create_topic(&topic, 2).await;
-    let m = Member::start(CONSUMER, &topic, &group, &bootstrap, &[]);
+    let m = Member::start(
+        CONSUMER,
+        &topic,
+        &group,
+        &bootstrap,
+        &[("CONSUMER_GROUP_PROTOCOL", protocol)],
+    );
     let p = spawn_producer(&[("KAFKA_TOPIC", &topic), ("PRODUCER_MESSAGES", "40")]).await;
     assert_eq!(p.handle.await.expect("join").expect("produced").acked, 40);
     assert!(wait_until(Duration::from_secs(30), || m.records().len() == 40));
@@ -459,7 +476,7 @@ async fn topic_deleted_and_recreated_gives_a_clear_state_and_recovers() {
             .join("\n")
     );
     let (status, _) = http_get(addr, "/readyz").await;
-    eprintln!("FAULT topic-deleted: /readyz 503 \"{}\" while gone; after recreation 20/20 new records handled, /readyz {status}", seen_reason.trim());
+    eprintln!("FAULT topic-deleted ({protocol}): /readyz 503 \"{}\" while gone; after recreation 20/20 new records handled, /readyz {status}", seen_reason.trim());
 }
 
 /// Issue 18, part 3: with a backlog a member handles thousands of records

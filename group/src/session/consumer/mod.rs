@@ -291,16 +291,19 @@ impl Task {
             match self.client.topic_ids(&self.settings.topics).await {
                 Ok(ids) => {
                     m.names_at = Some(Instant::now());
-                    m.names.extend(ids);
+                    // From this answer, not from every name seen: a topic
+                    // deleted since is missing, though its old id still
+                    // names the partitions it leaves behind.
                     if let Ok(mut missing) = self.shared.missing_topics.lock() {
                         *missing = self
                             .settings
                             .topics
                             .iter()
-                            .filter(|t| !m.names.values().any(|n| n == *t))
+                            .filter(|t| !ids.values().any(|n| n == *t))
                             .cloned()
                             .collect();
                     }
+                    m.names.extend(ids);
                 }
                 Err(e) => {
                     warn!(group = %self.settings.group, error = %e, "cannot resolve the assignment's topic ids; retrying at the next heartbeat")
