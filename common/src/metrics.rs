@@ -220,10 +220,11 @@ pub const CANARY_LEADER_CHANGES: &str = "kafka_canary_leader_changes_total";
 /// Live brokers in the last metadata.
 pub const CANARY_BROKERS: &str = "kafka_canary_brokers";
 /// Placement changes the canary made to its topic (`topic`, `action`:
-/// `create_topic`, `create_partitions`, `reassign`, `elect_leaders`).
+/// `create_topic`, `create_partitions`, `reassign`, `elect_leaders`,
+/// `set_min_insync`).
 pub const CANARY_REASSIGNMENTS: &str = "kafka_canary_reassignments_total";
-/// Placement requests the broker refused or that failed (`topic`, `reason`:
-/// the Kafka error code's name, or `connection`).
+/// Placement requests the broker refused or that failed (`topic`; the log
+/// line names the Kafka error code, or `connection`).
 pub const CANARY_PLACEMENT_ERRORS: &str = "kafka_canary_placement_errors_total";
 
 fn describe() {

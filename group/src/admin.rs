@@ -12,6 +12,8 @@
 //! | [`AdminClient::alter_reassignments`] | `AlterPartitionReassignments` (KIP-455) |
 //! | [`AdminClient::ongoing_reassignments`] | `ListPartitionReassignments` (KIP-455) |
 //! | [`AdminClient::elect_preferred_leaders`] | `ElectLeaders`, preferred election (KIP-460) |
+//! | [`AdminClient::topic_config`] | `DescribeConfigs`, one topic config read |
+//! | [`AdminClient::set_topic_config`] | `IncrementalAlterConfigs` (KIP-339), one topic config set |
 //!
 //! Any broker takes them (KRaft brokers forward the controller's requests
 //! to the active controller). The client keeps one connection; a request
@@ -32,11 +34,14 @@ use kafka_protocol::{
         alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic},
         create_partitions_request::{CreatePartitionsAssignment, CreatePartitionsTopic},
         create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig},
+        describe_configs_request::DescribeConfigsResource,
         elect_leaders_request::TopicPartitions,
+        incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig},
         list_partition_reassignments_request::ListPartitionReassignmentsTopics,
         metadata_request::MetadataRequestTopic,
         AlterPartitionReassignmentsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
-        ElectLeadersRequest, ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
+        DescribeConfigsRequest, ElectLeadersRequest, IncrementalAlterConfigsRequest,
+        ListPartitionReassignmentsRequest, MetadataRequest, TopicName,
     },
     protocol::StrBytes,
     ResponseError,
@@ -50,6 +55,9 @@ use crate::{
         address, BrokerConnection, ConnectionConfig, ConnectionError, KnownRequest, SendOptions,
     },
 };
+
+/// Kafka's `ConfigResource.Type` of a topic.
+const RESOURCE_TOPIC: i8 = 2;
 
 /// How much longer than the broker-side timeout of a request we wait for
 /// its answer: the broker answers `REQUEST_TIMED_OUT` itself first.
@@ -408,6 +416,74 @@ impl AdminClient {
                 &broker,
                 p.error_code,
                 p.error_message,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The value of `topic`'s config `name` (set on the topic or the
+    /// broker's default); `None` when the broker has no such config.
+    pub async fn topic_config(
+        &mut self,
+        topic: &str,
+        name: &str,
+    ) -> Result<Option<String>, AdminError> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_owned())])),
+        ]);
+        let (r, broker) = self.call(req).await?;
+        let mut value = None;
+        for t in r.results {
+            check(
+                "DescribeConfigs",
+                topic,
+                None,
+                &broker,
+                t.error_code,
+                t.error_message,
+            )?;
+            value = t
+                .configs
+                .into_iter()
+                .find(|c| c.name.as_str() == name)
+                .and_then(|c| c.value)
+                .map(|v| v.as_str().to_owned())
+                .or(value);
+        }
+        Ok(value)
+    }
+
+    /// Sets `topic`'s config `name` to `value`; its other configs stay as
+    /// they are.
+    pub async fn set_topic_config(
+        &mut self,
+        topic: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(), AdminError> {
+        // Kafka's AlterConfigOp.OpType SET.
+        const SET: i8 = 0;
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_owned()))
+                    .with_config_operation(SET)
+                    .with_value(Some(StrBytes::from_string(value.to_owned())))]),
+        ]);
+        let (r, broker) = self.call(req).await?;
+        for t in r.responses {
+            check(
+                "IncrementalAlterConfigs",
+                topic,
+                None,
+                &broker,
+                t.error_code,
+                t.error_message,
             )?;
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! The admin requests (`kafka_group::admin`, the canary's topic placement)
 //! against the shared broker: metadata, topic and partition creation with
 //! replica assignments, reassignments, preferred elections, and the
-//! broker's own error codes for assignments it refuses; over SASL_SSL too,
+//! broker's own error codes for assignments it refuses, a topic config set
+//! (read back with Kafka's own `kafka-configs`); over SASL_SSL too,
 //! through the same connection layer as the group coordinator's.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -11,7 +12,7 @@ use kafka_base::security::{SaslMechanism, SaslSettings, Secret, SecurityProtocol
 use kafka_group::{admin::AdminClient, error::KafkaCode};
 use kafka_protocol::ResponseError;
 use testkit::{
-    broker::{bootstrap, delete_topic},
+    broker::{bootstrap, delete_topic, kafka_tool},
     security::broker,
     unique,
 };
@@ -120,6 +121,54 @@ async fn placement_requests_work_and_refusals_carry_the_brokers_code() {
     a.elect_preferred_leaders(&topic, &[0, 1, 2])
         .await
         .expect("ELECTION_NOT_NEEDED is no error");
+
+    // A topic config read and set, the others kept; a value the broker
+    // refuses.
+    assert_eq!(
+        a.topic_config(&topic, "min.insync.replicas")
+            .await
+            .expect("describe")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        a.topic_config(&topic, "no.such.config")
+            .await
+            .expect("describe"),
+        None
+    );
+    a.set_topic_config(&topic, "retention.ms", "3600000")
+        .await
+        .expect("set retention.ms");
+    a.set_topic_config(&topic, "min.insync.replicas", "1")
+        .await
+        .expect("set min.insync.replicas");
+    let described = kafka_tool(&[
+        "configs",
+        "--bootstrap-server",
+        &bootstrap(),
+        "--entity-type",
+        "topics",
+        "--entity-name",
+        &topic,
+        "--describe",
+    ]);
+    assert!(
+        described.contains("retention.ms=3600000") && described.contains("min.insync.replicas=1"),
+        "{described}"
+    );
+    assert_eq!(
+        a.topic_config(&topic, "retention.ms")
+            .await
+            .expect("describe")
+            .as_deref(),
+        Some("3600000")
+    );
+    let e = a
+        .set_topic_config(&topic, "min.insync.replicas", "0")
+        .await
+        .expect_err("below 1");
+    assert_eq!(e.reason(), "INVALID_CONFIG", "{e}");
     delete_topic(&topic);
 }
 

@@ -152,7 +152,7 @@ mod keys {
     pub const CANARY_TOPIC_BALANCE: Key = Key::new(
         "CANARY_TOPIC_BALANCE",
         Allowed::Bool,
-        "with --continuous: create the topic if missing with one partition led by each live broker (replication factor: the smaller of the broker count and PRODUCER_TOPIC_REPLICATION if set, else 3), and at every reconcile add partitions for new brokers and reassign replicas off gone ones, then elect the preferred leaders, as Strimzi Canary does; partitions are never removed",
+        "with --continuous: create the topic if missing with one partition led by each live broker (replication factor: the smaller of the broker count and PRODUCER_TOPIC_REPLICATION if set, else 3), and at every reconcile add partitions for new brokers and reassign replicas off gone ones, then elect the preferred leaders, as Strimzi Canary does, and keep min.insync.replicas one below the replication factor; partitions are never removed",
     )
     .flag("--canary-topic-balance", "BOOL")
     .default("false");

@@ -106,6 +106,28 @@ impl Cluster {
         out.lines().filter_map(parse_partition).collect()
     }
 
+    /// `topic`'s config `key` where the topic sets it (the `Configs:` of
+    /// `kafka-topics --describe`); `None` where the broker's default applies.
+    pub fn topic_config(&self, topic: &str, key: &str) -> Option<String> {
+        let out = crate::broker::kafka_tool(&[
+            "topics",
+            "--bootstrap-server",
+            &self.bootstrap,
+            "--describe",
+            "--topic",
+            topic,
+        ]);
+        let configs = out
+            .lines()
+            .find(|l| l.starts_with("Topic:") && !l.contains("Partition:"))?
+            .split_once("Configs:")?
+            .1;
+        configs.trim().split(',').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    }
+
     /// Partition `partition` of `topic`'s leader now (-1: none).
     pub fn leader(&self, topic: &str, partition: i32) -> i32 {
         self.describe(topic)

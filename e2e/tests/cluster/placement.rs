@@ -8,12 +8,13 @@
 //! Kafka's own `kafka-topics --describe`. Throughout, the consumer counts
 //! no canary record lost or duplicated.
 //!
-//! Node 2 stops with a controlled shutdown: its leaderships move before
-//! it goes, so a produce request it had appended answers before the
-//! connection closes, and a resend (same `pseq`) happens only after an
-//! error that says the record was not written (`NOT_LEADER_OR_FOLLOWER`).
-//! A duplicate would need an append whose acknowledgement was lost, which a
-//! kill -9 can make and this test does not do: so 0 is asserted.
+//! `min.insync.replicas` follows the replication factor (2 with three
+//! replicas, 1 with two), read with Kafka's own `kafka-topics`.
+//!
+//! The canary producer is idempotent: a record resent after its
+//! acknowledgement was lost (node 2 stopping while a request to it is on
+//! the wire) is written once, so 0 duplicates is asserted. (When the
+//! canary sent without idempotence, CI once saw 1.)
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -87,6 +88,24 @@ async fn describe_until(
     }
 }
 
+/// Polls the topic's `min.insync.replicas` until it is `want` (30 s at
+/// most): the canary sets it once the topic is placed.
+async fn min_insync_until(cluster: &Cluster, topic: &str, want: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (c, t) = (cluster.clone(), topic.to_owned());
+        let now = blocking(move || c.topic_config(&t, "min.insync.replicas")).await;
+        if now.as_deref() == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "min.insync.replicas {want} within 30 s; now {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn replicas(d: &[PartitionState]) -> Vec<Vec<i32>> {
     d.iter().map(|p| p.replicas.clone()).collect()
 }
@@ -151,6 +170,7 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
     })
     .await;
     assert_eq!(replicas(&d), vec![vec![1, 2], vec![2, 1]], "{d:?}");
+    min_insync_until(&cluster, &topic, "1").await;
 
     // Two groups verify the records: a classic one (its leader sees the
     // partition count change at its metadata refresh and rejoins) and a
@@ -197,6 +217,7 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
     )
     .await;
     assert!(d.iter().all(|p| p.leader == p.replicas[0]), "{d:?}");
+    min_insync_until(&cluster, &topic, "2").await;
     let until = std::time::Instant::now() + Duration::from_secs(60);
     for (protocol, consumer) in &consumers {
         while received(consumer, &topic, Some(2)) < 5.0 {
@@ -244,6 +265,7 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         vec![vec![1, 3], vec![3, 1], vec![1, 3]],
         "{d:?}"
     );
+    min_insync_until(&cluster, &topic, "1").await;
 
     // Node 2 back: each broker leads one partition again.
     {
@@ -266,6 +288,7 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         |d| replicas(d) == vec![vec![1, 2, 3], vec![2, 3, 1], vec![3, 1, 2]],
     )
     .await;
+    min_insync_until(&cluster, &topic, "2").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     // The producer's figures, then its summary.
@@ -286,8 +309,15 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         Some(3.0),
         "{body}"
     );
+    // min.insync.replicas 1 → 2 → 1 → 2: at least three changes after
+    // creation.
+    let min_insync_set = sum(
+        &body,
+        "kafka_canary_reassignments_total",
+        &[&t, "action=\"set_min_insync\""],
+    );
     assert!(
-        changes >= 2.0 && reassigned >= 2.0 && added >= 1.0,
+        changes >= 2.0 && reassigned >= 2.0 && added >= 1.0 && min_insync_set >= 3.0,
         "{body}"
     );
     producer.terminate();
@@ -320,7 +350,7 @@ async fn the_canary_topic_follows_the_brokers_one_partition_led_by_each() {
         let duplicated = sum(&m, "kafka_canary_records_duplicated_total", &[&t]);
         let missing = sum(&m, "kafka_canary_records_missing", &[&t]);
         eprintln!(
-            "FAULT cluster-placement ({protocol} group): canary with CANARY_TOPIC_BALANCE through node 3 started, node 2 stopped and started; acknowledged {acked}, received {}, lost {lost}, duplicated {duplicated}, leader changes seen {changes}, reassignments {reassigned}, partitions added {added}",
+            "FAULT cluster-placement ({protocol} group): canary with CANARY_TOPIC_BALANCE through node 3 started, node 2 stopped and started; acknowledged {acked}, received {}, lost {lost}, duplicated {duplicated}, leader changes seen {changes}, reassignments {reassigned}, partitions added {added}, min.insync.replicas set {min_insync_set} times",
             received(consumer, &topic, None)
         );
         assert_eq!(

@@ -6,7 +6,7 @@ use kafka_protocol::{
     messages::{
         AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse,
         ConsumerGroupHeartbeatRequest, CreatePartitionsRequest, CreateTopicsRequest,
-        ElectLeadersRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
+        DescribeConfigsRequest, ElectLeadersRequest, FindCoordinatorRequest, IncrementalAlterConfigsRequest, HeartbeatRequest, JoinGroupRequest,
         LeaveGroupRequest, ListPartitionReassignmentsRequest, MetadataRequest,
         OffsetCommitRequest, OffsetFetchRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
         SyncGroupRequest,
@@ -174,6 +174,20 @@ known_request!(
     "ElectLeaders",
     1,
     ElectLeadersRequest::VERSIONS.max
+);
+known_request!(
+    DescribeConfigsRequest,
+    "DescribeConfigs",
+    DescribeConfigsRequest::VERSIONS.min,
+    DescribeConfigsRequest::VERSIONS.max
+);
+// KIP-339: one config changed, the others left as they are (AlterConfigs
+// would reset every config it does not name).
+known_request!(
+    IncrementalAlterConfigsRequest,
+    "IncrementalAlterConfigs",
+    IncrementalAlterConfigsRequest::VERSIONS.min,
+    IncrementalAlterConfigsRequest::VERSIONS.max
 );
 
 impl BrokerConnection {

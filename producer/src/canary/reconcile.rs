@@ -6,7 +6,12 @@
 //! places the topic ([`super::placement`]): replicas moved off gone brokers
 //! and onto new ones (`AlterPartitionReassignments`, waited for with
 //! `ListPartitionReassignments`), a partition added per new broker
-//! (`CreatePartitions`), preferred leaders elected (`ElectLeaders`).
+//! (`CreatePartitions`), preferred leaders elected (`ElectLeaders`), and
+//! once placed, `min.insync.replicas` kept one below the replication factor
+//! (`IncrementalAlterConfigs`) as it was set at creation: Strimzi Canary
+//! sets it only then, so a topic created on one broker kept 1 after it
+//! grew to three replicas, and one created on three kept 2 after a broker
+//! left and it shrank to two, where any further failure stops the canary.
 //!
 //! A failed request is logged once, with the broker's error code, and
 //! counted (`kafka_canary_placement_errors_total`); the round ends there
@@ -50,6 +55,7 @@ struct PlacementMetrics {
     create_partitions: Counter,
     reassign: Counter,
     elect_leaders: Counter,
+    min_insync: Counter,
     errors: Counter,
 }
 
@@ -67,6 +73,7 @@ impl PlacementMetrics {
             create_partitions: action("create_partitions"),
             reassign: action("reassign"),
             elect_leaders: action("elect_leaders"),
+            min_insync: action("set_min_insync"),
             errors,
         }
     }
@@ -82,6 +89,9 @@ pub(crate) struct Reconciler {
     placement: Option<PlacementMetrics>,
     partitions: watch::Sender<BTreeSet<i32>>,
     backoff: Backoff,
+    /// The topic's `min.insync.replicas` as this canary last set or found
+    /// it; `None` until it checked.
+    min_insync: Option<usize>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -108,6 +118,7 @@ impl Reconciler {
                 .then(|| PlacementMetrics::new(&config.topic)),
             partitions: watch::Sender::new(BTreeSet::new()),
             backoff: config.kafka.retry_backoff(),
+            min_insync: None,
         }
     }
 
@@ -166,6 +177,7 @@ impl Reconciler {
             .await?
         {
             info!(topic = %self.topic, ?layout, min_insync_replicas = %configs[0].1, "canary: created the topic, one partition led by each broker");
+            self.min_insync = Some(placement::min_insync(replication));
             if let Some(pm) = &self.placement {
                 pm.create_topic.increment(1);
             }
@@ -212,6 +224,10 @@ impl Reconciler {
             };
             let Some(step) = placement::next_step(&brokers, partitions, self.max_replication())
             else {
+                let replication = partitions.values().map(|p| p.replicas.len()).max();
+                if let Some(replication) = replication {
+                    self.follow_replication(replication).await;
+                }
                 return;
             };
             match self.take(step, shutdown).await {
@@ -283,6 +299,33 @@ impl Reconciler {
                 Ok(false)
             }
         }
+    }
+
+    /// Sets `min.insync.replicas` for the placed topic's `replication`
+    /// factor where the topic has another value; asked only when the
+    /// factor changed since the last check (and once after a start).
+    async fn follow_replication(&mut self, replication: usize) {
+        let want = placement::min_insync(replication);
+        if self.min_insync == Some(want) {
+            return;
+        }
+        let key = "min.insync.replicas";
+        let now = match self.admin.topic_config(&self.topic, key).await {
+            Ok(now) => now,
+            Err(e) => return self.failed("reading min.insync.replicas", &e),
+        };
+        if now.as_deref() != Some(want.to_string().as_str()) {
+            if let Err(e) = self
+                .admin
+                .set_topic_config(&self.topic, key, &want.to_string())
+                .await
+            {
+                return self.failed("setting min.insync.replicas", &e);
+            }
+            info!(topic = %self.topic, replication, min_insync_replicas = want, was = ?now, "canary: min.insync.replicas follows the replication factor");
+            self.count(|pm| &pm.min_insync);
+        }
+        self.min_insync = Some(want);
     }
 
     /// Waits (at most one interval) until no reassignment of `partitions`
