@@ -184,7 +184,7 @@ impl AdminClient {
             .with_topics(Some(vec![
                 MetadataRequestTopic::default().with_name(Some(topic_name(topic)))
             ]));
-        let (r, broker) = self.call(req).await?;
+        let (r, at) = self.call(topic, req).await?;
         let brokers: BTreeMap<i32, String> = r
             .brokers
             .iter()
@@ -199,7 +199,7 @@ impl AdminClient {
             if KafkaCode::from_wire(t.error_code).is(ResponseError::UnknownTopicOrPartition) {
                 continue;
             }
-            check("Metadata", topic, None, &broker, t.error_code, None)?;
+            at.check(t.error_code, None)?;
             partitions = Some(
                 t.partitions
                     .into_iter()
@@ -259,19 +259,12 @@ impl AdminClient {
                         })
                         .collect(),
                 )]);
-        let (r, broker) = self.call(req).await?;
+        let (r, at) = self.call(topic, req).await?;
         for t in r.topics {
             if KafkaCode::from_wire(t.error_code).is(ResponseError::TopicAlreadyExists) {
                 return Ok(false);
             }
-            check(
-                "CreateTopics",
-                topic,
-                None,
-                &broker,
-                t.error_code,
-                t.error_message,
-            )?;
+            at.check(t.error_code, t.error_message)?;
         }
         Ok(true)
     }
@@ -297,16 +290,9 @@ impl AdminClient {
                         })
                         .collect(),
                 ))]);
-        let (r, broker) = self.call(req).await?;
+        let (r, at) = self.call(topic, req).await?;
         for t in r.results {
-            check(
-                "CreatePartitions",
-                topic,
-                None,
-                &broker,
-                t.error_code,
-                t.error_message,
-            )?;
+            at.check(t.error_code, t.error_message)?;
         }
         Ok(())
     }
@@ -333,24 +319,10 @@ impl AdminClient {
                         })
                         .collect(),
                 )]);
-        let (r, broker) = self.call(req).await?;
-        check(
-            "AlterPartitionReassignments",
-            topic,
-            None,
-            &broker,
-            r.error_code,
-            r.error_message,
-        )?;
+        let (r, at) = self.call(topic, req).await?;
+        at.check(r.error_code, r.error_message)?;
         for p in r.responses.into_iter().flat_map(|t| t.partitions) {
-            check(
-                "AlterPartitionReassignments",
-                topic,
-                Some(p.partition_index),
-                &broker,
-                p.error_code,
-                p.error_message,
-            )?;
+            at.check_partition(p.partition_index, p.error_code, p.error_message)?;
         }
         Ok(())
     }
@@ -367,15 +339,8 @@ impl AdminClient {
             .with_topics(Some(vec![ListPartitionReassignmentsTopics::default()
                 .with_name(topic_name(topic))
                 .with_partition_indexes(partitions.to_vec())]));
-        let (r, broker) = self.call(req).await?;
-        check(
-            "ListPartitionReassignments",
-            topic,
-            None,
-            &broker,
-            r.error_code,
-            r.error_message,
-        )?;
+        let (r, at) = self.call(topic, req).await?;
+        at.check(r.error_code, r.error_message)?;
         Ok(r.topics
             .into_iter()
             .filter(|t| t.name.0.as_str() == topic)
@@ -399,8 +364,8 @@ impl AdminClient {
             .with_topic_partitions(Some(vec![TopicPartitions::default()
                 .with_topic(topic_name(topic))
                 .with_partitions(partitions.to_vec())]));
-        let (r, broker) = self.call(req).await?;
-        check("ElectLeaders", topic, None, &broker, r.error_code, None)?;
+        let (r, at) = self.call(topic, req).await?;
+        at.check(r.error_code, None)?;
         for p in r
             .replica_election_results
             .into_iter()
@@ -409,14 +374,7 @@ impl AdminClient {
             if KafkaCode::from_wire(p.error_code).is(ResponseError::ElectionNotNeeded) {
                 continue;
             }
-            check(
-                "ElectLeaders",
-                topic,
-                Some(p.partition_id),
-                &broker,
-                p.error_code,
-                p.error_message,
-            )?;
+            at.check_partition(p.partition_id, p.error_code, p.error_message)?;
         }
         Ok(())
     }
@@ -434,17 +392,10 @@ impl AdminClient {
                 .with_resource_name(StrBytes::from_string(topic.to_owned()))
                 .with_configuration_keys(Some(vec![StrBytes::from_string(name.to_owned())])),
         ]);
-        let (r, broker) = self.call(req).await?;
+        let (r, at) = self.call(topic, req).await?;
         let mut value = None;
         for t in r.results {
-            check(
-                "DescribeConfigs",
-                topic,
-                None,
-                &broker,
-                t.error_code,
-                t.error_message,
-            )?;
+            at.check(t.error_code, t.error_message)?;
             value = t
                 .configs
                 .into_iter()
@@ -475,16 +426,9 @@ impl AdminClient {
                     .with_config_operation(SET)
                     .with_value(Some(StrBytes::from_string(value.to_owned())))]),
         ]);
-        let (r, broker) = self.call(req).await?;
+        let (r, at) = self.call(topic, req).await?;
         for t in r.responses {
-            check(
-                "IncrementalAlterConfigs",
-                topic,
-                None,
-                &broker,
-                t.error_code,
-                t.error_message,
-            )?;
+            at.check(t.error_code, t.error_message)?;
         }
         Ok(())
     }
@@ -495,9 +439,14 @@ impl AdminClient {
         i32::try_from(self.config.request_timeout().as_millis()).unwrap_or(i32::MAX)
     }
 
-    /// Sends `req` on the connection (connecting first when there is none)
-    /// and returns the answer with the broker that gave it.
-    async fn call<R: KnownRequest>(&mut self, req: R) -> Result<(R::Response, String), AdminError> {
+    /// Sends `req` about `topic` on the connection (connecting first when
+    /// there is none) and returns the answer, with what its error codes are
+    /// checked against.
+    async fn call<'t, R: KnownRequest>(
+        &mut self,
+        topic: &'t str,
+        req: R,
+    ) -> Result<(R::Response, Answered<'t>), AdminError> {
         let mut conn = match self.conn.take().filter(BrokerConnection::is_usable) {
             Some(conn) => conn,
             None => self.connect(R::NAME).await?,
@@ -505,9 +454,13 @@ impl AdminClient {
         let options = SendOptions::new().timeout(self.config.request_timeout() + ANSWER_MARGIN);
         match conn.send_with(req, options).await {
             Ok(r) => {
-                let broker = conn.broker().to_owned();
+                let at = Answered {
+                    api: R::NAME,
+                    topic,
+                    broker: conn.broker().to_owned(),
+                };
                 self.conn = Some(conn);
-                Ok((r, broker))
+                Ok((r, at))
             }
             Err(e) => {
                 // The connection may be mid-frame: dropped, and the next
@@ -568,25 +521,47 @@ fn ids(ids: Vec<BrokerId>) -> Vec<i32> {
     ids.into_iter().map(|id| id.0).collect()
 }
 
-/// `Err` with the broker's code and message unless `code` is `NONE`.
-fn check(
+/// What an answer's error codes are checked against: the request, its
+/// topic and the broker that answered, all of which an error names.
+struct Answered<'t> {
     api: &'static str,
-    topic: &str,
-    partition: Option<i32>,
-    broker: &str,
-    code: i16,
-    message: Option<StrBytes>,
-) -> Result<(), AdminError> {
-    let code = KafkaCode::from_wire(code);
-    if code.is_none() {
-        return Ok(());
+    topic: &'t str,
+    broker: String,
+}
+
+impl Answered<'_> {
+    /// `Err` with the broker's code and message unless `code` is `NONE`.
+    fn check(&self, code: i16, message: Option<StrBytes>) -> Result<(), AdminError> {
+        self.judge(None, code, message)
     }
-    Err(AdminError::Api {
-        api,
-        topic: topic.to_owned(),
-        partition,
-        broker: broker.to_owned(),
-        code,
-        message: non_empty(message),
-    })
+
+    /// As [`check`](Self::check), for a code about one partition.
+    fn check_partition(
+        &self,
+        partition: i32,
+        code: i16,
+        message: Option<StrBytes>,
+    ) -> Result<(), AdminError> {
+        self.judge(Some(partition), code, message)
+    }
+
+    fn judge(
+        &self,
+        partition: Option<i32>,
+        code: i16,
+        message: Option<StrBytes>,
+    ) -> Result<(), AdminError> {
+        let code = KafkaCode::from_wire(code);
+        if code.is_none() {
+            return Ok(());
+        }
+        Err(AdminError::Api {
+            api: self.api,
+            topic: self.topic.to_owned(),
+            partition,
+            broker: self.broker.clone(),
+            code,
+            message: non_empty(message),
+        })
+    }
 }

@@ -44,22 +44,38 @@ async fn setup(name: &str, faults: &[(usize, Fault)]) -> (String, FaultProxy) {
 /// in batches of about three (several batches on the wire at once), with
 /// `extra` keys.
 async fn produce(topic: &str, proxy: &FaultProxy, extra: &[(&str, &str)]) -> ProducerOutcome {
-    let bootstrap = proxy.bootstrap();
     let records = RECORDS.to_string();
-    let mut pairs = vec![
-        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
-        ("KAFKA_TOPIC", topic),
+    let mut keys = vec![
         ("PRODUCER_MESSAGES", records.as_str()),
         ("PRODUCER_MAX_BATCH_BYTES", "1024"),
         ("PRODUCER_LINGER_MS", "1"),
+    ];
+    keys.extend_from_slice(extra);
+    spawn_through(topic, proxy, &keys)
+        .await
+        .handle
+        .await
+        .expect("join")
+}
+
+/// The producer in-process through `proxy` to `topic`, retrying quickly
+/// (50–500 ms backoff, 2 s request timeout), with `keys`.
+async fn spawn_through(
+    topic: &str,
+    proxy: &FaultProxy,
+    keys: &[(&str, &str)],
+) -> testkit::services::InProcess<ProducerOutcome> {
+    let bootstrap = proxy.bootstrap();
+    let mut pairs = vec![
+        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
+        ("KAFKA_TOPIC", topic),
         ("PRODUCER_TIMEOUT_SECS", "60"),
         ("KAFKA_BACKOFF_INITIAL_MS", "50"),
         ("KAFKA_BACKOFF_MAX_MS", "500"),
         ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
     ];
-    pairs.extend_from_slice(extra);
-    let p = spawn_producer_with(ConfigSource::from_pairs(pairs)).await;
-    p.handle.await.expect("join")
+    pairs.extend_from_slice(keys);
+    spawn_producer_with(ConfigSource::from_pairs(pairs)).await
 }
 
 /// The topic read back directly from the broker: nothing lost, nothing
@@ -243,19 +259,9 @@ async fn canary(
     extra: &[(&str, &str)],
     answered: usize,
 ) -> producer::Summary {
-    let bootstrap = proxy.bootstrap();
-    let mut pairs = vec![
-        ("KAFKA_BOOTSTRAP_SERVER", bootstrap.as_str()),
-        ("KAFKA_TOPIC", topic),
-        ("PRODUCER_CONTINUOUS", "true"),
-        ("PRODUCER_RATE", "100"),
-        ("PRODUCER_TIMEOUT_SECS", "60"),
-        ("KAFKA_BACKOFF_INITIAL_MS", "50"),
-        ("KAFKA_BACKOFF_MAX_MS", "500"),
-        ("KAFKA_REQUEST_TIMEOUT_MS", "2000"),
-    ];
-    pairs.extend_from_slice(extra);
-    let p = spawn_producer_with(ConfigSource::from_pairs(pairs)).await;
+    let mut keys = vec![("PRODUCER_CONTINUOUS", "true"), ("PRODUCER_RATE", "100")];
+    keys.extend_from_slice(extra);
+    let p = spawn_through(topic, proxy, &keys).await;
     let until = std::time::Instant::now() + Duration::from_secs(60);
     while proxy.seen().iter().filter(|s| s.answer.is_some()).count() < answered {
         assert!(

@@ -95,28 +95,28 @@ impl Cluster {
 
     /// The partitions of `topic` (`kafka-topics --describe`).
     pub fn describe(&self, topic: &str) -> Vec<PartitionState> {
-        let out = crate::broker::kafka_tool(&[
+        self.describe_text(topic)
+            .lines()
+            .filter_map(parse_partition)
+            .collect()
+    }
+
+    /// `kafka-topics --describe` of `topic`, as printed.
+    fn describe_text(&self, topic: &str) -> String {
+        crate::broker::kafka_tool(&[
             "topics",
             "--bootstrap-server",
             &self.bootstrap,
             "--describe",
             "--topic",
             topic,
-        ]);
-        out.lines().filter_map(parse_partition).collect()
+        ])
     }
 
     /// `topic`'s config `key` where the topic sets it (the `Configs:` of
     /// `kafka-topics --describe`); `None` where the broker's default applies.
     pub fn topic_config(&self, topic: &str, key: &str) -> Option<String> {
-        let out = crate::broker::kafka_tool(&[
-            "topics",
-            "--bootstrap-server",
-            &self.bootstrap,
-            "--describe",
-            "--topic",
-            topic,
-        ]);
+        let out = self.describe_text(topic);
         let configs = out
             .lines()
             .find(|l| l.starts_with("Topic:") && !l.contains("Partition:"))?
