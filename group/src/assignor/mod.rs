@@ -37,8 +37,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::payload::{java_string_cmp, Assignment, ProtocolError, Subscription, TopicPartitions};
 use self::sticky::{CooperativeStickyAssignor, StickyAssignor, COOPERATIVE_STICKY, STICKY};
+use crate::payload::{java_string_cmp, Assignment, ProtocolError, Subscription, TopicPartitions};
 
 #[cfg(feature = "unstable-fuzzing")]
 pub mod sticky;

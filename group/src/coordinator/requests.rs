@@ -138,9 +138,12 @@ impl OffsetFetchResult {
     /// (UNSTABLE_OFFSET_COMMIT comes per partition, with offset -1 that
     /// must not be read as "no committed offset"); `None` on success.
     pub fn first_error(&self) -> Option<KafkaCode> {
-        Some(self.error)
-            .filter(|e| !e.is_none())
-            .or_else(|| self.offsets.values().map(|o| o.error).find(|e| !e.is_none()))
+        Some(self.error).filter(|e| !e.is_none()).or_else(|| {
+            self.offsets
+                .values()
+                .map(|o| o.error)
+                .find(|e| !e.is_none())
+        })
     }
 }
 

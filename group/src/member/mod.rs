@@ -102,7 +102,6 @@ impl SessionSettings {
     }
 }
 
-
 /// Errors the driver reports.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -434,9 +433,10 @@ impl Member {
                 // What we had, for the sticky leader (none before the first
                 // assignment, as in Java).
                 (STICKY, Some((assignment, generation))) => {
-                    let previous = assignment.partitions.iter().flat_map(|tp| {
-                        tp.partitions.iter().map(move |&p| (tp.topic.as_str(), p))
-                    });
+                    let previous = assignment
+                        .partitions
+                        .iter()
+                        .flat_map(|tp| tp.partitions.iter().map(move |&p| (tp.topic.as_str(), p)));
                     Some(sticky_user_data(previous, *generation).map_err(protocol_error)?)
                 }
                 // The generation of the last assignment received, −1 before.
@@ -600,7 +600,11 @@ impl Member {
             Action::RediscoverCoordinator { backoff } | Action::Retry { backoff } => backoff,
             _ => self.settings.retry_backoff.delay(failures),
         };
-        pause(backoff.max(self.settings.retry_backoff.delay(failures)), cancel).await
+        pause(
+            backoff.max(self.settings.retry_backoff.delay(failures)),
+            cancel,
+        )
+        .await
     }
 
     async fn apply(
@@ -627,18 +631,16 @@ impl Member {
         let mut failures = 0u32;
         loop {
             match self.client.offset_fetch(&assignment.partitions).await {
-                Ok(r) => {
-                    match r.first_error() {
-                        None => {
-                            self.machine.handle(Event::OffsetFetchOk);
-                            return Ok(r.offsets.into_iter().map(|(k, v)| (k, v.offset)).collect());
-                        }
-                        Some(code) => {
-                            let action = self.machine.handle(Event::OffsetFetchError { code });
-                            self.apply(action, &CancellationToken::new()).await?;
-                        }
+                Ok(r) => match r.first_error() {
+                    None => {
+                        self.machine.handle(Event::OffsetFetchOk);
+                        return Ok(r.offsets.into_iter().map(|(k, v)| (k, v.offset)).collect());
                     }
-                }
+                    Some(code) => {
+                        let action = self.machine.handle(Event::OffsetFetchError { code });
+                        self.apply(action, &CancellationToken::new()).await?;
+                    }
+                },
                 Err(e) => {
                     failures += 1;
                     if !e.is_retriable() || failures > 10 {
@@ -804,7 +806,10 @@ impl Member {
 
     /// LeaveGroup (best effort, within the request timeout), then forget
     /// the member id so that the next JoinGroup is a new member's.
-    async fn leave_for_fresh_join(&mut self, cancel: &CancellationToken) -> Result<(), SessionError> {
+    async fn leave_for_fresh_join(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<(), SessionError> {
         let member_id = self.machine.generation().member_id.clone();
         if !member_id.is_empty() {
             let leave = self
@@ -848,7 +853,6 @@ impl Member {
         self.machine.handle(Event::RevocationDone);
     }
 
-
     /// Sends LeaveGroup when the machine says so (dynamic members), best effort.
     pub async fn leave(&mut self, within: Duration) {
         self.machine.handle(Event::LeaveRequested);
@@ -877,7 +881,6 @@ impl Member {
             self.machine.handle(Event::LeaveGroupDone);
         }
     }
-
 }
 
 /// Offsets to commit from `(topic, partition) → next offset`.
@@ -903,7 +906,6 @@ async fn pause(d: Duration, cancel: &CancellationToken) -> Result<(), SessionErr
         Err(SessionError::Cancelled)
     }
 }
-
 
 mod heartbeat;
 pub mod validate;

@@ -24,7 +24,8 @@ use crate::{
 // Kafka error codes, named as in Java's `Errors`.
 const NONE: KafkaCode = KafkaCode::NONE;
 const UNKNOWN_SERVER_ERROR: KafkaCode = KafkaCode::of(ResponseError::UnknownServerError);
-const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
+const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode =
+    KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
 const COORDINATOR_NOT_AVAILABLE: KafkaCode = KafkaCode::of(ResponseError::CoordinatorNotAvailable);
 const NOT_COORDINATOR: KafkaCode = KafkaCode::of(ResponseError::NotCoordinator);
 const ILLEGAL_GENERATION: KafkaCode = KafkaCode::of(ResponseError::IllegalGeneration);

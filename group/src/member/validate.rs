@@ -280,7 +280,11 @@ mod tests {
         a.user_data = Some(bytes::Bytes::from_static(b"sticky"));
         let checked = check(&a, &subscribed(&["orders"]), &counts(&[("orders", 1)]));
         assert_eq!(checked.kept, a);
-        let empty = check(&Assignment::default(), &subscribed(&["orders"]), &counts(&[]));
+        let empty = check(
+            &Assignment::default(),
+            &subscribed(&["orders"]),
+            &counts(&[]),
+        );
         assert!(empty.problems.is_empty() && empty.kept.partitions.is_empty());
     }
 }

@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use kafka_protocol::messages::{consumer_protocol_assignment, ConsumerProtocolAssignment};
 
-use super::{clamp_version, decode_with_header, encode_with_header, topic_name, PayloadKind, ProtocolError};
+use super::{
+    clamp_version, decode_with_header, encode_with_header, topic_name, PayloadKind, ProtocolError,
+};
 
 /// One topic and some of its partitions, as grouped on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -84,7 +86,8 @@ impl Assignment {
     /// SyncGroup assignment means "nothing assigned" (it does in Java when
     /// the leader assigned nothing to this member).
     pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let message: ConsumerProtocolAssignment = decode_with_header(PayloadKind::Assignment, payload)?;
+        let message: ConsumerProtocolAssignment =
+            decode_with_header(PayloadKind::Assignment, payload)?;
         Ok(Self {
             partitions: message
                 .assigned_partitions

@@ -79,7 +79,8 @@ impl Subscription {
 
     /// Parse a JoinGroup member metadata payload (header included).
     pub fn decode(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let message: ConsumerProtocolSubscription = decode_with_header(PayloadKind::Subscription, payload)?;
+        let message: ConsumerProtocolSubscription =
+            decode_with_header(PayloadKind::Subscription, payload)?;
         Ok(Self {
             topics: message
                 .topics

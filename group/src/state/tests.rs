@@ -10,18 +10,22 @@ const UNKNOWN_SERVER_ERROR: KafkaCode = KafkaCode::of(ResponseError::UnknownServ
 const UNKNOWN_TOPIC_OR_PARTITION: KafkaCode = KafkaCode::of(ResponseError::UnknownTopicOrPartition);
 const REQUEST_TIMED_OUT: KafkaCode = KafkaCode::of(ResponseError::RequestTimedOut);
 const OFFSET_METADATA_TOO_LARGE: KafkaCode = KafkaCode::of(ResponseError::OffsetMetadataTooLarge);
-const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
+const COORDINATOR_LOAD_IN_PROGRESS: KafkaCode =
+    KafkaCode::of(ResponseError::CoordinatorLoadInProgress);
 const COORDINATOR_NOT_AVAILABLE: KafkaCode = KafkaCode::of(ResponseError::CoordinatorNotAvailable);
 const NOT_COORDINATOR: KafkaCode = KafkaCode::of(ResponseError::NotCoordinator);
 const ILLEGAL_GENERATION: KafkaCode = KafkaCode::of(ResponseError::IllegalGeneration);
-const INCONSISTENT_GROUP_PROTOCOL: KafkaCode = KafkaCode::of(ResponseError::InconsistentGroupProtocol);
+const INCONSISTENT_GROUP_PROTOCOL: KafkaCode =
+    KafkaCode::of(ResponseError::InconsistentGroupProtocol);
 const INVALID_GROUP_ID: KafkaCode = KafkaCode::of(ResponseError::InvalidGroupId);
 const UNKNOWN_MEMBER_ID: KafkaCode = KafkaCode::of(ResponseError::UnknownMemberId);
 const INVALID_SESSION_TIMEOUT: KafkaCode = KafkaCode::of(ResponseError::InvalidSessionTimeout);
 const REBALANCE_IN_PROGRESS: KafkaCode = KafkaCode::of(ResponseError::RebalanceInProgress);
 const INVALID_COMMIT_OFFSET_SIZE: KafkaCode = KafkaCode::of(ResponseError::InvalidCommitOffsetSize);
-const TOPIC_AUTHORIZATION_FAILED: KafkaCode = KafkaCode::of(ResponseError::TopicAuthorizationFailed);
-const GROUP_AUTHORIZATION_FAILED: KafkaCode = KafkaCode::of(ResponseError::GroupAuthorizationFailed);
+const TOPIC_AUTHORIZATION_FAILED: KafkaCode =
+    KafkaCode::of(ResponseError::TopicAuthorizationFailed);
+const GROUP_AUTHORIZATION_FAILED: KafkaCode =
+    KafkaCode::of(ResponseError::GroupAuthorizationFailed);
 const UNSUPPORTED_VERSION: KafkaCode = KafkaCode::of(ResponseError::UnsupportedVersion);
 const MEMBER_ID_REQUIRED: KafkaCode = KafkaCode::of(ResponseError::MemberIdRequired);
 const GROUP_MAX_SIZE_REACHED: KafkaCode = KafkaCode::of(ResponseError::GroupMaxSizeReached);
@@ -157,12 +161,7 @@ fn classify_join_group() {
         ),
     ];
     for (code, expected) in cases {
-        assert_eq!(
-            classify(api, code, &c),
-            expected,
-            "JoinGroup {}",
-            code
-        );
+        assert_eq!(classify(api, code, &c), expected, "JoinGroup {}", code);
     }
     assert!(matches!(
         classify(api, INCONSISTENT_GROUP_PROTOCOL, &c),
@@ -220,12 +219,7 @@ fn classify_sync_group() {
         ),
     ];
     for (code, c, expected) in cases {
-        assert_eq!(
-            classify(api, code, &c),
-            expected,
-            "SyncGroup {}",
-            code
-        );
+        assert_eq!(classify(api, code, &c), expected, "SyncGroup {}", code);
     }
 }
 
@@ -266,12 +260,7 @@ fn classify_heartbeat() {
         (UNKNOWN_SERVER_ERROR, stable, retry()),
     ];
     for (code, c, expected) in cases {
-        assert_eq!(
-            classify(api, code, &c),
-            expected,
-            "Heartbeat {}",
-            code
-        );
+        assert_eq!(classify(api, code, &c), expected, "Heartbeat {}", code);
     }
 }
 
@@ -357,12 +346,7 @@ fn classify_offset_commit() {
         ),
     ];
     for (code, c, expected) in cases {
-        assert_eq!(
-            classify(api, code, &c),
-            expected,
-            "OffsetCommit {}",
-            code
-        );
+        assert_eq!(classify(api, code, &c), expected, "OffsetCommit {}", code);
     }
 }
 
@@ -437,7 +421,10 @@ fn classify_is_total() {
     // group and the code that caused it; the context's backoff; leaving is
     // best effort.
     for api in ALL_APIS {
-        for code in (-5..=140).chain([i16::MIN, i16::MAX]).map(KafkaCode::from_wire) {
+        for code in (-5..=140)
+            .chain([i16::MIN, i16::MAX])
+            .map(KafkaCode::from_wire)
+        {
             for bits in 0..8u8 {
                 let c = ctx(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
                 let action = classify(api, code, &c);
@@ -916,7 +903,14 @@ fn heartbeat_errors_while_stable() {
     let current = generation(7, "m-1", Some("range"));
     let stale = generation(6, "m-1", Some("range"));
     // (code, sent, action, state, generation afterwards, commit allowed)
-    let cases: Vec<(KafkaCode, &Generation, Action, MemberState, Generation, bool)> = vec![
+    let cases: Vec<(
+        KafkaCode,
+        &Generation,
+        Action,
+        MemberState,
+        Generation,
+        bool,
+    )> = vec![
         (
             REBALANCE_IN_PROGRESS,
             &current,
@@ -1571,9 +1565,15 @@ fn cooperative_rejoin_keeps_the_partitions_and_may_commit_until_answered() {
     // No revocation: straight to JoinGroup, owning what it had.
     assert_eq!(m.state(), &MemberState::Unjoined);
     assert_eq!(m.owned(), &assignment());
-    assert_eq!(m.commit_generation(), Some(&generation(7, "m-1", Some("range"))));
+    assert_eq!(
+        m.commit_generation(),
+        Some(&generation(7, "m-1", Some("range")))
+    );
     m.handle(Event::JoinSent);
-    assert_eq!(m.commit_generation(), Some(&generation(7, "m-1", Some("range"))));
+    assert_eq!(
+        m.commit_generation(),
+        Some(&generation(7, "m-1", Some("range")))
+    );
     m.handle(join_ok("m-1", 8));
     // Between JoinGroup and SyncGroup the coordinator refuses commits.
     assert_eq!(m.commit_generation(), None);

@@ -106,12 +106,9 @@ impl BrokerConnection {
             reason,
         };
         // The one place the password leaves its `Secret`.
-        let config = SASLConfig::with_credentials(
-            None,
-            username.to_owned(),
-            password.expose().to_owned(),
-        )
-        .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
+        let config =
+            SASLConfig::with_credentials(None, username.to_owned(), password.expose().to_owned())
+                .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
         let name = Mechname::parse(mechanism.name().as_bytes())
             .map_err(|e| sasl_err(&self.broker, e.to_string()))?;
         let mut session = SASLClient::new(config)
@@ -223,7 +220,9 @@ impl BrokerConnection {
                 Ok(_) => ConnectionError::Sasl {
                     broker: self.broker.clone(),
                     mechanism: sasl.mechanism,
-                    reason: format!("the broker refused the token ({status}) but did not fail the exchange"),
+                    reason: format!(
+                        "the broker refused the token ({status}) but did not fail the exchange"
+                    ),
                 },
             });
         }

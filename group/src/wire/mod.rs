@@ -532,8 +532,7 @@ impl BrokerConnection {
         // answers a version it does not know with UNSUPPORTED_VERSION in the
         // v0 layout (the header is v0 for every ApiVersions version).
         let body_version = if R::KEY == ApiKey::ApiVersions as i16
-            && buf.get(..2)
-                == Some(&ResponseError::UnsupportedVersion.code().to_be_bytes()[..])
+            && buf.get(..2) == Some(&ResponseError::UnsupportedVersion.code().to_be_bytes()[..])
         {
             0
         } else {

@@ -25,9 +25,7 @@ use kafka_protocol::{
 
 use tokio::net::TcpListener;
 
-use super::{
-    *,
-};
+use super::*;
 use kafka_base::{
     oauth::TokenFile,
     security::{SaslCredentials, SaslMechanism, SaslSettings, Secret, SecurityProtocol},
@@ -417,15 +415,13 @@ async fn sasl_mechanism_not_enabled_names_the_offered_ones() {
         format!("Kafka broker {addr} does not enable SASL mechanism SCRAM-SHA-512; it offers: PLAIN, SCRAM-SHA-256")
     );
     assert!(!e.is_retriable());
-    assert_eq!(
-        task.requests()[1],
-        (ApiKey::SaslHandshake as i16, 1)
-    );
+    assert_eq!(task.requests()[1], (ApiKey::SaslHandshake as i16, 1));
 }
 
 #[tokio::test]
 async fn sasl_on_a_listener_without_sasl_is_explained() {
-    let handshake = SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
+    let handshake =
+        SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
     let (addr, _task) = fake_broker(vec![
         Reply::ApiVersions(ALL),
         Reply::Body(encode(&handshake, 1)),
@@ -470,10 +466,7 @@ async fn wrong_password_names_user_and_mechanism_never_the_password() {
     );
     let config = sasl_config(&addr, SaslMechanism::Plain);
     assert!(!format!("{config:?}").contains("hunter2"));
-    assert_eq!(
-        task.requests()[2],
-        (ApiKey::SaslAuthenticate as i16, 2)
-    );
+    assert_eq!(task.requests()[2], (ApiKey::SaslAuthenticate as i16, 2));
 }
 
 /// OAUTHBEARER settings with a token file holding a JWT that expires in
@@ -567,7 +560,10 @@ async fn oauthbearer_refused_token_reports_the_brokers_status_never_the_token() 
         "{msg}"
     );
     for part in token.split('.').filter(|p| !p.is_empty()) {
-        assert!(!msg.contains(part) && !format!("{e:?}").contains(part), "{msg}");
+        assert!(
+            !msg.contains(part) && !format!("{e:?}").contains(part),
+            "{msg}"
+        );
     }
     assert!(!format!("{config:?}").contains("topsecret"));
     assert_eq!(task.requests().len(), 4, "the %x01 answer was sent");
