@@ -417,7 +417,7 @@ fn describe() {
     describe_counter!(
         CANARY_PLACEMENT_ERRORS,
         Unit::Count,
-        "Placement requests that failed (CANARY_TOPIC_BALANCE), by Kafka error code name or connection."
+        "Placement requests that failed (CANARY_TOPIC_BALANCE); the log line names the Kafka error code."
     );
 }
 

@@ -27,6 +27,7 @@ const UNKNOWN_PRODUCER_ID: i16 = 59;
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
+const MESSAGE_TOO_LARGE: i16 = 10;
 
 /// A one-partition topic and a proxy in front of the shared broker with
 /// `faults` on partition 0: (number of the produce request, fault).
@@ -282,18 +283,20 @@ async fn canary(
 async fn the_canary_resends_with_the_same_sequence_renumbers_after_a_bump_and_writes_each_record_once(
 ) {
     // A lost answer (resent as it was), UNKNOWN_PRODUCER_ID (bump, the
-    // record again from 0) and INVALID_PRODUCER_EPOCH (which fails a Job's
-    // batch: the canary bumps and sends the same record again).
+    // record again from 0), INVALID_PRODUCER_EPOCH (which fails a Job's
+    // batch: the canary bumps and sends the same record again) and a
+    // refusal of the record itself (resent as it was, no bump).
     let (topic, proxy) = setup(
         "idem-canary",
         &[
             (3, Fault::LoseAnswer),
             (6, Fault::Refuse(UNKNOWN_PRODUCER_ID)),
             (9, Fault::Refuse(INVALID_PRODUCER_EPOCH)),
+            (12, Fault::Refuse(MESSAGE_TOO_LARGE)),
         ],
     )
     .await;
-    let summary = canary(&topic, &proxy, &[], 14).await;
+    let summary = canary(&topic, &proxy, &[], 16).await;
     assert_eq!((summary.failed, summary.acked), (0, summary.records));
     assert_eq!(
         (summary.epoch_bumps, summary.producer_epoch),
@@ -306,12 +309,17 @@ async fn the_canary_resends_with_the_same_sequence_renumbers_after_a_bump_and_wr
         .find(|s| s.fault == Some(Fault::LoseAnswer))
         .expect("the answer was lost");
     assert!(lost.producer_id >= 0, "idempotent: {lost:?}");
-    let after_lost = &seen[seen.iter().position(|s| s == lost).expect("seen") + 1];
-    assert_eq!(
-        (after_lost.epoch, after_lost.base_sequence),
-        (lost.epoch, lost.base_sequence),
-        "resent with the same numbers"
-    );
+    for again in [Fault::LoseAnswer, Fault::Refuse(MESSAGE_TOO_LARGE)] {
+        let at = seen
+            .iter()
+            .position(|s| s.fault == Some(again))
+            .expect("faulted");
+        assert_eq!(
+            (seen[at + 1].epoch, seen[at + 1].base_sequence),
+            (seen[at].epoch, seen[at].base_sequence),
+            "after {again:?}: resent with the same numbers"
+        );
+    }
     for (fault, epoch) in [
         (Fault::Refuse(UNKNOWN_PRODUCER_ID), 1),
         (Fault::Refuse(INVALID_PRODUCER_EPOCH), 2),

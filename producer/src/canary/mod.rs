@@ -202,9 +202,13 @@ impl Idempotence {
                 self.renew(shared, shutdown).await?;
                 continue;
             }
-            // The partition's last record is still outstanding under an
-            // older epoch: one record per partition is on the wire, so only
-            // until its task settles it.
+            // The partition's last record still outstanding under an older
+            // epoch: its own task settles every record before numbering the
+            // next, so this is not expected; said, not waited for silently.
+            warn!(
+                partition,
+                "canary: the partition's previous record is not settled yet; waiting"
+            );
             tokio::select! {
                 () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(retries.next_delay()) => {}
@@ -508,8 +512,18 @@ async fn partition_loop(
                 }
                 (Ok(_), ..) => None,
                 (Err(e), Some(idem), Some(n)) => {
+                    // A record refused for what it is (too large, not
+                    // authorised) was not written and the broker's sequence
+                    // did not move: the canary sends it again as it is,
+                    // where the Job gives it up and bumps the epoch over the
+                    // gap. Bumping at every resend of a lasting refusal
+                    // would only churn epochs.
+                    let answer = match Answer::of(&e) {
+                        Answer::Rejected => Answer::Transient,
+                        a => a,
+                    };
                     let (verdict, keep) =
-                        idem.settle(partition, n, Answer::of(&e), !shutdown.is_cancelled());
+                        idem.settle(partition, n, answer, !shutdown.is_cancelled());
                     if !keep {
                         numbered = None;
                     }
