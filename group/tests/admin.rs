@@ -30,6 +30,11 @@ fn plaintext() -> KafkaSettings {
     s
 }
 
+/// `topic`'s config `key` as `DescribeConfigs` reads it.
+async fn topic_config(admin: &mut AdminClient, topic: &str, key: &str) -> Option<String> {
+    admin.topic_config(topic, key).await.expect("describe")
+}
+
 /// Polls the metadata until `topic` has `n` partitions, each led.
 async fn partitions_led(admin: &mut AdminClient, topic: &str, n: usize) -> BTreeMap<i32, i32> {
     for _ in 0..100 {
@@ -125,18 +130,12 @@ async fn placement_requests_work_and_refusals_carry_the_brokers_code() {
     // A topic config read and set, the others kept; a value the broker
     // refuses.
     assert_eq!(
-        a.topic_config(&topic, "min.insync.replicas")
+        topic_config(&mut a, &topic, "min.insync.replicas")
             .await
-            .expect("describe")
             .as_deref(),
         Some("1")
     );
-    assert_eq!(
-        a.topic_config(&topic, "no.such.config")
-            .await
-            .expect("describe"),
-        None
-    );
+    assert_eq!(topic_config(&mut a, &topic, "no.such.config").await, None);
     a.set_topic_config(&topic, "retention.ms", "3600000")
         .await
         .expect("set retention.ms");
@@ -158,9 +157,8 @@ async fn placement_requests_work_and_refusals_carry_the_brokers_code() {
         "{described}"
     );
     assert_eq!(
-        a.topic_config(&topic, "retention.ms")
+        topic_config(&mut a, &topic, "retention.ms")
             .await
-            .expect("describe")
             .as_deref(),
         Some("3600000")
     );

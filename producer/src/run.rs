@@ -851,19 +851,8 @@ async fn partition_producers(
 
 #[cfg(test)]
 mod tests {
-    use rskafka::client::error::{RequestContext, ServerErrorResponse};
-
     use super::*;
-
-    fn broker_error(protocol_error: ProtocolError, log_start_offset: Option<i64>) -> ClientError {
-        ClientError::ServerError {
-            protocol_error,
-            error_message: None,
-            request: RequestContext::Partition("t".to_owned(), 0),
-            response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
-            is_virtual: false,
-        }
-    }
+    use crate::sequence::broker_error;
 
     #[test]
     fn retry_reasons_list_the_most_frequent_first() {

@@ -97,6 +97,22 @@ impl Answer {
     }
 }
 
+/// A broker's produce answer with `protocol_error` and the log start
+/// offset it gave, as rskafka reports it: for the tests of the answers.
+#[cfg(test)]
+pub(crate) fn broker_error(
+    protocol_error: ProtocolError,
+    log_start_offset: Option<i64>,
+) -> ClientError {
+    ClientError::ServerError {
+        protocol_error,
+        error_message: None,
+        request: rskafka::client::error::RequestContext::Partition("t".to_owned(), 0),
+        response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
+        is_virtual: false,
+    }
+}
+
 /// What to do with the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -338,16 +354,6 @@ mod tests {
         BatchSequence {
             producer: ProducerIdAndEpoch { id: 7, epoch },
             base_sequence: base,
-        }
-    }
-
-    fn broker_error(protocol_error: ProtocolError, log_start_offset: Option<i64>) -> ClientError {
-        ClientError::ServerError {
-            protocol_error,
-            error_message: None,
-            request: rskafka::client::error::RequestContext::Partition("t".to_owned(), 0),
-            response: Some(ServerErrorResponse::PartitionProduceState { log_start_offset }),
-            is_virtual: false,
         }
     }
 

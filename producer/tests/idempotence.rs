@@ -309,14 +309,19 @@ async fn the_canary_resends_with_the_same_sequence_renumbers_after_a_bump_and_wr
         .find(|s| s.fault == Some(Fault::LoseAnswer))
         .expect("the answer was lost");
     assert!(lost.producer_id >= 0, "idempotent: {lost:?}");
-    for again in [Fault::LoseAnswer, Fault::Refuse(MESSAGE_TOO_LARGE)] {
+    // (epoch, base sequence) of the faulted request and of the next one.
+    let around = |fault: Fault| {
         let at = seen
             .iter()
-            .position(|s| s.fault == Some(again))
+            .position(|s| s.fault == Some(fault))
             .expect("faulted");
+        let numbers = |s: &SeenProduce| (s.epoch, s.base_sequence);
+        (numbers(&seen[at]), numbers(&seen[at + 1]))
+    };
+    for again in [Fault::LoseAnswer, Fault::Refuse(MESSAGE_TOO_LARGE)] {
+        let (faulted, next) = around(again);
         assert_eq!(
-            (seen[at + 1].epoch, seen[at + 1].base_sequence),
-            (seen[at].epoch, seen[at].base_sequence),
+            next, faulted,
             "after {again:?}: resent with the same numbers"
         );
     }
@@ -324,12 +329,8 @@ async fn the_canary_resends_with_the_same_sequence_renumbers_after_a_bump_and_wr
         (Fault::Refuse(UNKNOWN_PRODUCER_ID), 1),
         (Fault::Refuse(INVALID_PRODUCER_EPOCH), 2),
     ] {
-        let at = seen
-            .iter()
-            .position(|s| s.fault == Some(fault))
-            .expect("refused");
         assert_eq!(
-            (seen[at + 1].epoch, seen[at + 1].base_sequence),
+            around(fault).1,
             (epoch, 0),
             "after {fault:?}: the same record under the next epoch, from 0"
         );
