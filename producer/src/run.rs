@@ -208,25 +208,21 @@ async fn produce_all(
         summary: Box::new(summary.clone()),
     };
 
-    if config.continuous {
-        info!(
-            topic = %config.topic,
-            bootstrap = %config.kafka.bootstrap.join(","),
-            security_protocol = %config.kafka.security_protocol,
-            rate = config.rate,
-            run_id = %config.run_id,
-            "connecting (continuous canary)"
-        );
+    // The Job names its record count, the canary (which has none) its rate.
+    let (what, records, rate) = if config.continuous {
+        ("connecting (continuous canary)", None, config.rate)
     } else {
-        info!(
-            topic = %config.topic,
-            bootstrap = %config.kafka.bootstrap.join(","),
-            security_protocol = %config.kafka.security_protocol,
-            records = total,
-            run_id = %config.run_id,
-            "connecting"
-        );
-    }
+        ("connecting", Some(total), None)
+    };
+    info!(
+        topic = %config.topic,
+        bootstrap = %config.kafka.bootstrap.join(","),
+        security_protocol = %config.kafka.security_protocol,
+        rate,
+        records,
+        run_id = %config.run_id,
+        "{what}"
+    );
     let remaining = deadline.saturating_duration_since(Instant::now());
     // Every failure (wrong password, unknown CA, …) is retried with growing
     // backoff until the timeout; /readyz shows the latest one meanwhile.
